@@ -1,0 +1,1 @@
+"""Timing core, runners, results and reports of modbench."""

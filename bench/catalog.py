@@ -1,0 +1,57 @@
+"""Registry rows with measured params and MACs, cached on disk (building all the
+peers takes tens of seconds) keyed by the code that defines each model."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from exporters.cache import default_cache_dir
+from models import ModelEntry, create_model, list_entries
+from models.complexity import count_macs, count_params
+
+
+def _cache_path():
+    return default_cache_dir() / "complexity.json"
+
+
+def measured_complexity(entry: ModelEntry, resolution: int | None = None) -> tuple[float, float] | None:
+    """(params in M, MACs in G) of the built model, or None if it is not available."""
+    if not entry.available:
+        return None
+    res = resolution or entry.default_resolution
+    key = f"{entry.name}|{res}|{entry.source_id}"
+    path = _cache_path()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        import torch
+        torch.manual_seed(0)
+        m = create_model(entry.name, resolution=res)
+        cache[key] = [count_params(m) / 1e6, count_macs(m, res) / 1e9]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(cache, f, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    return tuple(cache[key])
+
+
+def catalog(suite: str | None = None, measure: bool = True) -> list[dict]:
+    rows = []
+    for e in list_entries(suite):
+        p = e.paper
+        measured = measured_complexity(e) if measure else None
+        rows.append({
+            "name": e.name, "paper_name": p.paper_name, "available": e.available,
+            "variants": "|".join(e.variants), "resolution": p.resolution,
+            "params_m": measured[0] if measured else None, "paper_params_m": p.params_m,
+            "macs_g": measured[1] if measured else None, "paper_macs_g": p.macs_g,
+            "top1": p.top1, "top1_distilled": p.top1_distilled,
+            "paper_gpu_ms": p.gpu_ms, "paper_cpu_ms": p.cpu_ms,
+            "suites": "|".join(e.suites), "source": p.source,
+            "note": e.unavailable_reason or ", ".join(e.tags),
+        })
+    return rows

@@ -1,0 +1,52 @@
+"""bench.py: the command line. Each subcommand lives in bench/commands/<name>.py
+and provides `add_parser(subparsers)`; this module only wires them and turns
+expected failures into one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import commands
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from exporters import ExportError
+    from models import ModelError
+
+    from .pipeline import PlanError
+    from .results import ResultsError
+    from .runners import RunnerUnavailable
+    return (UsageError, ModelError, PlanError, ResultsError, ExportError, RunnerUnavailable)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench.py", description="modbench: latency benchmarks for efficient vision networks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"{commands.__name__}.{mod}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except _expected_errors() as exc:
+        print(f"bench.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bench.py: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Subcommands of bench.py, one module each."""

@@ -1,0 +1,204 @@
+"""models -> exporters -> runners -> results, for a list of jobs.
+
+`plan` turns a request into jobs, `prepare` builds, counts and exports each one
+(everything that can fail on bad input happens here, before any file is
+written), and `execute` times them and appends a row per finished job.
+"""
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from exporters import ExportRequest, get_exporter
+from exporters.cache import sha256_file
+from models import create_model, get_entry
+from models.complexity import count_macs, count_params
+
+from .env import machine_env, now_iso
+from .measurement import MAX_VALID_CV, MIN_VALID_ITERS
+from .results import ResultsWriter
+from .runners import RunSettings, get_runner
+from .schedule import time_sessions
+
+
+class PlanError(ValueError):
+    """The request cannot be run as asked (bad model, setting or combination)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    variant: str
+    runtime: str
+    threads: int
+    batch: int
+    resolution: int
+    checkpoint: str | None = None
+
+    @property
+    def row_id(self) -> str:
+        return (f"{self.model}.{self.variant}.{self.runtime}.t{self.threads}"
+                f".b{self.batch}.r{self.resolution}")
+
+
+@dataclass
+class RunRequest:
+    """Everything `bench.py run` was asked; stored beside the results for --resume."""
+
+    models: list[str]
+    runtime: str = "ort-cpu"
+    variants: list[str | None] = field(default_factory=lambda: [None])
+    threads: list[int] = field(default_factory=lambda: [4])
+    batches: list[int] = field(default_factory=lambda: [1])
+    resolutions: list[int | None] = field(default_factory=lambda: [None])
+    iters: int = 4000
+    warmup: int = 50
+    block: int = 50
+    block_warmup: int = 2
+    schedule: str = "round-robin"
+    interleave: int = 0  # models interleaved together; 0 = all of them
+    spinning: bool = True
+    checkpoint: str | None = None
+    exporter: str = "torchscript"
+    opset: int | None = None
+    dynamic_batch: bool = False
+    min_valid_iters: int = MIN_VALID_ITERS
+    max_cv: float = MAX_VALID_CV
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunRequest":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def plan(req: RunRequest) -> list[Job]:
+    for label, values in (("threads", req.threads), ("batch", req.batches)):
+        if any(v < 1 for v in values):
+            raise PlanError(f"--{label} must be a positive integer, not {min(values)}")
+    if req.iters < 1:
+        raise PlanError(f"--iters must be a positive integer, not {req.iters}")
+    if req.warmup < 0 or req.block < 1 or req.block_warmup < 0:
+        raise PlanError("--warmup and --block-warmup must be >= 0 and --block >= 1")
+    if any(r is not None and r < 32 for r in req.resolutions):
+        raise PlanError(f"--resolution must be at least 32, not {min(r for r in req.resolutions if r)}")
+    if req.checkpoint and len(set(req.models)) > 1:
+        raise PlanError("--checkpoint applies to one model; name exactly one")
+    jobs, seen = [], set()
+    for name in req.models:
+        entry = get_entry(name)
+        if not entry.available:
+            raise PlanError(f"model {name} is not available yet: {entry.unavailable_reason}")
+        for variant, threads, batch, res in itertools.product(
+                req.variants, req.threads, req.batches, req.resolutions):
+            if variant is not None and variant not in entry.variants and len(req.models) == 1:
+                raise PlanError(f"model {name} has no variant {variant!r}; it has {', '.join(entry.variants)}")
+            job = Job(name, entry.resolve_variant(variant), req.runtime, threads, batch,
+                      res or entry.default_resolution, req.checkpoint)
+            if job.row_id not in seen:
+                seen.add(job.row_id)
+                jobs.append(job)
+    return jobs
+
+
+@dataclass
+class Prepared:
+    job: Job
+    artifact: object  # ExportedModel or nn.Module, as the runner needs
+    columns: dict     # model and artifact columns of the row
+
+
+def checkpoint_id(path: str | None) -> str:
+    return f"sha256:{sha256_file(Path(path))[:16]}" if path else "random-init"
+
+
+def prepare(job: Job, req: RunRequest, artifact_format: str) -> Prepared:
+    """Build, count and (if needed) export one job. Raises on anything bad."""
+    import torch
+
+    entry = get_entry(job.model)
+    torch.manual_seed(0)
+    try:
+        module = create_model(job.model, variant=job.variant, resolution=job.resolution,
+                              checkpoint=job.checkpoint)
+        macs = count_macs(module, job.resolution, batch=1)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        if getattr(exc, "__module__", "").startswith("models"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlanError(f"model {job.model} cannot take resolution {job.resolution}: {first[:200]}") from None
+    p = entry.paper
+    cols = {
+        "params_m": count_params(module) / 1e6, "macs_g": macs / 1e9, "top1": p.top1,
+        "paper_params_m": p.params_m, "paper_macs_g": p.macs_g, "paper_gpu_ms": p.gpu_ms,
+        "paper_cpu_ms": p.cpu_ms, "paper_resolution": p.resolution, "paper_source": p.source,
+        "checkpoint": checkpoint_id(job.checkpoint), "artifact_format": artifact_format,
+    }
+    if artifact_format == "torch":
+        return Prepared(job, module, dict(cols, exporter="none"))
+    exporter = get_exporter(artifact_format, **({"exporter": req.exporter, "opset": req.opset}
+                                                 if artifact_format == "onnx" else {}))
+    art = exporter.export(module, ExportRequest(
+        job.model, job.variant, job.resolution, job.batch, entry.source_id,
+        checkpoint_id(job.checkpoint), req.dynamic_batch))
+    cols.update(exporter=art.meta.get("exporter"), opset=art.meta.get("opset"),
+                export_parity_rel_err=art.meta.get("parity_rel_err"),
+                artifact_sha256=art.meta.get("sha256"))
+    return Prepared(job, art, cols)
+
+
+def groups(items: list, size: int) -> list[list]:
+    if size <= 0:
+        return [items]
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, run_id: str,
+            progress: Callable[[int], None] = lambda n: None,
+            on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
+    """Time the prepared jobs group by group; append each group's rows when done."""
+    runner = get_runner(req.runtime)
+    env = machine_env()
+    rows = []
+    # Jobs are interleaved by model: all settings of one model stay in one group.
+    by_model: dict[str, list[Prepared]] = {}
+    for p in prepared:
+        by_model.setdefault(p.job.model, []).append(p)
+    for g, models in enumerate(groups(list(by_model), req.interleave)):
+        members = [p for m in models for p in by_model[m]]
+        sessions = []
+        try:
+            for p in members:
+                settings = RunSettings(threads=p.job.threads, spinning=req.spinning)
+                shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
+                sessions.append(runner.open(p.artifact, shape, settings))
+            measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
+                                         req.block_warmup, progress)
+            for p, s, m in zip(members, sessions, measurements):
+                row = {
+                    "row_id": p.job.row_id, "run_id": run_id, "model": p.job.model,
+                    "variant": p.job.variant, "precision": "fp32", "batch": p.job.batch,
+                    "resolution": p.job.resolution, "threads_requested": p.job.threads,
+                    "schedule": req.schedule if len(members) > 1 else "single",
+                    "interleave_group": f"{run_id}:{g}", "block_size": req.block,
+                    "block_warmup": req.block_warmup, "timestamp": now_iso(),
+                    **p.columns, **s.describe(), **env,
+                    **m.summary(req.min_valid_iters, req.max_cv),
+                }
+                if m.extra:
+                    row["extra"] = m.extra
+                writer.append(row, m.samples_ms)
+                rows.append(row)
+                on_row(row)
+        finally:
+            for s in sessions:
+                s.close()
+    return rows
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]

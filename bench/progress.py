@@ -1,0 +1,42 @@
+"""A one-line progress bar with ETA on stderr (plain lines when not a terminal)."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, label: str = "", stream=sys.stderr, min_interval: float = 0.5):
+        self.total, self.label, self.stream = max(total, 1), label, stream
+        self.done, self.t0, self._last = 0, time.monotonic(), 0.0
+        self.tty = stream.isatty()
+        self.min_interval = min_interval if self.tty else 30.0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._last >= self.min_interval or self.done >= self.total:
+            self._last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        frac = min(self.done / self.total, 1.0)
+        elapsed = now - self.t0
+        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        text = f"{self.label} [{bar}] {100 * frac:5.1f}%  {_fmt(elapsed)} elapsed, ETA {_fmt(eta)}"
+        self.stream.write(("\r" + text) if self.tty else text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt(seconds: float) -> str:
+    if seconds != seconds:
+        return "--:--"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -1,0 +1,16 @@
+"""Runners, one module each, behind one interface (base.Runner), keyed by --runtime."""
+from .base import RunnerUnavailable, RunSettings, Runner, Session
+from .ort_cpu import OrtCpuRunner
+from .torch_cpu import TorchCpuRunner
+
+RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (OrtCpuRunner, TorchCpuRunner)}
+
+
+def get_runner(name: str) -> Runner:
+    try:
+        return RUNNERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNNERS))}") from None
+
+
+__all__ = ["RUNNERS", "RunSettings", "Runner", "RunnerUnavailable", "Session", "get_runner"]

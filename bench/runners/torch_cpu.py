@@ -1,0 +1,63 @@
+"""PyTorch eager on the CPU: the reference the exports are checked against, and
+the number users get without any deployment runtime."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..env import cpu_name
+from .base import RunSettings, Runner, Session, random_input
+
+
+class TorchCpuSession(Session):
+    def __init__(self, module, x, threads: int):
+        self._module = module
+        self._x = x
+        self._threads = threads
+
+    def _call(self):
+        import torch
+        # The thread count is process-wide; another session may have changed it.
+        torch.set_num_threads(self._threads)
+        return torch.inference_mode()
+
+    def first_run(self) -> float:
+        with self._call():
+            t0 = time.perf_counter_ns()
+            self._module(self._x)
+            return (time.perf_counter_ns() - t0) * 1e-6
+
+    def run_block(self, n: int) -> np.ndarray:
+        with self._call():
+            module, x, clock = self._module, self._x, time.perf_counter_ns
+            samples = np.empty(n, dtype=np.int64)
+            for i in range(n):
+                t0 = clock()
+                module(x)
+                samples[i] = clock() - t0
+        return samples * 1e-6
+
+    def describe(self) -> dict:
+        import torch
+        return {"runtime": "pytorch", "provider": "eager", "device": "cpu",
+                "device_name": cpu_name(), "threads": self._threads,
+                "runtime_settings": {"mode": "eager", "inference_mode": True,
+                                     "torch_version": torch.__version__}}
+
+
+class TorchCpuRunner(Runner):
+    name = "torch-cpu"
+    artifact = "torch"
+    device = "cpu"
+
+    def open(self, artifact, input_shape, settings: RunSettings) -> Session:
+        import torch
+
+        t0 = time.perf_counter_ns()
+        module = artifact.eval()
+        x = torch.from_numpy(random_input(input_shape))
+        torch.set_num_threads(settings.threads)
+        s = TorchCpuSession(module, x, torch.get_num_threads())
+        s.load_ms = (time.perf_counter_ns() - t0) * 1e-6
+        return s

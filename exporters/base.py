@@ -1,0 +1,47 @@
+"""The exporter interface: a built PyTorch model in, a file a runtime can load out."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+
+class ExportError(RuntimeError):
+    """An export that failed or that cannot be trusted (e.g. its outputs diverge)."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """Everything that changes the exported graph; also the cache key."""
+
+    model: str
+    variant: str
+    resolution: int
+    batch: int
+    source_id: str  # the code that defines the model (file digest, timm version)
+    checkpoint_id: str = "random-init"
+    dynamic_batch: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, 3, self.resolution, self.resolution)
+
+
+@dataclass
+class ExportedModel:
+    path: Path
+    format: str
+    input_name: str
+    input_shape: tuple[int, ...]
+    # How it was made: exporter, opset, versions, parity error, export seconds, cache hit.
+    meta: dict = field(default_factory=dict)
+
+
+class Exporter(ABC):
+    format: str
+
+    @abstractmethod
+    def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:
+        """Export `model` as described by `request`, reusing a valid cached export."""

@@ -1,0 +1,132 @@
+"""ONNX export with a parity gate: an export whose outputs diverge from PyTorch's is
+never handed to a runner.
+
+Static batch-1 shapes by default: dynamic axes cost ONNX Runtime speed. Two torch
+exporters are offered; 'torchscript' (the legacy one) is the default because it is
+several times faster to export and writes one self-contained file.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import ExportedModel, Exporter, ExportError, ExportRequest
+from .cache import ExportCache, cache_key
+
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+# max |ort - torch| / max |torch|; exports measured here agree to ~1e-6.
+DEFAULT_PARITY_TOL = 1e-4
+
+
+def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
+    """Error relative to the output's scale: random weights make logits anywhere from
+    1e-5 to 1e7, so an absolute tolerance means nothing."""
+    scale = float(np.max(np.abs(ref)))
+    return float(np.max(np.abs(got - ref))) / (scale if scale > 0 else 1.0)
+
+
+class OnnxExporter(Exporter):
+    format = "onnx"
+
+    def __init__(self, exporter: str = "torchscript", opset: int | None = None,
+                 parity_tol: float = DEFAULT_PARITY_TOL, cache: ExportCache | None = None):
+        if exporter not in EXPORTERS:
+            raise ValueError(f"exporter must be one of {EXPORTERS}, not {exporter!r}")
+        self.exporter = exporter
+        self.opset = opset or DEFAULT_OPSET[exporter]
+        if exporter == "dynamo" and self.opset < 18:
+            # torch's dynamo exporter silently keeps 18 when asked for less.
+            raise ValueError("the dynamo exporter cannot go below opset 18")
+        self.parity_tol = parity_tol
+        self.cache = cache or ExportCache()
+
+    def key_fields(self, request: ExportRequest) -> dict:
+        return {
+            "model": request.model, "variant": request.variant,
+            "resolution": request.resolution, "batch": request.batch,
+            "dynamic_batch": request.dynamic_batch, "source": request.source_id,
+            "checkpoint": request.checkpoint_id, "exporter": self.exporter,
+            "opset": self.opset, "torch": torch.__version__, "onnx": version("onnx"),
+        }
+
+    def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:
+        key = cache_key(self.key_fields(request))
+        hit = self.cache.lookup("onnx", key, ".onnx")
+        if hit is not None:
+            path, meta = hit
+            return ExportedModel(path, "onnx", INPUT_NAME, request.input_shape,
+                                 dict(meta, cache_hit=True))
+
+        scratch = self.cache.scratch_dir("onnx")
+        built = scratch / "model.onnx"
+        x = torch.randn(*request.input_shape, generator=torch.Generator().manual_seed(0))
+        t0 = time.perf_counter()
+        try:
+            self._export(model, x, built, request.dynamic_batch)
+        except Exception as exc:
+            raise ExportError(f"ONNX export of {request.model} failed: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        export_s = time.perf_counter() - t0
+
+        import onnx
+        onnx.checker.check_model(str(built), full_check=True)
+        err = self._parity(model, x, built)
+        if not err <= self.parity_tol:
+            raise ExportError(f"ONNX export of {request.model} ({request.variant}) diverges from "
+                              f"PyTorch: relative error {err:.3g} > tolerance {self.parity_tol:g}; not timed")
+        meta = dict(self.key_fields(request), export_s=round(export_s, 3), parity_rel_err=err,
+                    onnxruntime=version("onnxruntime-gpu") if _has("onnxruntime-gpu") else version("onnxruntime"))
+        path = self.cache.store("onnx", key, ".onnx", built, meta)
+        _rmtree(scratch)
+        meta = self.cache.lookup("onnx", key, ".onnx")[1]
+        return ExportedModel(path, "onnx", INPUT_NAME, request.input_shape, dict(meta, cache_hit=False))
+
+    def _export(self, model: nn.Module, x: torch.Tensor, path: Path, dynamic_batch: bool) -> None:
+        axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if self.exporter == "torchscript":
+                torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=self.opset,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes=axes, do_constant_folding=True)
+            else:
+                shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
+                torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=self.opset,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_shapes=shapes, external_data=False, verbose=False)
+
+    @staticmethod
+    def _parity(model: nn.Module, x: torch.Tensor, path: Path) -> float:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        with torch.no_grad():
+            ref = model(x).numpy()
+        if got.shape != ref.shape:
+            raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {ref.shape}")
+        return relative_error(got, ref)
+
+
+def _has(dist: str) -> bool:
+    try:
+        version(dist)
+        return True
+    except Exception:
+        return False
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,255 @@
+"""EfficientMod (Ma et al., ICLR 2024), written from the paper and the facts of the
+released checkpoints (shared/efficientmod/ARCHITECTURE.md).
+
+Module names follow the released state dict exactly, so a released checkpoint
+loads with ``strict=True``. Tensors stay channels-last (B, H, W, C) inside the
+stages, as in the released model: the permutes around every convolution are part
+of what the paper times, and removing them is a separate (mobile) variant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INTERACTIONS = ("repeat", "reshape")
+
+
+@dataclass(frozen=True)
+class EfficientModConfig:
+    dims: tuple[int, int, int, int]
+    mod_blocks: tuple[int, int, int, int]
+    attn_blocks: tuple[int, int, int, int]
+    expansion: int
+    # MLP ratio of the attention blocks, per stage.
+    attn_mlp_ratios: tuple[int, int, int, int] = (4, 4, 4, 4)
+    kernel_size: int = 7
+    attn_heads: int = 8
+    num_classes: int = 1000
+    extra: dict = field(default_factory=dict)
+
+
+CONFIGS: dict[str, EfficientModConfig] = {
+    "xxs": EfficientModConfig((32, 64, 128, 256), (2, 2, 6, 2), (0, 0, 1, 2), 6),
+    "xs": EfficientModConfig((32, 64, 144, 288), (3, 3, 4, 2), (0, 0, 3, 3), 4),
+    "s": EfficientModConfig((32, 64, 144, 312), (4, 4, 8, 4), (0, 0, 4, 4), 6,
+                            attn_mlp_ratios=(4, 4, 4, 5)),
+    "s_conv": EfficientModConfig((40, 80, 160, 344), (4, 4, 12, 8), (0, 0, 0, 0), 6),
+}
+
+
+class ContextLayer(nn.Module):
+    """ctx(x) = g(GELU(DWConv_k(f(x)))), on channels-last input."""
+
+    def __init__(self, dim: int, kernel_size: int):
+        super().__init__()
+        self.f = nn.Linear(dim, dim)
+        self.g = nn.Linear(dim, dim)
+        # A list because the released model keeps one entry per context scale.
+        self.context_list = nn.ModuleList(
+            [nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.f(x).permute(0, 3, 1, 2)
+        for conv in self.context_list:
+            x = F.gelu(conv(x))
+        return self.g(x.permute(0, 2, 3, 1))
+
+
+class ModulationMLP(nn.Module):
+    """fc2(a(fc1(x)) * tile(ctx(x), r)): the MLP fused with the modulation."""
+
+    def __init__(self, dim: int, expansion: int, kernel_size: int, interaction: str):
+        super().__init__()
+        if interaction not in INTERACTIONS:
+            raise ValueError(f"interaction must be one of {INTERACTIONS}, not {interaction!r}")
+        self.expansion = expansion
+        self.interaction = interaction
+        self.fc1 = nn.Linear(dim, dim * expansion)
+        self.context_layer = ContextLayer(dim, kernel_size)
+        self.fc2 = nn.Linear(dim * expansion, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.fc1(x)
+        if self.expansion > 1:
+            v = F.gelu(v)
+        ctx = self.context_layer(x)
+        r = self.expansion
+        if r == 1:
+            v = v * ctx
+        elif self.interaction == "repeat":
+            v = v * ctx.repeat(1, 1, 1, r)
+        else:
+            # (.., r*C) viewed as (.., r, C): element j of fc1's output meets context
+            # channel j mod C, exactly as with repeat, so outputs are bitwise equal.
+            b, h, w, c = ctx.shape
+            v = (v.reshape(b, h, w, r, c) * ctx.unsqueeze(3)).reshape(b, h, w, r * c)
+        return self.fc2(v)
+
+
+class EfficientModBlock(nn.Module):
+    def __init__(self, dim: int, expansion: int, kernel_size: int, interaction: str):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = ModulationMLP(dim, expansion, kernel_size, interaction)
+        self.gamma_1 = nn.Parameter(torch.full((dim,), 1e-4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma_1 * self.mlp(self.norm(x))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = max(dim // heads, 32)
+        inner = heads * self.head_dim
+        self.qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.proj = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, ratio: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, dim * ratio)
+        self.fc2 = nn.Linear(dim * ratio, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class AttentionBlock(nn.Module):
+    """Vanilla pre-norm ViT block over the H*W tokens of a stage (no layer scale)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        t = x.reshape(b, h * w, c)
+        t = t + self.attn(self.norm1(t))
+        t = t + self.mlp(self.norm2(t))
+        return t.reshape(b, h, w, c)
+
+
+class ConvNorm(nn.Module):
+    """Convolution on NCHW, then LayerNorm over channels; returns channels-last."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int, stride: int):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, kernel_size, stride, padding=kernel_size // 2)
+        self.norm = nn.LayerNorm(cout)
+
+    def forward(self, x_nchw: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x_nchw).permute(0, 2, 3, 1))
+
+
+class Stage(nn.Module):
+    def __init__(self, dim: int, n_mod: int, n_attn: int, expansion: int, kernel_size: int,
+                 heads: int, attn_mlp_ratio: int, next_dim: int | None, interaction: str):
+        super().__init__()
+        # The ratio alternates 1, r, 1, r, ... inside every stage.
+        mods = [EfficientModBlock(dim, 1 if i % 2 == 0 else expansion, kernel_size, interaction)
+                for i in range(n_mod)]
+        attns = [AttentionBlock(dim, heads, attn_mlp_ratio) for _ in range(n_attn)]
+        self.blocks = nn.Sequential(*mods, *attns)
+        self.downsample = ConvNorm(dim, next_dim, 3, 2) if next_dim is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(x)
+        if self.downsample is not None:
+            x = self.downsample(x.permute(0, 3, 1, 2))
+        return x
+
+
+class EfficientMod(nn.Module):
+    def __init__(self, cfg: EfficientModConfig, interaction: str = "repeat",
+                 num_classes: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.interaction = interaction
+        d = cfg.dims
+        self.patch_embed = ConvNorm(3, d[0], 7, 4)
+        self.layers = nn.ModuleList(
+            Stage(d[i], cfg.mod_blocks[i], cfg.attn_blocks[i], cfg.expansion, cfg.kernel_size,
+                  cfg.attn_heads, cfg.attn_mlp_ratios[i], d[i + 1] if i < 3 else None,
+                  interaction)
+            for i in range(4)
+        )
+        self.norm = nn.LayerNorm(d[3])
+        self.head = nn.Linear(d[3], num_classes or cfg.num_classes)
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        for stage in self.layers:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.forward_features(x))
+        return self.head(x.mean(dim=(1, 2)))
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Linear, nn.Conv2d)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def efficientmod(size: str, interaction: str = "repeat", **kwargs) -> EfficientMod:
+    if size not in CONFIGS:
+        raise ValueError(f"unknown EfficientMod size {size!r}; known: {', '.join(CONFIGS)}")
+    return EfficientMod(CONFIGS[size], interaction=interaction, **kwargs)
+
+
+# --- registry entries -------------------------------------------------------------
+
+def _register() -> None:
+    from pathlib import Path
+
+    from .registry import ModelEntry, PaperFacts, file_digest, load_checkpoint, load_paper_table, register
+
+    table1 = load_paper_table("paper_table1.tsv", "Table 1")
+    # s-Conv is not in Table 1: Table 2 gives its accuracy and size, Table 6 (hier.
+    # EfficientMod, 12.9M) its P100 GPU and Xeon CPU latency.
+    facts = dict(table1)
+    facts["efficientmod_s_conv"] = PaperFacts(
+        paper_name="EfficientMod-s-Conv", source="Table 2 row 10 / Table 6 row 8", group=3,
+        top1=80.5, gpu_ms=5.8, cpu_ms=25.0, params_m=12.9, macs_g=1.5)
+    source_id = "modbench:efficientmod@" + file_digest(Path(__file__))
+
+    def builder_for(size: str):
+        def build(variant: str, resolution: int, checkpoint=None):
+            model = efficientmod(size, interaction=variant)
+            if checkpoint is not None:
+                load_checkpoint(model, checkpoint)
+            return model
+        return build
+
+    for size in CONFIGS:
+        name = f"efficientmod_{size}"
+        in_table1 = name in table1
+        register(ModelEntry(
+            name=name, family="efficientmod", builder=builder_for(size),
+            paper=facts[name], variants=INTERACTIONS, source_id=source_id,
+            suites=("efficientmod", "table1") if in_table1 else ("efficientmod",),
+            tags=("hybrid",) if sum(CONFIGS[size].attn_blocks) else ("conv",),
+        ))
+
+
+_register()
