@@ -138,6 +138,8 @@ def check_writable_new(path: Path) -> None:
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():
+        raise ResultsError(f"cannot write to {path.parent}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ResultsError(f"cannot write to {path.parent}: permission denied")
 
