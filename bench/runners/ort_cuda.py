@@ -104,7 +104,11 @@ def output_buffers_shape(sess, input_shape: tuple[int, ...]) -> list[tuple[int, 
 
 class OrtCudaSession(Session):
     def __init__(self, sess, input_name: str, x: np.ndarray, input_shape, device_id: int,
-                 end_to_end: bool, cuda_graphs: bool, describe: dict, extra: dict):
+                 end_to_end: bool, cuda_graphs: bool, describe: dict, extra: dict,
+                 device_type: str = "cuda"):
+        """`device_type` is where the bound buffers live: "cuda" for every
+        measurement; the binding logic itself is device-agnostic, which lets the
+        tests run it on a CPU-only machine."""
         import onnxruntime as ort
 
         self._sess = sess
@@ -116,7 +120,7 @@ class OrtCudaSession(Session):
         self._device_id = device_id
         self._copies: dict[str, list[np.ndarray]] = {"h2d_ms": [], "compute_ms": [], "d2h_ms": []}
         self._io = sess.io_binding()
-        self._x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", device_id)
+        self._x_dev = ort.OrtValue.ortvalue_from_numpy(x, device_type, device_id)
         self._io.bind_ortvalue_input(input_name, self._x_dev)
         # Outputs pre-allocated once: a CUDA graph replays fixed addresses, and a
         # per-run allocation would otherwise be timed.
@@ -126,10 +130,10 @@ class OrtCudaSession(Session):
                 if cuda_graphs:
                     raise RunnerUnavailable(f"CUDA graphs need a fixed output buffer; output {o.name} "
                                             "has a shape unknown before running")
-                self._io.bind_output(o.name, "cuda", device_id)
+                self._io.bind_output(o.name, device_type, device_id)
                 continue
             buf = ort.OrtValue.ortvalue_from_shape_and_type(shape, _NP_TYPES.get(o.type, np.float32),
-                                                            "cuda", device_id)
+                                                            device_type, device_id)
             self._io.bind_ortvalue_output(o.name, buf)
             self._outs.append(buf)
         self._ro = ort.RunOptions()
