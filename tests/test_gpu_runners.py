@@ -282,3 +282,11 @@ def test_batch_and_resolution_sweep_rows(tmp_path):
                  "--out", str(out)]) == 0
     df = read_results(out)
     assert sorted(zip(df["batch"], df["resolution"])) == [(1, 224), (1, 256), (2, 224), (2, 256)]
+
+
+def test_gpu_command_lists_each_gpu_runtime(capsys):
+    assert main(["gpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["runtimes"]) == set(GPU_RUNNERS)
+    for name, status in report["runtimes"].items():
+        assert status == "available" or status.startswith("unavailable: ")
