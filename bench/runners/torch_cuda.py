@@ -72,7 +72,8 @@ class TorchCudaSession(Session):
     def extra(self) -> dict:
         out = {**self._extra, **gpu_extra(self._device_index, self._clocks)}
         if len(self._host_ms) > 1:
-            # The first entry is first_run; the rest are the blocks (warm-up included).
+            # The first entry is first_run; the rest are every block, warm-up
+            # blocks included, so this median can only sit above the events'.
             host = np.concatenate(self._host_ms[1:])
             out["host_wall_median_ms"] = float(np.median(host))
         return out
@@ -198,9 +199,16 @@ class TorchCompileCudaRunner(TorchCudaRunner):
         # recompile of the same code. Past the limit dynamo would quietly run
         # eager and the row would still say "compile", so raise the limit and
         # make hitting it an error.
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 256)
-        dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4096)
-        dynamo_config.fail_on_recompile_limit_hit = True
+        # Names moved between torch releases (cache_size_limit became recompile_limit).
+        known = dynamo_config.get_config_copy()
+        for names, floor in ((("recompile_limit", "cache_size_limit"), 256),
+                             (("accumulated_recompile_limit", "accumulated_cache_size_limit"), 4096)):
+            for key in names:
+                if key in known:
+                    setattr(dynamo_config, key, max(known[key], floor))
+                    break
+        if "fail_on_recompile_limit_hit" in known:
+            dynamo_config.fail_on_recompile_limit_hit = True
         mode = self.compile_mode(options)
         compiled = torch.compile(module, mode=mode, dynamic=False)
         t0 = time.perf_counter_ns()
