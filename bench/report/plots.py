@@ -241,19 +241,22 @@ def variant_bars(inp: ReportInputs, out_dir: Path) -> list[Path] | None:
             ax.plot(paper, y, marker="D", ms=7, mfc="white", mec="black", zorder=4)
         labels.append(f"{ref.paper_label(ch.model)}\n{ch.column.label}" + ("" if r.paired else " (unpaired)"))
         ys.append(y)
-    ax.plot([], [], marker="D", ls="", mfc="white", mec="black", label="paper (Fig. 2: GPU −5.1%, CPU +21.8%)")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    handles = [Line2D([], [], marker="D", ls="", mfc="white", mec="black", label="paper (Fig. 2: GPU −5.1%, CPU +21.8%)")]
     devices = {ch.column.device for ch in changes}
     for dev, color in (("gpu", HIGHLIGHT), ("cpu", OTHER)):
         if dev in devices:
-            ax.barh([], [], color=color, alpha=0.85, label=f"{dev.upper()}, paired (interleaved blocks)")
+            handles.append(Patch(color=color, alpha=0.85, label=f"{dev.upper()}, paired (interleaved blocks)"))
     if any(not ch.ratio.paired for ch in changes):
-        ax.barh([], [], color="#999", alpha=0.4, hatch="//", label="separate timing (not paired)")
+        handles.append(Patch(facecolor="#bbb", hatch="//", label="separate timing (not paired)"))
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(ys, labels, fontsize=7.5)
     ax.set_xlabel("Latency change from Repeat to Reshape (%), 95% CI; < 0: Reshape faster")
     ax.set_title("Repeat vs Reshape (cf. paper Fig. 2)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7.5, loc="best")
+    # Below the axes: inside, it would cover bars or intervals.
+    ax.legend(handles=handles, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     return _save(fig, out_dir, "repeat_vs_reshape")
 
 
