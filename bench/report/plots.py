@@ -142,7 +142,7 @@ def distributions(col: Column, out_dir: Path) -> list[Path] | None:
     data = [r.samples() for r in rows]
     labels = [f"{ref.paper_label(r['model'])} ({r['variant']}, {int(r['resolution'])}px)" for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.38 * len(rows)))
-    bp = ax.boxplot(data, vert=False, whis=(1, 99), showfliers=True, widths=0.6, patch_artist=True,
+    bp = ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, widths=0.6, patch_artist=True,
                     flierprops=dict(marker=".", ms=2, alpha=0.4))
     for patch, r in zip(bp["boxes"], rows):
         patch.set_facecolor("#f4c7c1" if _is_efficientmod(r["model"]) else "#c9dcf0")

@@ -184,13 +184,21 @@ def batch_sweeps(inp: ReportInputs, stat: str) -> list[Table]:
     families: dict[tuple, list[Column]] = {}
     for c in inp.columns:
         families.setdefault(c.key[:5], []).append(c)
-    for k, cols in enumerate(f for f in families.values() if len(f) > 1):
+    for cols in (f for f in families.values() if len(f) > 1):
         cols = sorted(cols, key=lambda c: int(c.key[5]))
         base = cols[0]
         label = base.label.replace(", batch " + str(base.key[5]), "")
-        t = Table(f"batch_sweep_{k + 1}", f"Latency vs batch size: {label}",
+        t = Table(f"batch_sweep_{len(out) + 1}", f"Latency vs batch size: {label}",
                   ["Model", "Variant", "Resolution"] + [f"batch {c.key[5]}" for c in cols])
-        keys = sorted({(r["model"], r["variant"], int(r["resolution"])) for c in cols for r in c.rows})
+        seen: dict[tuple, int] = {}
+        for c in cols:
+            for r in c.rows:
+                k = (r["model"], r["variant"], int(r["resolution"]))
+                seen[k] = seen.get(k, 0) + 1
+        # Only what was measured at two batch sizes or more is a sweep.
+        keys = sorted(k for k, n in seen.items() if n > 1)
+        if not keys:
+            continue
         for model, variant, res in keys:
             t.rows.append([Cell(ref.paper_label(model)), Cell(str(variant)), Cell(f"{res}", res)]
                           + [measured_cell(c.find(model, variant, res), stat) for c in cols])
