@@ -147,9 +147,12 @@ def row_key(row, model: str | None = None) -> str:
 
 
 def _norm(v) -> str:
+    """Cells as text, so 2, 2.0 and '2' (pandas guesses column types) compare equal."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
     if isinstance(v, float) and v == int(v):
         return str(int(v))
-    return "" if v is None or (isinstance(v, float) and v != v) else str(v)
+    return str(v)
 
 
 def run_fingerprints(run: _Run) -> set[str]:

@@ -78,12 +78,14 @@ def main(argv=None) -> None:
     ap.add_argument("--slowdowns", default="1.0,1.04,1.05,1.06,1.07,1.08,1.10,1.15")
     ap.add_argument("--machine-sd", type=float, default=0.0,
                     help="log-sd of the whole-run machine speed (0.10 is what MEASURING.md saw)")
+    ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (check's default)")
     ap.add_argument("--reference", action="store_true", help="judge relative to a reference model")
     a = ap.parse_args(argv)
     print(f"iters {a.iters}, seeds {a.seeds}, machine sd {a.machine_sd}, reference {a.reference}, "
           f"threshold {DEFAULT_THRESHOLD:.0%}, alpha {DEFAULT_ALPHA}")
     for s in (float(v) for v in a.slowdowns.split(",")):
-        rate = detection_rate(s, a.seeds, n=a.iters, machine_sd=a.machine_sd, reference=a.reference)
+        rate = detection_rate(s, a.seeds, n=a.iters, machine_sd=a.machine_sd, reference=a.reference,
+                              n_boot=a.boot)
         label = "false positives" if s == 1.0 else "detected"
         print(f"slowdown {s - 1:+6.1%}: {label} {rate:6.1%}")
 
