@@ -31,6 +31,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--blocks", type=int, default=40)
     ap.add_argument("--block", type=int, default=50)
+    ap.add_argument("--spinning", choices=("on", "off"), default="on")
+    ap.add_argument("--same-session", action="store_true",
+                    help="time the bare loop on the suite's own InferenceSession: isolates the "
+                         "loop itself from differences between two sessions")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
@@ -43,10 +47,13 @@ def main(argv=None) -> int:
     req = RunRequest(models=[args.model], threads=[args.threads], iters=1)
     prepared = prepare(plan(req)[0], req, "onnx")
     art = prepared.artifact
-    settings = RunSettings(threads=args.threads)
+    settings = RunSettings(threads=args.threads, spinning=args.spinning == "on")
     suite = get_runner("ort-cpu").open(art, art.input_shape, settings)
-    bare = ort.InferenceSession(str(art.path), cpu_session_options(settings),
-                                providers=["CPUExecutionProvider"])
+    if args.same_session:
+        bare = suite._sess
+    else:
+        bare = ort.InferenceSession(str(art.path), cpu_session_options(settings),
+                                    providers=["CPUExecutionProvider"])
     feed = {art.input_name: np.random.default_rng(0).standard_normal(art.input_shape, dtype=np.float32)}
 
     suite.run_block(args.block)
@@ -65,7 +72,9 @@ def main(argv=None) -> int:
     per_block = Measurement([Measurement(s).median / Measurement(b).median
                              for s, b in zip(suite_blocks, bare_blocks)])
     lo, hi = per_block.median_ci()
-    print(f"model {args.model}, ORT CPU, {args.threads} threads, {args.blocks} x {args.block} iterations each, interleaved")
+    how = "one shared session" if args.same_session else "two sessions on the same file"
+    print(f"model {args.model}, ORT CPU, {args.threads} threads, {args.blocks} x {args.block} "
+          f"iterations each, interleaved, {how}, spinning {args.spinning}")
     print(f"suite median {s_all.median:.3f} ms (p90 {s_all.percentile(90):.3f}), "
           f"bare median {b_all.median:.3f} ms (p90 {b_all.percentile(90):.3f})")
     print(f"overhead ratio (suite/bare) of medians: {s_all.median / b_all.median:.4f}; "
