@@ -67,6 +67,9 @@ class RunRequest:
     dynamic_batch: bool = False
     min_valid_iters: int = MIN_VALID_ITERS
     max_cv: float = MAX_VALID_CV
+    # Runner-specific settings (precision, cudnn_algo_search, cuda_graphs, ...);
+    # only those asked for, so a CPU run's request stays as it was.
+    options: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -173,7 +176,8 @@ def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, ru
         sessions = []
         try:
             for p in members:
-                settings = RunSettings(threads=p.job.threads, spinning=req.spinning)
+                settings = RunSettings(threads=p.job.threads, spinning=req.spinning,
+                                       options=dict(req.options))
                 shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
                 sessions.append(runner.open(p.artifact, shape, settings))
             measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
@@ -189,8 +193,9 @@ def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, ru
                     **p.columns, **s.describe(), **env,
                     **m.summary(req.min_valid_iters, req.max_cv),
                 }
-                if m.extra:
-                    row["extra"] = m.extra
+                extra = {**m.extra, **s.extra()}
+                if extra:
+                    row["extra"] = extra
                 writer.append(row, m.samples_ms)
                 rows.append(row)
                 on_row(row)

@@ -25,7 +25,9 @@ class EfficientModConfig:
     expansion: int
     # MLP ratio of the attention blocks, per stage.
     attn_mlp_ratios: tuple[int, int, int, int] = (4, 4, 4, 4)
-    kernel_size: int = 7
+    # Depth-wise kernels of the context branch, applied in sequence (each + GELU).
+    # The released models use one 7x7; App. L compares FocalNet-like stacks.
+    kernel_sizes: tuple[int, ...] = (7,)
     attn_heads: int = 8
     num_classes: int = 1000
     extra: dict = field(default_factory=dict)
@@ -43,13 +45,13 @@ CONFIGS: dict[str, EfficientModConfig] = {
 class ContextLayer(nn.Module):
     """ctx(x) = g(GELU(DWConv_k(f(x)))), on channels-last input."""
 
-    def __init__(self, dim: int, kernel_size: int):
+    def __init__(self, dim: int, kernel_sizes: tuple[int, ...]):
         super().__init__()
         self.f = nn.Linear(dim, dim)
         self.g = nn.Linear(dim, dim)
         # A list because the released model keeps one entry per context scale.
         self.context_list = nn.ModuleList(
-            [nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)]
+            nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim) for k in kernel_sizes
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,14 +64,14 @@ class ContextLayer(nn.Module):
 class ModulationMLP(nn.Module):
     """fc2(a(fc1(x)) * tile(ctx(x), r)): the MLP fused with the modulation."""
 
-    def __init__(self, dim: int, expansion: int, kernel_size: int, interaction: str):
+    def __init__(self, dim: int, expansion: int, kernel_sizes: tuple[int, ...], interaction: str):
         super().__init__()
         if interaction not in INTERACTIONS:
             raise ValueError(f"interaction must be one of {INTERACTIONS}, not {interaction!r}")
         self.expansion = expansion
         self.interaction = interaction
         self.fc1 = nn.Linear(dim, dim * expansion)
-        self.context_layer = ContextLayer(dim, kernel_size)
+        self.context_layer = ContextLayer(dim, kernel_sizes)
         self.fc2 = nn.Linear(dim * expansion, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,10 +93,10 @@ class ModulationMLP(nn.Module):
 
 
 class EfficientModBlock(nn.Module):
-    def __init__(self, dim: int, expansion: int, kernel_size: int, interaction: str):
+    def __init__(self, dim: int, expansion: int, kernel_sizes: tuple[int, ...], interaction: str):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.mlp = ModulationMLP(dim, expansion, kernel_size, interaction)
+        self.mlp = ModulationMLP(dim, expansion, kernel_sizes, interaction)
         self.gamma_1 = nn.Parameter(torch.full((dim,), 1e-4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,11 +160,11 @@ class ConvNorm(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, dim: int, n_mod: int, n_attn: int, expansion: int, kernel_size: int,
+    def __init__(self, dim: int, n_mod: int, n_attn: int, expansion: int, kernel_sizes: tuple[int, ...],
                  heads: int, attn_mlp_ratio: int, next_dim: int | None, interaction: str):
         super().__init__()
         # The ratio alternates 1, r, 1, r, ... inside every stage.
-        mods = [EfficientModBlock(dim, 1 if i % 2 == 0 else expansion, kernel_size, interaction)
+        mods = [EfficientModBlock(dim, 1 if i % 2 == 0 else expansion, kernel_sizes, interaction)
                 for i in range(n_mod)]
         attns = [AttentionBlock(dim, heads, attn_mlp_ratio) for _ in range(n_attn)]
         self.blocks = nn.Sequential(*mods, *attns)
@@ -184,7 +186,7 @@ class EfficientMod(nn.Module):
         d = cfg.dims
         self.patch_embed = ConvNorm(3, d[0], 7, 4)
         self.layers = nn.ModuleList(
-            Stage(d[i], cfg.mod_blocks[i], cfg.attn_blocks[i], cfg.expansion, cfg.kernel_size,
+            Stage(d[i], cfg.mod_blocks[i], cfg.attn_blocks[i], cfg.expansion, cfg.kernel_sizes,
                   cfg.attn_heads, cfg.attn_mlp_ratios[i], d[i + 1] if i < 3 else None,
                   interaction)
             for i in range(4)
@@ -220,6 +222,7 @@ def efficientmod(size: str, interaction: str = "repeat", **kwargs) -> EfficientM
 # --- registry entries -------------------------------------------------------------
 
 def _register() -> None:
+    from dataclasses import replace
     from pathlib import Path
 
     from .registry import ModelEntry, PaperFacts, file_digest, load_checkpoint, load_paper_table, register
@@ -233,22 +236,36 @@ def _register() -> None:
         top1=80.5, gpu_ms=5.8, cpu_ms=25.0, params_m=12.9, macs_g=1.5)
     source_id = "modbench:efficientmod@" + file_digest(Path(__file__))
 
-    def builder_for(size: str):
+    def builder_for(cfg: EfficientModConfig):
         def build(variant: str, resolution: int, checkpoint=None):
-            model = efficientmod(size, interaction=variant)
+            model = EfficientMod(cfg, interaction=variant)
             if checkpoint is not None:
                 load_checkpoint(model, checkpoint)
             return model
         return build
 
-    for size in CONFIGS:
+    for size, cfg in CONFIGS.items():
         name = f"efficientmod_{size}"
         in_table1 = name in table1
         register(ModelEntry(
-            name=name, family="efficientmod", builder=builder_for(size),
+            name=name, family="efficientmod", builder=builder_for(cfg),
             paper=facts[name], variants=INTERACTIONS, source_id=source_id,
-            suites=("efficientmod", "table1") if in_table1 else ("efficientmod",),
-            tags=("hybrid",) if sum(CONFIGS[size].attn_blocks) else ("conv",),
+            suites=("efficientmod", "table1") if in_table1 else ("efficientmod", "appendix_l"),
+            tags=("hybrid",) if sum(cfg.attn_blocks) else ("conv",),
+        ))
+
+    # App. L: EfficientMod-s-Conv with a stack of depth-wise kernels in the context
+    # branch instead of one 7x7. The paper gives no code for it; the stacks are
+    # applied in sequence like the released single kernel (its parameter counts,
+    # 12.7M for [3, 3] to 13.1M for [3, 5, 7], leave no room for gates).
+    appendix_l = load_paper_table("paper_appendix_l.tsv", "App. L (kernel)")
+    for name, paper in appendix_l.items():
+        kernels = tuple(int(k) for k in name.rsplit("_k", 1)[1].split("_"))
+        cfg = replace(CONFIGS["s_conv"], kernel_sizes=kernels)
+        register(ModelEntry(
+            name=name, family="efficientmod", builder=builder_for(cfg), paper=paper,
+            variants=INTERACTIONS, source_id=source_id, suites=("appendix_l",),
+            tags=("ablation", "conv"),
         ))
 
 

@@ -199,4 +199,4 @@ def _ensure_loaded() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from . import efficientmod, timm_peers, unavailable  # noqa: F401
+        from . import efficientmod, regressed, timm_peers, unavailable  # noqa: F401

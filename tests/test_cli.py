@@ -51,7 +51,8 @@ def test_existing_output_is_never_overwritten(two_model_run, capsys):
 def test_resume_finishes_only_missing_rows(two_model_run, tmp_path, capsys):
     # Simulate an interrupted run: a copy that kept only its first completed row.
     import shutil
-    out = tmp_path / "partial.csv"
+    # samples are linked relative to the CSV under its own name: copy, don't rename
+    out = tmp_path / two_model_run.name
     lines = two_model_run.read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:2]))
     shutil.copy(run_config_path(two_model_run), run_config_path(out))
@@ -101,7 +102,7 @@ def test_unwritable_output_is_refused(tmp_path, capsys):
 ])
 def test_damaged_resume_file_is_refused(two_model_run, tmp_path, capsys, damage, message):
     import shutil
-    out = tmp_path / "d.csv"
+    out = tmp_path / two_model_run.name
     shutil.copy(two_model_run, out)
     shutil.copy(run_config_path(two_model_run), run_config_path(out))
     shutil.copytree(samples_dir(two_model_run), samples_dir(out))

@@ -101,3 +101,15 @@ def test_peer_params_match_paper_and_mobileone_is_reparameterized():
         assert round(count_params(m) / 1e6, 1) == pytest.approx(e.paper.params_m, abs=0.11), e.name
         if "reparameterized" in e.tags:
             assert not any(isinstance(x, nn.BatchNorm2d) for x in m.modules()), e.name
+
+
+def test_appendix_l_kernel_variants_match_paper_sizes():
+    rows = list_entries("appendix_l")
+    names = {e.name for e in rows}
+    assert {"efficientmod_s_conv", "efficientmod_s_conv_k3_3", "efficientmod_s_conv_k3_5_7"} <= names
+    for e in rows:
+        m = create_model(e.name)
+        assert round(count_params(m) / 1e6, 1) == pytest.approx(e.paper.params_m, abs=0.11), e.name
+    k357 = create_model("efficientmod_s_conv_k3_5_7")
+    ks = [c.kernel_size[0] for c in k357.layers[0].blocks[0].mlp.context_layer.context_list]
+    assert ks == [3, 5, 7]

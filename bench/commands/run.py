@@ -43,6 +43,19 @@ def add_parser(sub) -> None:
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     p.add_argument("--opset", type=int)
     p.add_argument("--dynamic-batch", action="store_true")
+    g = p.add_argument_group("GPU runners (ort-cuda, ort-trt, torch-cuda, torch-compile-cuda)")
+    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
+                   help="numeric precision (default fp32; ort-trt: fp16; torch-*: fp16, bf16)")
+    g.add_argument("--cudnn-algo-search", choices=("EXHAUSTIVE", "HEURISTIC", "DEFAULT"),
+                   help="cuDNN convolution algorithm search (default EXHAUSTIVE, done before timing)")
+    g.add_argument("--cuda-graphs", action="store_true", default=None,
+                   help="replay the model as a CUDA graph")
+    g.add_argument("--end-to-end", action="store_true", default=None,
+                   help="ort-cuda/ort-trt: time host->device and device->host copies too (reported apart)")
+    g.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
+                                              "max-autotune-no-cudagraphs"),
+                   help="torch-compile-cuda: torch.compile mode")
+    g.add_argument("--device-id", type=int, help="CUDA device index (default 0)")
     p.add_argument("--min-valid-iters", type=int, default=None)
     p.add_argument("--max-cv", type=float, default=None)
     p.set_defaults(func=run)
@@ -72,8 +85,12 @@ def _request(args):
         kw["min_valid_iters"] = args.min_valid_iters
     if args.max_cv is not None:
         kw["max_cv"] = args.max_cv
+    options = {k: v for k, v in (
+        ("precision", args.precision), ("cudnn_algo_search", args.cudnn_algo_search),
+        ("cuda_graphs", args.cuda_graphs), ("end_to_end", args.end_to_end),
+        ("compile_mode", args.compile_mode), ("device_id", args.device_id)) if v is not None}
     return RunRequest(
-        models=names, runtime=args.runtime, variants=variants, threads=args.threads,
+        options=options, models=names, runtime=args.runtime, variants=variants, threads=args.threads,
         batches=args.batch, resolutions=args.resolution or [None], iters=args.iters,
         warmup=args.warmup, block=args.block, block_warmup=args.block_warmup,
         schedule=args.schedule, interleave=args.interleave, spinning=args.spinning == "on",
@@ -114,6 +131,10 @@ def run(args) -> int:
 
     try:
         runner = get_runner(req.runtime)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        runner.check_options(req.options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     runner.check_available()

@@ -1,9 +1,13 @@
 """Runners, one module each, behind one interface (base.Runner), keyed by --runtime."""
 from .base import RunnerUnavailable, RunSettings, Runner, Session
 from .ort_cpu import OrtCpuRunner
+from .ort_cuda import OrtCudaRunner
+from .ort_trt import OrtTrtRunner
 from .torch_cpu import TorchCpuRunner
+from .torch_cuda import TorchCompileCudaRunner, TorchCudaRunner
 
-RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (OrtCpuRunner, TorchCpuRunner)}
+RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (
+    OrtCpuRunner, TorchCpuRunner, OrtCudaRunner, OrtTrtRunner, TorchCudaRunner, TorchCompileCudaRunner)}
 
 
 def get_runner(name: str) -> Runner:

@@ -41,6 +41,11 @@ class Session(ABC):
     def describe(self) -> dict:
         """Row columns: runtime, provider, device, device_name, threads, runtime_settings."""
 
+    def extra(self) -> dict:
+        """Timings and facts reported apart from the samples (row `extra` column),
+        e.g. compile_ms, engine_build_ms, host-device copy times. Called after timing."""
+        return {}
+
     def close(self) -> None:
         pass
 
@@ -49,6 +54,23 @@ class Runner(ABC):
     name: str           # the --runtime value, e.g. "ort-cpu"
     artifact: str       # what it loads: "onnx" file or "torch" module
     device: str         # "cpu", "cuda", ...
+    # RunSettings.options this runner understands, with the values each accepts
+    # (a tuple of choices, or a type). Anything else is refused before any work:
+    # an option silently ignored would label a number with a setting it never had.
+    supported_options: dict = {}
+
+    def check_options(self, options: dict) -> None:
+        """Raise ValueError (one line) for an option or value this runner does not take."""
+        for key, value in options.items():
+            allowed = self.supported_options.get(key)
+            flag = "--" + key.replace("_", "-")
+            if allowed is None:
+                raise ValueError(f"runtime {self.name} does not take {flag}")
+            if isinstance(allowed, tuple) and value not in allowed:
+                raise ValueError(f"runtime {self.name} takes {flag} "
+                                 f"{' or '.join(map(str, allowed))}, not {value}")
+            if isinstance(allowed, type) and not isinstance(value, allowed):
+                raise ValueError(f"runtime {self.name}: {flag} must be {allowed.__name__}, not {value!r}")
 
     def check_available(self) -> None:
         """Raise RunnerUnavailable with one clear line if this runner cannot run here."""

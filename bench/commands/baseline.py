@@ -1,0 +1,67 @@
+"""bench.py baseline save|show: the runs `check` compares against, one folder per machine."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("baseline", help="save or show latency baselines (per machine fingerprint)")
+    bsub = p.add_subparsers(dest="baseline_command", required=True, parser_class=type(p))
+    s = bsub.add_parser("save", help="freeze a results run as a named baseline of its machine")
+    s.add_argument("results", metavar="RESULTS.csv")
+    s.add_argument("--name", default="main", help="baseline name (default main)")
+    s.add_argument("--dir", default="baselines", help="where baselines live (default baselines/)")
+    s.add_argument("--replace", action="store_true",
+                   help="replace an existing baseline of that name (the old one is kept, renamed)")
+    s.set_defaults(func=save)
+    sh = bsub.add_parser("show", help="list baselines of this machine, or the rows of one")
+    sh.add_argument("name", nargs="?")
+    sh.add_argument("--dir", default="baselines")
+    sh.add_argument("--all-machines", action="store_true", help="list the baselines of every machine")
+    sh.set_defaults(func=show)
+
+
+def _this_machine() -> str:
+    from ..env import cpu_name, fingerprint, machine_env
+    # CPU runners record the CPU's name as device_name.
+    return fingerprint(dict(machine_env(), device_name=cpu_name()))
+
+
+def save(args) -> int:
+    from ..gate import baselines
+
+    path, m = baselines.save(args.results, args.name, args.dir, replace=args.replace)
+    print(f"baseline {m['name']!r} saved to {path}: {m['rows']} rows of {', '.join(m['models'])}; "
+          f"{len(m['artifacts'])} ONNX files kept for --interleaved; machine {m['fingerprint']}")
+    return 0
+
+
+def show(args) -> int:
+    from ..gate import baselines
+    from ..gate.compare import load_run
+    from ..measurement import Measurement
+    from ..results import load_samples
+    from ..table import render
+
+    if args.name:
+        csv_path, m = baselines.resolve(args.name, _this_machine(), args.dir)
+        run = load_run(csv_path)
+        rows = []
+        for _, r in run.df.iterrows():
+            ms = Measurement(load_samples(csv_path, r["samples_file"]))
+            lo, hi = ms.median_ci()
+            rows.append({"row_id": r["row_id"], "median_ms": ms.median, "ci": f"{lo:.2f}-{hi:.2f}",
+                         "iters": ms.n, "cv": ms.cv, "onnx saved": r["row_id"] in m["artifacts"]})
+        print(f"baseline {m['name']!r} at {m['path']} (saved {m['saved']} from {m['source']}, "
+              f"commit {', '.join(c[:10] for c in m['git_commit'])})")
+        print(render(rows, ["row_id", "median_ms", "ci", "iters", "cv", "onnx saved"],
+                     {"median_ms": "median ms", "ci": "95% CI"}))
+        return 0
+    fp = None if args.all_machines else _this_machine()
+    es = baselines.entries(args.dir, fp)
+    if not es:
+        where = "any machine" if fp is None else f"this machine ({fp})"
+        print(f"no baselines for {where} under {args.dir}")
+        return 0
+    print(render([{"name": e["name"], "saved": e["saved"], "rows": e["rows"],
+                   "models": ", ".join(e["models"]), "machine": e["fingerprint"], "path": e["path"]}
+                  for e in es], ["name", "saved", "rows", "models", "machine", "path"]))
+    return 0

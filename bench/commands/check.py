@@ -1,0 +1,133 @@
+"""bench.py check: judge a run against a baseline; exit 1 on a regression.
+
+Exit codes: 0 no regression, 1 at least one model slower (or, with --strict,
+not comparable), 2 bad input (one line on stderr)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _frac(text: str) -> float:
+    import argparse
+    try:
+        v = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction like 0.05 or 5%, not {text!r}") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), not {text!r}")
+    return v
+
+
+def _assign(text: str) -> tuple[str, str]:
+    import argparse
+    if text.count("=") != 1 or not all(text.split("=")):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    a, b = text.split("=")
+    return a.strip(), b.strip()
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="latency regression gate: compare a run with a baseline")
+    p.add_argument("current", nargs="?", metavar="CURRENT.csv",
+                   help="results of the current code (or, alone, an interleaved results file)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--baseline", metavar="NAME", help="a saved baseline of this machine (bench.py baseline)")
+    src.add_argument("--against", metavar="BASE.csv", help="a baseline results file given by path")
+    p.add_argument("--baseline-dir", default="baselines", help="where baselines live (default baselines/)")
+    p.add_argument("--threshold", type=_frac, default=0.05,
+                   help="minimum effect that counts as a change (default 0.05 = 5%%)")
+    p.add_argument("--threshold-for", type=_assign, action="append", default=[], metavar="MODEL=FRAC",
+                   help="per-model threshold, repeatable (e.g. efficientmod_s=0.1)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="significance level of the test and 1 - confidence of the interval (default 0.01)")
+    p.add_argument("--reference", metavar="MODEL",
+                   help="judge each model by its latency relative to MODEL, timed in the same runs")
+    p.add_argument("--pair", type=_assign, action="append", default=[], metavar="CURRENT=BASELINE",
+                   help="judge current model CURRENT against baseline model BASELINE (renamed models)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="compare even if machine fingerprints or settings differ")
+    p.add_argument("--strict", action="store_true", help="exit 1 also when a row is not comparable")
+    p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (pull-request comment)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    ab = p.add_argument_group("interleaved mode (time the baseline's ONNX files and the current code alternately)")
+    ab.add_argument("--interleaved", action="store_true",
+                    help="time now, against the ONNX files saved with --baseline NAME")
+    ab.add_argument("--models", help="interleaved: only these models (comma list)")
+    ab.add_argument("--iters", type=int, default=300, help="interleaved: iterations per side (default 300)")
+    ab.add_argument("--warmup", type=int, default=20)
+    ab.add_argument("--block", type=int, default=25, help="interleaved: iterations per block (default 25)")
+    ab.add_argument("--out", help="interleaved: results file to create (default results/<time>-ab.csv)")
+    p.set_defaults(func=run)
+
+
+def _settings(args):
+    from ..cli import UsageError
+    from ..gate.compare import GateSettings
+
+    if not 0 < args.alpha < 0.5:
+        raise UsageError(f"--alpha must be in (0, 0.5), not {args.alpha}")
+    if args.boot < 100:
+        raise UsageError(f"--boot must be at least 100, not {args.boot}")
+    per = {}
+    for model, val in args.threshold_for:
+        try:
+            per[model] = _frac(val)
+        except Exception:
+            raise UsageError(f"--threshold-for {model}={val}: expected a fraction like 0.1 or 10%") from None
+    return GateSettings(threshold=args.threshold, per_model=per, alpha=args.alpha, n_boot=args.boot,
+                        seed=args.seed, reference=args.reference, pairs=dict(args.pair),
+                        allow_mismatch=args.allow_mismatch)
+
+
+def run(args) -> int:
+    import datetime as dt
+
+    from ..cli import UsageError
+    from ..gate import baselines, report
+    from ..gate.compare import compare_runs, load_run, run_fingerprints
+    from ..gate.interleaved import compare_ab, run_ab
+
+    s = _settings(args)
+    for f in (args.markdown, args.junit):
+        if f and Path(f).is_dir():
+            raise UsageError(f"{f} is a folder; give a file name")
+    if args.interleaved:
+        if not args.baseline or args.current:
+            raise UsageError("--interleaved times now against --baseline NAME; do not name CURRENT.csv")
+        if args.reference:
+            raise UsageError("--reference is not needed with --interleaved: the baseline is its own reference")
+        from ..env import fingerprint, machine_env
+        from ..runners import get_runner
+        fp = fingerprint(dict(machine_env(), device_name=machine_env()["cpu_name"]))
+        base_csv, manifest = baselines.resolve(args.baseline, fp, args.baseline_dir)
+        out = Path(args.out) if args.out else Path("results") / (
+            dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-ab-{args.baseline}.csv")
+        get_runner("ort-cpu").check_available()
+        models = [m.strip() for m in args.models.split(",")] if args.models else None
+        run_ab(base_csv, manifest, out, models=models, pairs=s.pairs, iters=args.iters,
+               warmup=args.warmup, block=args.block, log=lambda m: print(m, file=sys.stderr))
+        print(f"interleaved timings written to {out}", file=sys.stderr)
+        comp = compare_ab(out, s)
+    elif args.current and not (args.baseline or args.against):
+        comp = compare_ab(args.current, s)
+    else:
+        if not args.current:
+            raise UsageError("name CURRENT.csv and --baseline NAME or --against BASE.csv")
+        if args.against:
+            base_csv = Path(args.against)
+        else:
+            fps = run_fingerprints(load_run(args.current))
+            if len(fps) != 1:
+                raise UsageError(f"{args.current} mixes machines; compare it --against a file")
+            base_csv, _ = baselines.resolve(args.baseline, fps.pop(), args.baseline_dir)
+        comp = compare_runs(base_csv, args.current, s)
+
+    print(report.text(comp))
+    if args.markdown:
+        report.write_atomic(args.markdown, report.markdown(comp))
+    if args.junit:
+        report.write_atomic(args.junit, report.junit(comp))
+    return comp.exit_code(args.strict)

@@ -1,0 +1,31 @@
+"""bench.py claims: check the paper's latency claims against results files (Markdown)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("claims", help="check the paper's latency claims against results CSVs")
+    p.add_argument("results", nargs="+", metavar="RESULTS")
+    p.add_argument("--out", help="also write the Markdown to this new file (never overwritten)")
+    p.add_argument("--duplicates", choices=("refuse", "latest"), default="refuse",
+                   help="a model measured twice in one column: refuse (default) or keep the latest row")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..report import claims
+    from ..report.inputs import load
+    from ..results import ResultsError
+
+    if args.out and Path(args.out).exists():
+        raise ResultsError(f"{args.out} already exists; reports are never overwritten")
+    text = claims.report(load(args.results, duplicates=args.duplicates))
+    if args.out:
+        try:
+            with open(args.out, "x") as f:
+                f.write(text)
+        except OSError as exc:
+            raise ResultsError(f"cannot write {args.out}: {exc.strerror}") from None
+    print(text)
+    return 0

@@ -1,0 +1,275 @@
+"""Judge a current run against a baseline run, row by row.
+
+A row's verdict needs three things to agree before it says `slower` (or `faster`):
+the ratio of medians is past the minimum effect (default 5%), the block-bootstrap
+interval of that ratio excludes 1, and Mann-Whitney's p is below alpha. On these
+machines a run's speed moves by ~10% between invocations, so the first two guard
+against drift inside a run and the threshold against small real-but-irrelevant
+changes; drift between runs needs a reference model or the interleaved mode.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..env import fingerprint
+from ..measurement import Measurement
+from ..results import ResultsError, load_samples, read_results
+from .stats import mann_whitney, ratio_ci
+
+VERDICTS = ("slower", "faster", "unchanged", "not comparable")
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_ALPHA = 0.01
+
+# What identifies "the same measurement" in two runs.
+KEY_COLUMNS = ("model", "variant", "runtime", "provider", "threads", "batch", "resolution")
+# Settings that change latency by design: comparing across them is refused.
+HARD_COLUMNS = ("precision", "artifact_format", "exporter", "opset", "block_size", "checkpoint",
+                "runtime_settings")
+# Differences that are reported but allowed (a pull request may bump a library).
+SOFT_COLUMNS = ("schedule", "iters", "warmup", "block_warmup", "torch_version",
+                "onnxruntime_gpu_version", "onnxruntime_version", "onnx_version", "timm_version",
+                "numpy_version")
+
+
+class GateError(ResultsError):
+    """Runs that cannot be compared as asked (exit 2)."""
+
+
+@dataclass
+class GateSettings:
+    threshold: float = DEFAULT_THRESHOLD
+    per_model: dict = field(default_factory=dict)  # model -> threshold
+    alpha: float = DEFAULT_ALPHA
+    n_boot: int = 1000
+    seed: int = 0
+    reference: str | None = None
+    pairs: dict = field(default_factory=dict)  # current model name -> baseline model name
+    allow_mismatch: bool = False
+
+    def threshold_for(self, model: str) -> float:
+        return float(self.per_model.get(model, self.threshold))
+
+
+@dataclass
+class Verdict:
+    key: str
+    model: str
+    variant: str
+    runtime: str
+    threads: object
+    batch: object
+    resolution: object
+    verdict: str
+    mode: str = "direct"
+    threshold: float = DEFAULT_THRESHOLD
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p: float | None = None
+    base_median_ms: float | None = None
+    cur_median_ms: float | None = None
+    base_row: str | None = None
+    cur_row: str | None = None
+    note: str = ""
+
+    @property
+    def change_pct(self) -> float | None:
+        return None if self.ratio is None else (self.ratio - 1.0) * 100.0
+
+
+@dataclass
+class Comparison:
+    verdicts: list[Verdict]
+    baseline: str
+    current: str
+    settings: GateSettings
+    fingerprint: str
+    warnings: list[str] = field(default_factory=list)
+
+    def count(self, verdict: str) -> int:
+        return sum(v.verdict == verdict for v in self.verdicts)
+
+    def exit_code(self, strict: bool = False) -> int:
+        if self.count("slower") or (strict and self.count("not comparable")):
+            return 1
+        return 0
+
+
+def judge(base: np.ndarray, cur: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
+          alpha: float = DEFAULT_ALPHA, block_size: int | None = None, paired: bool = False,
+          n_boot: int = 1000, seed: int = 0) -> dict:
+    """Verdict on two sample sets: slower / faster / unchanged, with the evidence."""
+    mb, mc = Measurement(base), Measurement(cur)
+    ratio = mc.median / mb.median
+    lo, hi = ratio_ci(mb.samples_ms, mc.samples_ms, block_size=block_size, paired=paired,
+                      n_boot=n_boot, confidence=1.0 - alpha, seed=seed)
+    p = mann_whitney(mc.samples_ms, mb.samples_ms).p
+    if ratio >= 1.0 + threshold and lo > 1.0 and p < alpha:
+        verdict, note = "slower", ""
+    elif ratio <= 1.0 / (1.0 + threshold) and hi < 1.0 and p < alpha:
+        verdict, note = "faster", ""
+    else:
+        verdict = "unchanged"
+        if abs(ratio - 1.0) < threshold:
+            note = f"within the {threshold:.0%} threshold"
+        else:
+            note = "change not significant (noise)"
+    return {"ratio": ratio, "ci_low": lo, "ci_high": hi, "p": p, "verdict": verdict,
+            "note": note, "base_median_ms": mb.median, "cur_median_ms": mc.median}
+
+
+# --- run against run ---------------------------------------------------------------
+
+@dataclass
+class _Run:
+    path: Path
+    df: object
+
+    def samples(self, row) -> np.ndarray:
+        return load_samples(self.path, row["samples_file"])
+
+
+def load_run(path) -> _Run:
+    path = Path(path)
+    df = read_results(path)
+    if df.empty:
+        raise GateError(f"{path} has no rows to compare")
+    return _Run(path, df)
+
+
+def row_key(row, model: str | None = None) -> str:
+    vals = [model or row["model"]] + [row[c] for c in KEY_COLUMNS[1:]]
+    return "|".join(_norm(v) for v in vals)
+
+
+def _norm(v) -> str:
+    """Cells as text, so 2, 2.0 and '2' (pandas guesses column types) compare equal."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float) and v == int(v):
+        return str(int(v))
+    return str(v)
+
+
+def run_fingerprints(run: _Run) -> set[str]:
+    cols = ("cpu_name", "cpu_logical", "device_name")
+    return {fingerprint({c: _norm(r[c]) for c in cols if c in r}) for _, r in run.df.iterrows()}
+
+
+def _setting(row, col: str) -> str:
+    v = row.get(col)
+    if col == "runtime_settings" and isinstance(v, str) and v.startswith("{"):
+        # Library versions are soft differences, checked elsewhere.
+        d = {k: x for k, x in json.loads(v).items() if not k.endswith("_version")}
+        return json.dumps(d, sort_keys=True)
+    return _norm(v)
+
+
+def compare_runs(baseline_path, current_path, settings: GateSettings | None = None) -> Comparison:
+    s = settings or GateSettings()
+    base, cur = load_run(baseline_path), load_run(current_path)
+    fb, fc = run_fingerprints(base), run_fingerprints(cur)
+    warnings = []
+    if fb != fc:
+        msg = (f"machine fingerprints differ: baseline {sorted(fb)} vs current {sorted(fc)}")
+        if not s.allow_mismatch:
+            raise GateError(msg + "; compare on the same machine, or pass --allow-mismatch "
+                            "(best with --reference)")
+        warnings.append(msg)
+
+    unknown_pairs = [m for m in s.pairs if m not in set(cur.df["model"])]
+    if unknown_pairs:
+        raise GateError(f"--pair names {unknown_pairs[0]!r}, which is not in the current run")
+    if s.reference is not None:
+        for run in (base, cur):
+            if s.reference not in set(run.df["model"]):
+                raise GateError(f"reference model {s.reference!r} is not in {run.path}; time it "
+                                "in the same run (bench.py run ... {s.reference})")
+
+    base_rows = {row_key(r): r for _, r in base.df.iterrows()}
+    cur_rows = {row_key(r, s.pairs.get(r["model"])): r for _, r in cur.df.iterrows()}
+    verdicts, mismatches, soft = [], [], set()
+    for key in list(base_rows) + [k for k in cur_rows if k not in base_rows]:
+        b, c = base_rows.get(key), cur_rows.get(key)
+        row = c if c is not None else b
+        if s.reference is not None and row["model"] == s.reference:
+            continue
+        v = Verdict(key=key, model=row["model"], variant=_norm(row["variant"]),
+                    runtime=_norm(row["runtime"]), threads=_norm(row["threads"]),
+                    batch=_norm(row["batch"]), resolution=_norm(row["resolution"]),
+                    verdict="not comparable", threshold=s.threshold_for(row["model"]),
+                    base_row=None if b is None else b["row_id"],
+                    cur_row=None if c is None else c["row_id"])
+        verdicts.append(v)
+        if c is None:
+            v.note = "missing in the current run"
+            continue
+        if b is None:
+            v.note = "new: no baseline row"
+            continue
+        if c["model"] != b["model"]:
+            v.note = f"judged against baseline {b['model']}"
+        for col in HARD_COLUMNS:
+            if col in b and col in c and _setting(b, col) != _setting(c, col):
+                mismatches.append(f"{v.model}: {col} {_setting(b, col)!r} vs {_setting(c, col)!r}")
+        for col in SOFT_COLUMNS:
+            if col in b and col in c and _norm(b[col]) != _norm(c[col]):
+                soft.add(f"{col} {_norm(b[col])} -> {_norm(c[col])}")
+        _judge_pair(v, base, b, cur, c, s)
+    if mismatches:
+        msg = "settings differ: " + "; ".join(mismatches[:3]) + (" ..." if len(mismatches) > 3 else "")
+        if not s.allow_mismatch:
+            raise GateError(msg + "; pass --allow-mismatch to compare anyway")
+        warnings.append(msg)
+    warnings += [f"differs between the runs: {d}" for d in sorted(soft)]
+    return Comparison(verdicts, str(base.path), str(cur.path), s, " / ".join(sorted(fc)), warnings)
+
+
+def _judge_pair(v: Verdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> None:
+    xb, xc = base.samples(b), cur.samples(c)
+    block = int(b["block_size"]) if _norm(b.get("block_size")) else None
+    if s.reference is not None:
+        nb, why_b = _normalized(base, b, xb, s.reference)
+        nc, why_c = _normalized(cur, c, xc, s.reference)
+        if nb is None or nc is None:
+            v.note = why_b or why_c
+            return
+        v.mode = f"relative to {s.reference}"
+        xb, xc = nb, nc
+    r = judge(xb, xc, threshold=v.threshold, alpha=s.alpha, block_size=block,
+              n_boot=s.n_boot, seed=s.seed)
+    v.verdict = r["verdict"]
+    v.ratio, v.ci_low, v.ci_high, v.p = r["ratio"], r["ci_low"], r["ci_high"], r["p"]
+    v.base_median_ms = Measurement(base.samples(b)).median
+    v.cur_median_ms = Measurement(cur.samples(c)).median
+    v.note = "; ".join(n for n in (v.note, r["note"]) if n)
+    if not _truthy(b.get("valid")) or not _truthy(c.get("valid")):
+        v.note = "; ".join(n for n in (v.note, "a row is marked invalid (see invalid_reason)") if n)
+
+
+def _truthy(x) -> bool:
+    return str(x).strip().lower() in ("true", "1", "yes")
+
+
+def _normalized(run: _Run, row, x: np.ndarray, reference: str):
+    """Samples divided by the median of the reference model's block timed beside them.
+
+    Block k of every row of an interleave group ran in the same minute; dividing by
+    the reference's block-k median removes the machine's speed of that minute."""
+    df = run.df
+    same = df[(df["model"] == reference) & (df["interleave_group"] == row["interleave_group"])
+              & (df["runtime"] == row["runtime"]) & (df["threads"] == row["threads"])
+              & (df["batch"] == row["batch"])]
+    if same.empty:
+        return None, f"reference {reference} was not timed interleaved with it in {run.path.name}"
+    ref = same.iloc[0]
+    xr = run.samples(ref)
+    block = int(row["block_size"])
+    if xr.size != x.size or int(ref["block_size"]) != block:
+        return None, f"reference {reference} has other iterations or blocks in {run.path.name}"
+    ref_med = np.array([Measurement(xr[i:i + block]).median for i in range(0, xr.size, block)])
+    return x / np.repeat(ref_med, block)[: x.size], ""

@@ -1,0 +1,153 @@
+"""Interleaved mode: the baseline's saved ONNX file and the current code's export,
+timed alternately in blocks in one process, then judged pairwise.
+
+This is the only comparison that does not trust the machine to keep its speed
+between two invocations: block k of the baseline graph and block k of the current
+graph ran within the same second, so the bootstrap draws the same blocks for both.
+The timings are written as an ordinary results file (rows <row_id>.base and
+<row_id>.head) so every number the verdict prints has a row behind it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+
+from exporters import ExportedModel
+
+from ..env import machine_env, now_iso
+from ..measurement import Measurement
+from ..pipeline import Job, RunRequest, new_run_id, prepare
+from ..results import ResultsWriter, check_writable_new, load_samples, read_results
+from ..runners import RunSettings, get_runner
+from ..schedule import time_sessions
+from .compare import Comparison, GateError, GateSettings, Verdict, _norm, judge
+
+SIDES = ("base", "head")
+
+
+def _baseline_jobs(base_csv: Path, manifest: dict, models: list[str] | None, pairs: dict):
+    """(current job, baseline row, baseline ONNX path) for every row with a saved graph."""
+    df = read_results(base_csv)
+    to_current = {b: c for c, b in pairs.items()}
+    out, skipped = [], []
+    for _, r in df.iterrows():
+        cur_model = to_current.get(r["model"], r["model"])
+        if models and cur_model not in models and r["model"] not in models:
+            continue
+        art = manifest.get("artifacts", {}).get(r["row_id"])
+        if r.get("artifact_format") != "onnx" or art is None:
+            skipped.append(f"{r['row_id']} (no saved ONNX file)")
+            continue
+        if str(r.get("checkpoint")) not in ("random-init", "nan", ""):
+            skipped.append(f"{r['row_id']} (timed with a checkpoint)")
+            continue
+        job = Job(cur_model, str(r["variant"]), "ort-cpu", int(r["threads_requested"]),
+                  int(r["batch"]), int(r["resolution"]))
+        out.append((job, r, Path(manifest["path"]) / art))
+    if not out:
+        raise GateError("nothing to time interleaved: the baseline has no saved ONNX file for "
+                        + (", ".join(models) if models else "any row")
+                        + (f" (skipped: {'; '.join(skipped[:3])})" if skipped else ""))
+    return out, skipped
+
+
+def run_ab(base_csv: Path, manifest: dict, out: Path, *, models: list[str] | None = None,
+           pairs: dict | None = None, iters: int = 300, warmup: int = 20, block: int = 25,
+           block_warmup: int = 2, log: Callable[[str], None] = print) -> Path:
+    """Time each baseline graph against the current export; write a results file."""
+    out = Path(out)
+    check_writable_new(out)
+    if iters < 1 or block < 1 or warmup < 0:
+        raise GateError("--iters and --block must be positive and --warmup >= 0")
+    jobs, skipped = _baseline_jobs(Path(base_csv), manifest, models, pairs or {})
+    for s in skipped:
+        log(f"note: not timed interleaved: {s}")
+    runner = get_runner("ort-cpu")
+    runner.check_available()
+    prepared = []
+    for job, brow, path in jobs:
+        exporter = _norm(brow.get("exporter")) or "torchscript"
+        opset = int(brow["opset"]) if _norm(brow.get("opset")) else None
+        req = RunRequest(models=[job.model], exporter=exporter, opset=opset)
+        log(f"exporting the current {job.model} ({job.variant}) with {exporter} opset {opset}")
+        head = prepare(job, req, "onnx")
+        shape = (job.batch, 3, job.resolution, job.resolution)
+        base = ExportedModel(path, "onnx", head.artifact.input_name, shape,
+                             {"sha256": brow.get("artifact_sha256")})
+        spinning = json.loads(brow["runtime_settings"]).get("spinning", True) \
+            if isinstance(brow.get("runtime_settings"), str) else True
+        prepared.append((job, brow, base, head, spinning))
+
+    run_id = new_run_id()
+    writer = ResultsWriter.create(out, {"models": [], "kind": "interleaved-ab",
+                                        "baseline": str(base_csv), "iters": iters, "warmup": warmup,
+                                        "block": block, "block_warmup": block_warmup})
+    env = machine_env()
+    for g, (job, brow, base, head, spinning) in enumerate(prepared):
+        settings = RunSettings(threads=job.threads, spinning=spinning)
+        shape = (job.batch, 3, job.resolution, job.resolution)
+        sessions = [runner.open(base, shape, settings), runner.open(head.artifact, shape, settings)]
+        log(f"timing {job.model}: baseline graph and current graph alternately, {iters} iterations each")
+        try:
+            ms = time_sessions(sessions, iters, warmup, block, "round-robin", block_warmup)
+            for side, s, m in zip(SIDES, sessions, ms):
+                cols = dict(head.columns)
+                if side == "base":
+                    cols.update(artifact_sha256=brow.get("artifact_sha256"), exporter=brow.get("exporter"),
+                                opset=brow.get("opset"), export_parity_rel_err=brow.get("export_parity_rel_err"))
+                row = {"row_id": f"{job.row_id}.{side}", "run_id": run_id, "model": job.model,
+                       "variant": job.variant, "precision": "fp32", "batch": job.batch,
+                       "resolution": job.resolution, "threads_requested": job.threads,
+                       "schedule": "round-robin", "interleave_group": f"{run_id}:{g}",
+                       "block_size": block, "block_warmup": block_warmup, "timestamp": now_iso(),
+                       **cols, **s.describe(), **env, **m.summary(),
+                       "extra": {"ab_side": side, "baseline_row": brow["row_id"],
+                                 "baseline_results": str(base_csv)}}
+                writer.append(row, m.samples_ms)
+        finally:
+            for s in sessions:
+                s.close()
+    return out
+
+
+def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
+    """Judge the head row of each pair in an interleaved results file against its base row."""
+    s = settings or GateSettings()
+    csv_path = Path(csv_path)
+    df = read_results(csv_path)
+    sides: dict[str, dict] = {}
+    for _, r in df.iterrows():
+        extra = json.loads(r["extra"]) if isinstance(r.get("extra"), str) else {}
+        if extra.get("ab_side") in SIDES:
+            sides.setdefault(r["row_id"].rsplit(".", 1)[0], {})[extra["ab_side"]] = (r, extra)
+    if not sides:
+        raise GateError(f"{csv_path} holds no interleaved baseline/current rows "
+                        "(make one with `bench.py check --interleaved --baseline NAME`)")
+    verdicts = []
+    for key, pair in sides.items():
+        r = (pair.get("head") or pair.get("base"))[0]
+        v = Verdict(key=key, model=r["model"], variant=_norm(r["variant"]), runtime=_norm(r["runtime"]),
+                    threads=_norm(r["threads"]), batch=_norm(r["batch"]),
+                    resolution=_norm(r["resolution"]), verdict="not comparable", mode="interleaved",
+                    threshold=s.threshold_for(r["model"]))
+        verdicts.append(v)
+        if set(pair) != set(SIDES):
+            v.note = f"only the {next(iter(pair))} side was timed"
+            continue
+        (b, bx), (c, _) = pair["base"], pair["head"]
+        v.base_row, v.cur_row = b["row_id"], c["row_id"]
+        xb, xc = load_samples(csv_path, b["samples_file"]), load_samples(csv_path, c["samples_file"])
+        res = judge(xb, xc, threshold=v.threshold, alpha=s.alpha, block_size=int(b["block_size"]),
+                    paired=xb.size == xc.size, n_boot=s.n_boot, seed=s.seed)
+        v.verdict, v.ratio, v.ci_low, v.ci_high, v.p = (res["verdict"], res["ratio"], res["ci_low"],
+                                                        res["ci_high"], res["p"])
+        v.base_median_ms = Measurement(xb).median
+        v.cur_median_ms = Measurement(xc).median
+        v.note = "; ".join(n for n in (f"vs baseline row {bx.get('baseline_row')}", res["note"]) if n)
+    fp = " / ".join(sorted({f"{r['cpu_name']}|{r['cpu_logical']}|{r['device_name']}" for _, r in df.iterrows()}))
+    return Comparison(verdicts, f"{csv_path} (.base rows)", f"{csv_path} (.head rows)", s, fp)
+
+
+__all__ = ["run_ab", "compare_ab"]

@@ -1,0 +1,101 @@
+"""A Comparison as a terminal table, a Markdown pull-request comment, or JUnit XML.
+
+Every number printed is a statistic of the rows named in it (base_row / cur_row of
+the two results files), so a reader can trace it back."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from ..table import render
+from .compare import Comparison, Verdict
+
+ICON = {"slower": "🔴 slower", "faster": "🟢 faster", "unchanged": "⚪ unchanged",
+        "not comparable": "⚠️ not comparable"}
+
+
+def _ci(v: Verdict) -> str:
+    if v.ci_low is None:
+        return ""
+    return f"{(v.ci_low - 1) * 100:+.1f}% .. {(v.ci_high - 1) * 100:+.1f}%"
+
+
+def _setting(v: Verdict) -> str:
+    return f"{v.variant} t{v.threads} b{v.batch} r{v.resolution}"
+
+
+def headline(c: Comparison) -> str:
+    parts = [f"{c.count(k)} {k}" for k in ("slower", "faster", "unchanged", "not comparable") if c.count(k)]
+    status = "REGRESSION" if c.count("slower") else "OK"
+    return f"latency gate: {status} ({', '.join(parts) or 'nothing compared'})"
+
+
+def text(c: Comparison) -> str:
+    rows = [{"model": v.model, "setting": _setting(v), "verdict": v.verdict,
+             "base": v.base_median_ms, "current": v.cur_median_ms,
+             "change": None if v.ratio is None else f"{v.change_pct:+.1f}%", "ci": _ci(v),
+             "p": None if v.p is None else f"{v.p:.2g}", "thr": f"{v.threshold:.0%}",
+             "mode": v.mode, "note": v.note} for v in c.verdicts]
+    heads = {"base": "base ms", "current": "current ms", "ci": f"{1 - c.settings.alpha:.0%} CI"}
+    out = [f"baseline: {c.baseline}", f"current:  {c.current}", "",
+           render(rows, ["model", "setting", "verdict", "base", "current", "change", "ci", "p",
+                         "thr", "mode", "note"], heads)]
+    out += [f"warning: {w}" for w in c.warnings]
+    out += ["", headline(c)]
+    return "\n".join(out)
+
+
+def markdown(c: Comparison) -> str:
+    lines = [f"### {'❌' if c.count('slower') else '✅'} {headline(c)}", "",
+             f"| model | setting | verdict | base ms | current ms | change | "
+             f"{1 - c.settings.alpha:.0%} CI | p | note |",
+             "|---|---|---|---:|---:|---:|---|---:|---|"]
+    order = {k: i for i, k in enumerate(("slower", "not comparable", "faster", "unchanged"))}
+    for v in sorted(c.verdicts, key=lambda v: order[v.verdict]):
+        lines.append("| " + " | ".join([
+            f"`{v.model}`", _setting(v), ICON[v.verdict],
+            "" if v.base_median_ms is None else f"{v.base_median_ms:.2f}",
+            "" if v.cur_median_ms is None else f"{v.cur_median_ms:.2f}",
+            "" if v.ratio is None else f"{v.change_pct:+.1f}%", _ci(v),
+            "" if v.p is None else f"{v.p:.2g}", (v.mode + "; " if v.mode != "direct" else "") + v.note,
+        ]) + " |")
+    s = c.settings
+    lines += ["", f"Slower means: median up by at least the threshold ({s.threshold:.0%} unless set per "
+              f"model), the block-bootstrap interval of the ratio above 1, and Mann-Whitney p < {s.alpha}.",
+              f"Baseline `{c.baseline}`, current `{c.current}`, machine `{c.fingerprint}`."]
+    lines += [f"> ⚠️ {w}" for w in c.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def junit(c: Comparison) -> str:
+    failures = c.count("slower")
+    skipped = c.count("not comparable")
+    cases = []
+    for v in c.verdicts:
+        name = quoteattr(f"{v.model} [{_setting(v)}]")
+        detail = (f"median {v.base_median_ms:.3f} -> {v.cur_median_ms:.3f} ms, change {v.change_pct:+.2f}% "
+                  f"(CI {_ci(v)}), p={v.p:.3g}, threshold {v.threshold:.0%}; {v.mode}; {v.note}"
+                  if v.ratio is not None else v.note)
+        body = ""
+        if v.verdict == "slower":
+            body = f'<failure message={quoteattr("slower: " + detail)}>{escape(detail)}</failure>'
+        elif v.verdict == "not comparable":
+            body = f"<skipped message={quoteattr(detail)}/>"
+        else:
+            body = f"<system-out>{escape(v.verdict + ': ' + detail)}</system-out>"
+        cases.append(f'  <testcase classname="latency-gate" name={name}>{body}</testcase>')
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name="latency-gate" tests="{len(c.verdicts)}" failures="{failures}" '
+            f'errors="0" skipped="{skipped}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+
+
+def write_atomic(path, text_: str) -> None:
+    """Reports are rewritten whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text_)
+    os.replace(tmp, path)

@@ -1,0 +1,139 @@
+"""The paper's latency claims checked against measured rows, one verdict per claim and column."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from . import reference as ref
+from .compare import pairing_label, ratio
+from .inputs import Column, ReportInputs
+from .stats import Ratio, kendall, spearman
+
+HOLDS = "holds"
+FAILS = "does not hold"
+UNCLEAR = "inconclusive"
+NOT_MEASURED = "not measured"
+
+
+@dataclass
+class Verdict:
+    claim: ref.Claim
+    column: Column | None
+    status: str
+    ratio: Ratio | None = None
+    refs: str = ""
+    why: str = ""
+
+
+def judge(claim: ref.Claim, r: Ratio) -> str:
+    """Direction only, decided by the interval: the paper's size is reported beside it.
+
+    An interval that straddles 1 is neither confirmed nor refuted ('inconclusive');
+    with no interval (a single block) the point estimate decides, as the table says."""
+    lo, hi = (r.low, r.high) if not math.isnan(r.low) else (r.estimate, r.estimate)
+    if claim.relation == "faster":
+        return HOLDS if hi < 1 else FAILS if lo > 1 else UNCLEAR
+    if claim.relation == "slower":
+        return HOLDS if lo > 1 else FAILS if hi < 1 else UNCLEAR
+    return FAILS if lo > 1 else HOLDS  # no_slower
+
+
+def evaluate(inp: ReportInputs) -> list[Verdict]:
+    out = []
+    for claim in ref.claims():
+        cols = [c for c in inp.columns if c.device == claim.device and int(c.key[5]) == 1]
+        if not cols:
+            out.append(Verdict(claim, None, NOT_MEASURED, why=f"no {claim.device.upper()} results at batch 1"))
+            continue
+        for col in cols:
+            a, b = col.find(claim.a, claim.a_variant), col.find(claim.b, claim.b_variant)
+            if a is None or b is None:
+                missing = [m for m, row in ((claim.a, a), (claim.b, b)) if row is None]
+                out.append(Verdict(claim, col, NOT_MEASURED, why=f"no row for {', '.join(missing)}"))
+                continue
+            if int(a["resolution"]) != int(b["resolution"]) and claim.a == claim.b:
+                out.append(Verdict(claim, col, NOT_MEASURED, why="variants measured at different resolutions"))
+                continue
+            r = ratio(a, b)
+            out.append(Verdict(claim, col, judge(claim, r), r, f"{a.ref} vs {b.ref}"))
+    return out
+
+
+def _pct(v: float) -> str:
+    return f"{v:+.1f}%"
+
+
+def to_markdown(verdicts: list[Verdict]) -> str:
+    lines = ["| Claim | Source | Device column | Paper | Measured (A/B − 1) [95% CI] | Paper inside CI | Timing | "
+             "Verdict | Rows |", "|---|---|---|---:|---:|---|---|---|---|"]
+    for v in verdicts:
+        c = v.claim
+        paper = "–" if c.paper_change_pct is None else _pct(c.paper_change_pct)
+        if v.ratio is None:
+            lines.append(f"| {c.statement} | {c.source} | {v.column.label if v.column else '–'} | {paper} | – | – "
+                         f"| – | **{v.status}** ({v.why}) | – |")
+            continue
+        r = v.ratio
+        lo, hi = r.change_ci_pct
+        ci = " (no CI: one block)" if math.isnan(lo) else f" [{_pct(lo)}, {_pct(hi)}]"
+        inside = "–" if c.paper_change_pct is None or math.isnan(lo) else (
+            "yes" if lo <= c.paper_change_pct <= hi else "no")
+        lines.append(f"| {c.statement} | {c.source} | {v.column.label} | {paper} | {_pct(r.change_pct)}{ci} | "
+                     f"{inside} | {pairing_label(r)} | **{v.status}** | {v.refs} |")
+    counts = {s: sum(v.status == s for v in verdicts) for s in (HOLDS, FAILS, UNCLEAR, NOT_MEASURED)}
+    lines += ["", "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
+              "", "A claim holds when the 95% CI of the measured ratio lies entirely on the claimed side of "
+              "no difference, does not hold when it lies entirely on the other side, and is inconclusive "
+              "when it straddles it. The paper's size of the effect is shown beside, not tested. Paired "
+              "ratios come from the two rows' interleaved blocks; unpaired ones (rows timed separately) "
+              "do not include drift of the machine between runs."]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class RankAgreement:
+    column: Column
+    n: int
+    spearman: float
+    kendall: float
+    models: list[str]
+
+
+def rank_agreement(inp: ReportInputs) -> list[RankAgreement]:
+    """How well the measured latency order matches the paper's (Table 1 and friends), per column."""
+    out = []
+    for col in inp.columns:
+        if col.device not in ("gpu", "cpu"):
+            continue
+        models, measured, paper = [], [], []
+        for model in col.models():
+            p = ref.paper_latency(model, col.device)
+            row = col.find(model)
+            if p is None or row is None:
+                continue
+            models.append(model)
+            measured.append(row.measurement().median)
+            paper.append(p[0])
+        out.append(RankAgreement(col, len(models), spearman(measured, paper), kendall(measured, paper), models))
+    return out
+
+
+def rank_markdown(ranks: list[RankAgreement]) -> str:
+    lines = ["| Device column | Models | Spearman ρ | Kendall τ-b | Paper device |", "|---|---:|---:|---:|---|"]
+    for r in ranks:
+        f = (lambda v: "–" if math.isnan(v) else f"{v:+.3f}")
+        lines.append(f"| {r.column.label} | {r.n} | {f(r.spearman)} | {f(r.kendall)} | "
+                     f"{'P100' if r.column.device == 'gpu' else 'Xeon E5-2680, 4 thr'} |")
+    lines += ["", "Ranks compare each column's median latency (headline variant, paper resolution) with the "
+              "paper's latency of the same models (Table 1, else Tables 4/6 and App. L); ties share ranks. "
+              "+1: same order, 0: unrelated, -1: reversed."]
+    return "\n".join(lines) + "\n"
+
+
+def report(inp: ReportInputs) -> str:
+    files = ", ".join(str(p) for p in inp.files)
+    parts = ["# The paper's latency claims vs measured results", "", f"Results: {files}", ""]
+    parts += [f"Note: {n}" for n in inp.notes]
+    parts += ["## Claims", "", to_markdown(evaluate(inp)), "## Rank agreement with the paper", "",
+              rank_markdown(rank_agreement(inp))]
+    return "\n".join(parts)

@@ -1,0 +1,181 @@
+"""Results files as the reports see them: rows grouped into columns of one setting each.
+
+A column is one (device class, device name, runtime, precision, threads, batch):
+numbers in one column are comparable, and nothing from two columns is ever averaged.
+Within a column a model may appear at several resolutions and variants; tables pick
+the one they need and sweeps show the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..measurement import Measurement
+from ..results import ResultsError, load_samples, read_results
+
+# What a results row must carry for the reports to place it.
+NEEDED = ("row_id", "model", "variant", "runtime", "device", "device_name", "precision", "batch",
+          "resolution", "threads", "interleave_group", "block_size", "iters", "median_ms",
+          "samples_file", "valid", "run_id")
+COLUMN_KEY = ("device", "device_name", "runtime", "precision", "threads", "batch")
+# The variant a model's headline number is taken from when several were timed:
+# EfficientMod's released code (and the paper's tables) use Repeat.
+HEADLINE_VARIANTS = ("repeat", "default")
+
+
+@dataclass
+class Row:
+    """One results row, with where it came from."""
+
+    data: dict
+    source: Path
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    @property
+    def id(self) -> str:
+        return self.data["row_id"]
+
+    @property
+    def ref(self) -> str:
+        """How a printed number points back at its row: file and row_id."""
+        return f"{self.source.name}:{self.id}"
+
+    def samples(self) -> np.ndarray:
+        return load_samples(self.source, self.data["samples_file"])
+
+    def measurement(self) -> Measurement:
+        return Measurement(self.samples())
+
+
+@dataclass
+class Column:
+    key: tuple
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def device(self) -> str:
+        return self.key[0]
+
+    @property
+    def label(self) -> str:
+        device, name, runtime, precision, threads, batch = self.key
+        parts = [str(name), str(runtime)]
+        if device == "cpu":
+            parts.append(f"{threads} thr")
+        if precision != "fp32":
+            parts.append(str(precision))
+        if int(batch) != 1:
+            parts.append(f"batch {batch}")
+        return ", ".join(parts)
+
+    @property
+    def short_label(self) -> str:
+        device, name, runtime, precision, threads, batch = self.key
+        return f"{device.upper()} {runtime}" + (f" {threads}T" if device == "cpu" else "") + \
+            (f" b{batch}" if int(batch) != 1 else "")
+
+    def find(self, model: str, variant: str | None = None, resolution: int | None = None) -> Row | None:
+        """The row of `model` in this column: the variant asked (else the headline one),
+        at `resolution` (else the model's paper resolution, else the only one)."""
+        cands = [r for r in self.rows if r["model"] == model]
+        if resolution is not None:
+            cands = [r for r in cands if int(r["resolution"]) == resolution]
+        elif len({int(r["resolution"]) for r in cands}) > 1:
+            paper = [r for r in cands if _paper_res(r) == int(r["resolution"])]
+            cands = paper or [r for r in cands if int(r["resolution"]) == 224]
+        if variant is not None:
+            cands = [r for r in cands if r["variant"] == variant]
+        elif len({r["variant"] for r in cands}) > 1:
+            head = [r for r in cands if r["variant"] in HEADLINE_VARIANTS]
+            cands = head or cands[:1]
+        return cands[0] if cands else None
+
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(r["model"] for r in self.rows))
+
+
+def _paper_res(row: Row) -> int | None:
+    v = row.data.get("paper_resolution")
+    try:
+        return int(v) if v == v and v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class ReportInputs:
+    files: list[Path]
+    columns: list[Column]
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[Row]:
+        return [r for c in self.columns for r in c.rows]
+
+    def by_device(self, device: str) -> list[Column]:
+        return [c for c in self.columns if c.device == device]
+
+
+def load(paths: list[str | Path], duplicates: str = "refuse") -> ReportInputs:
+    """Read results files into columns; ResultsError (one line) for anything unusable.
+
+    duplicates: what to do when one column has the same model, variant and
+    resolution twice (e.g. two runs given together): 'refuse', or 'latest' to keep
+    the row with the latest timestamp and say so in the notes."""
+    if not paths:
+        raise ResultsError("name at least one results CSV")
+    files, seen_files = [], set()
+    columns: dict[tuple, Column] = {}
+    notes = []
+    for p in paths:
+        path = Path(p)
+        if path.resolve() in seen_files:
+            raise ResultsError(f"{path} is given twice")
+        seen_files.add(path.resolve())
+        df = read_results(path)
+        missing = [c for c in NEEDED if c not in df.columns]
+        if missing:
+            raise ResultsError(f"{path} lacks column {missing[0]!r}; it is not a modbench results CSV this "
+                               "report can read")
+        if df.empty:
+            raise ResultsError(f"{path} has no result rows")
+        files.append(path)
+        for rec in df.to_dict("records"):
+            row = Row(rec, path)
+            key = tuple(_norm(rec[k]) for k in COLUMN_KEY)
+            if not isinstance(key[5], int) or key[0] not in ("cpu", "gpu", "mobile", "npu"):
+                raise ResultsError(f"{path}: row {rec['row_id']} has an unreadable setting "
+                                   f"(device={rec['device']!r}, batch={rec['batch']!r})")
+            col = columns.setdefault(key, Column(key))
+            clash = [r for r in col.rows if (r["model"], r["variant"], int(r["resolution"])) ==
+                     (rec["model"], rec["variant"], int(rec["resolution"]))]
+            if clash:
+                other = clash[0]
+                if duplicates != "latest":
+                    raise ResultsError(
+                        f"{rec['model']} ({rec['variant']}, {int(rec['resolution'])}px) is measured twice in "
+                        f"column '{col.label}': {other.ref} and {row.ref}; give one of the files, or "
+                        "--duplicates latest to keep the newer row")
+                keep, drop = sorted([other, row], key=lambda r: str(r.data.get("timestamp")))[::-1]
+                col.rows[col.rows.index(other)] = keep
+                notes.append(f"{drop.ref} replaced by the newer {keep.ref}")
+            else:
+                col.rows.append(row)
+    ordered = sorted(columns.values(), key=lambda c: (c.device != "gpu", str(c.key[1]), str(c.key[2]),
+                                                      -_num(c.key[4]), _num(c.key[5])))
+    return ReportInputs(files, ordered, notes)
+
+
+def _norm(v):
+    if isinstance(v, float):
+        if v != v:  # a GPU row has no thread count
+            return ""
+        return int(v) if v.is_integer() else v
+    return v
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) else 0.0

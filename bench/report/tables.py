@@ -1,0 +1,343 @@
+"""The paper's tables rebuilt from measured rows, beside the paper's own numbers.
+
+A Table is built once and rendered three ways (Markdown, LaTeX with booktabs,
+tidy CSV). Every measured cell carries the file and row_id it came from; the
+CSV lists them, the Markdown and LaTeX point at the CSV.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+
+from . import reference as ref
+from .compare import pairing_label, repeat_vs_reshape
+from .inputs import Column, ReportInputs, Row
+
+STATS = ("median", "mean")
+NOT_MEASURED = "not measured"
+INVALID_MARK = "‡"
+
+
+@dataclass
+class Cell:
+    text: str
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    ref: str | None = None  # file:row_id of the measured row
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    headers: list[str]
+    # A row is a list of cells; a row that is a str is a group heading.
+    rows: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def measured_cell(row: Row | None, stat: str) -> Cell:
+    if row is None:
+        return Cell(NOT_MEASURED)
+    m = row.measurement()
+    mark = "" if _truthy(row.data.get("valid")) else INVALID_MARK
+    if stat == "mean":
+        return Cell(f"{_fmt(m.mean)} ± {_fmt(m.std)}{mark}", m.mean, m.mean - m.std, m.mean + m.std, row.ref)
+    lo, hi = m.median_ci()
+    return Cell(f"{_fmt(m.median)} [{_fmt(lo)}, {_fmt(hi)}]{mark}", m.median, lo, hi, row.ref)
+
+
+def _truthy(v) -> bool:
+    return v is True or str(v).lower() in ("true", "1")
+
+
+def _paper(v: float | None) -> Cell:
+    # The paper prints one decimal throughout; "76.0", not "76".
+    return Cell("–" if v is None else f"{v:.1f}", v)
+
+
+def _stat_note(stat: str) -> str:
+    what = ("median [95% CI of the median]" if stat == "median" else "mean ± std")
+    return (f"Measured cells: {what} in ms over each row's stored samples. {INVALID_MARK}: the row failed "
+            "its validity check (too few iterations or too noisy); see invalid_reason in its results file. "
+            "Each measured cell's file and row_id are in this table's CSV (column `source`).")
+
+
+def _columns_note(cols: list[Column]) -> list[str]:
+    return [f"Column '{c.label}': {len(c.rows)} rows from "
+            f"{', '.join(sorted({r.source.name for r in c.rows}))}" for c in cols]
+
+
+# --- Table 1 -------------------------------------------------------------------
+
+def table1(inp: ReportInputs, stat: str) -> Table:
+    gpus, cpus = inp.by_device("gpu"), inp.by_device("cpu")
+    heads = (["Model", "Top-1 (%)", "GPU ms: paper (P100)"] + [f"GPU ms: {c.label}" for c in gpus]
+             + ["CPU ms: paper (Xeon, 4 thr)"] + [f"CPU ms: {c.label}" for c in cpus]
+             + ["Params M: paper", "Params M: measured", "FLOPs G: paper", "MACs G: measured", "Size"])
+    t = Table("table1", "Table 1: ImageNet-1K models, paper vs measured latency", heads)
+    group_names = {1: "~4M parameters", 2: "~6M parameters", 3: "~12M parameters"}
+    last_group = None
+    for row_no, model, label in ref.table_rows("Table 1"):
+        g = ref.table1_group(model)
+        if g != last_group:
+            t.rows.append(group_names.get(g, f"group {g}"))
+            last_group = g
+        top = ref.value("Table 1", model, "top1")
+        dist = ref.value("Table 1", model, "top1_distilled")
+        top_text = ("–" if top is None else f"{top:.1f}") + (f" ({dist:.1f})" if dist is not None else "")
+        any_row = next((c.find(model) for c in inp.columns if c.find(model) is not None), None)
+        res = ref.value("Table 1", model, "resolution")
+        cells = [Cell(label), Cell(top_text, top), _paper(ref.value("Table 1", model, "latency_ms", ref.PAPER_GPU))]
+        cells += [measured_cell(c.find(model), stat) for c in gpus]
+        cells += [_paper(ref.value("Table 1", model, "latency_ms", ref.PAPER_CPU))]
+        cells += [measured_cell(c.find(model), stat) for c in cpus]
+        cells += [_paper(ref.value("Table 1", model, "params_m")),
+                  _num_cell(any_row, "params_m"), _paper(ref.value("Table 1", model, "flops_g")),
+                  _num_cell(any_row, "macs_g"), Cell(f"{int(res)}²" if res else "–", res)]
+        t.rows.append(cells)
+    t.notes += [_stat_note(stat), "Paper: Table 1 (P100 GPU, Xeon E5-2680 CPU with 4 threads, batch 1, mean "
+                "of 4000 ONNX runs); Top-1 in brackets is with strong training (distillation or "
+                "re-parameterization). FLOPs in the paper are multiply-accumulates."] + _columns_note(gpus + cpus)
+    return t
+
+
+def _num_cell(row: Row | None, col: str) -> Cell:
+    if row is None:
+        return Cell(NOT_MEASURED)
+    v = row.data.get(col)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return Cell("–")
+    return Cell(f"{float(v):.2f}", float(v), ref=row.ref)
+
+
+# --- Table 10: one column per device --------------------------------------------
+
+def table10(inp: ReportInputs, stat: str) -> Table:
+    devs = ["P100", "T4", "V100-SXM2", "A100"]
+    heads = (["Model", "Top-1 (%)"] + [f"paper {d} (mean ± std)" for d in devs]
+             + [c.label for c in inp.columns] + ["Params M", "FLOPs G"])
+    t = Table("table10", "Table 10: latency on every device measured, beside the paper's four GPUs", heads)
+    for _, model, label in ref.table_rows("Table 10"):
+        top = ref.value("Table 10", model, "top1")
+        dist = ref.value("Table 10", model, "top1_distilled")
+        cells = [Cell(label), Cell(f"{top:.1f}" if top is not None else f"({dist:.1f})", top)]
+        for d in devs:
+            m, s = ref.value("Table 10", model, "latency_ms", d), ref.value("Table 10", model, "latency_std_ms", d)
+            cells.append(Cell(f"{m:.1f} ± {s:.3f}", m))
+        cells += [measured_cell(c.find(model), stat) for c in inp.columns]
+        cells += [_paper(ref.value("Table 10", model, "params_m")), _paper(ref.value("Table 10", model, "flops_g"))]
+        t.rows.append(cells)
+    t.notes += [_stat_note(stat), "Paper: Table 10 (three tests per GPU on different nodes, 500 runs each, "
+                "mean ± std of the three)."] + _columns_note(inp.columns)
+    return t
+
+
+# --- Paper tables with a few rows (3, 4, 6, App. L, 12) ------------------------
+
+SMALL_TABLES = [
+    ("table3", "Table 3", "Table 3: EfficientMod vs EfficientFormerV2 (GPU latency from the table's header)"),
+    ("table4", "Table 4", "Table 4: EfficientMod vs other modulation models"),
+    ("table6", "Table 6", "Table 6: EfficientMod vs MBConv blocks (isotropic and hierarchical)"),
+    ("appL_mlp", "App. L (MLP)", "App. L: slimmed modulation vs a separate MLP"),
+    ("appL_kernel", "App. L (kernel)", "App. L: one 7x7 kernel vs several kernel sizes"),
+    ("appL_attention", "App. L (attention)", "App. L: adding attention to EfficientMod-s-Conv"),
+    ("table12", "Table 12", "Table 12: iPhone 13 (Core ML) latency"),
+]
+
+
+def small_table(inp: ReportInputs, name: str, paper_table: str, title: str, stat: str) -> Table | None:
+    rows = ref.table_rows(paper_table)
+    devices = list(dict.fromkeys(v.device for v in ref.table(paper_table)
+                                 if v.metric == "latency_ms" and v.device))
+    # An iPhone table gets mobile columns only; a GPU/CPU table gets GPU and CPU columns.
+    classes = {ref.PAPER_DEVICE_CLASS.get(d) for d in devices}
+    if classes & {"gpu", "cpu"}:
+        classes |= {"gpu", "cpu"}
+    cols = [c for c in inp.columns if c.device in classes]
+    if not any(c.find(m) is not None for _, m, _ in rows for c in cols):
+        return None
+    heads = (["Model", "Top-1 (%)"] + [f"paper {d} ms" for d in devices] + [c.label for c in cols])
+    t = Table(name, title, heads)
+    for _, model, label in rows:
+        top = ref.value(paper_table, model, "top1")
+        cells = [Cell(label), _paper(top)]
+        cells += [_paper(ref.value(paper_table, model, "latency_ms", d)) for d in devices]
+        cells += [measured_cell(c.find(model), stat) for c in cols]
+        t.rows.append(cells)
+    t.notes += [_stat_note(stat), f"Paper: {paper_table}. Rows the suite has no model for are shown as "
+                f"'{NOT_MEASURED}'."] + _columns_note(cols)
+    return t
+
+
+# --- Sweeps --------------------------------------------------------------------
+
+def batch_sweeps(inp: ReportInputs, stat: str) -> list[Table]:
+    out = []
+    families: dict[tuple, list[Column]] = {}
+    for c in inp.columns:
+        families.setdefault(c.key[:5], []).append(c)
+    for cols in (f for f in families.values() if len(f) > 1):
+        cols = sorted(cols, key=lambda c: int(c.key[5]))
+        base = cols[0]
+        label = base.label.replace(", batch " + str(base.key[5]), "")
+        t = Table(f"batch_sweep_{len(out) + 1}", f"Latency vs batch size: {label}",
+                  ["Model", "Variant", "Resolution"] + [f"batch {c.key[5]}" for c in cols])
+        seen: dict[tuple, int] = {}
+        for c in cols:
+            for r in c.rows:
+                k = (r["model"], r["variant"], int(r["resolution"]))
+                seen[k] = seen.get(k, 0) + 1
+        # Only what was measured at two batch sizes or more is a sweep.
+        keys = sorted(k for k, n in seen.items() if n > 1)
+        if not keys:
+            continue
+        for model, variant, res in keys:
+            t.rows.append([Cell(ref.paper_label(model)), Cell(str(variant)), Cell(f"{res}", res)]
+                          + [measured_cell(c.find(model, variant, res), stat) for c in cols])
+        t.notes += [_stat_note(stat), "Latency is per batch (one inference call), not per image."]
+        paper = [v for v in ref.table("Table 10 (batch)")]
+        if paper and base.device == "gpu":
+            pts = ", ".join(f"{v.label} b{v.batch}: {v.value:g}" for v in paper)
+            t.notes.append(f"Paper (Table 10, EfficientMod-s, ms): {pts}.")
+        out.append(t)
+    return out
+
+
+def resolution_sweeps(inp: ReportInputs, stat: str) -> list[Table]:
+    out = []
+    for c in inp.columns:
+        resolutions = sorted({int(r["resolution"]) for r in c.rows})
+        keys = [(m, v) for m, v in dict.fromkeys((r["model"], r["variant"]) for r in c.rows)
+                if len({int(r["resolution"]) for r in c.rows if (r["model"], r["variant"]) == (m, v)}) > 1]
+        if not keys:
+            continue
+        t = Table(f"resolution_sweep_{len(out) + 1}", f"Latency vs input resolution: {c.label}",
+                  ["Model", "Variant"] + [f"{r}px" for r in resolutions])
+        for m, v in keys:
+            t.rows.append([Cell(ref.paper_label(m)), Cell(str(v))]
+                          + [measured_cell(c.find(m, v, r), stat) if c.find(m, v, r) else Cell("–")
+                             for r in resolutions])
+        t.notes += [_stat_note(stat), "Paper: Fig. 8 (P100 GPU, 224 to 512 px) gives no numbers, only a plot."]
+        out.append(t)
+    return out
+
+
+# --- Repeat vs Reshape (Fig. 2) ----------------------------------------------------
+
+def variant_table(inp: ReportInputs) -> Table | None:
+    changes = repeat_vs_reshape(inp.columns)
+    if not changes:
+        return None
+    t = Table("repeat_vs_reshape", "Repeat -> Reshape latency change (paper Fig. 2)",
+              ["Device", "Model", "Res", "Repeat median ms", "Reshape median ms", "Change % [95% CI]",
+               "Timing", "Paper"])
+    for ch in changes:
+        r = ch.ratio
+        lo, hi = r.change_ci_pct
+        ci = "" if math.isnan(lo) else f" [{lo:+.1f}, {hi:+.1f}]"
+        paper = ref.value("Figure 2", ch.model, "latency_change_pct",
+                          ref.PAPER_GPU if ch.column.device == "gpu" else ref.PAPER_CPU)
+        t.rows.append([Cell(ch.column.label), Cell(ref.paper_label(ch.model)), Cell(str(ch.resolution)),
+                       Cell(_fmt(ch.repeat.measurement().median), ref=ch.repeat.ref),
+                       Cell(_fmt(ch.reshape.measurement().median), ref=ch.reshape.ref),
+                       Cell(f"{r.change_pct:+.1f}{ci}", r.change_pct, lo, hi, ref=f"{ch.repeat.ref} {ch.reshape.ref}"),
+                       Cell(pairing_label(r)),
+                       Cell("–" if paper is None else f"{paper:+.1f} ({'P100' if ch.column.device == 'gpu' else 'Xeon'})",
+                            paper)])
+    t.notes += ["Change = Reshape / Repeat - 1. Paired: the geometric mean over interleaved blocks of the "
+                "ratio of block medians, 95% CI by bootstrap over blocks. Separate timing: ratio of medians "
+                "with an independent bootstrap; machine drift between the runs is not in that interval.",
+                "Paper: Figure 2 (EfficientMod-s, -5.1% on the P100 GPU, +21.8% on the Xeon CPU)."]
+    return t
+
+
+def build_all(inp: ReportInputs, stat: str = "median") -> list[Table]:
+    if stat not in STATS:
+        raise ValueError(f"stat must be one of {STATS}")
+    tables = [table1(inp, stat), table10(inp, stat)]
+    for name, paper_table, title in SMALL_TABLES:
+        t = small_table(inp, name, paper_table, title, stat)
+        if t is not None:
+            tables.append(t)
+    v = variant_table(inp)
+    if v is not None:
+        tables.append(v)
+    return tables + batch_sweeps(inp, stat) + resolution_sweeps(inp, stat)
+
+
+# --- Rendering -----------------------------------------------------------------
+
+def _text(c) -> str:
+    return c.text if isinstance(c, Cell) else str(c)
+
+
+def to_markdown(t: Table) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+    lines = [f"### {t.title}", "", "| " + " | ".join(esc(h) for h in t.headers) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(t.headers))) + "|"]
+    for r in t.rows:
+        if isinstance(r, str):
+            lines.append("| **" + esc(r) + "** |" + " |" * (len(t.headers) - 1))
+        else:
+            lines.append("| " + " | ".join(esc(_text(c)) for c in r) + " |")
+    lines.append("")
+    lines += [f"- {n}" for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESC = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+              "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}",
+              "±": r"$\pm$", "²": r"$^2$", "‡": r"$^\ddagger$", "–": "--", "→": r"$\rightarrow$"}
+
+
+def latex_escape(s: str) -> str:
+    return "".join(_LATEX_ESC.get(ch, ch) for ch in s)
+
+
+def to_latex(t: Table) -> str:
+    n = len(t.headers)
+    out = [r"% Generated by bench.py report; needs \usepackage{booktabs}.", r"\begin{table}[t]", r"\centering",
+           r"\caption{" + latex_escape(t.title) + "}", r"\resizebox{\linewidth}{!}{%",
+           r"\begin{tabular}{l" + "r" * (n - 1) + "}", r"\toprule",
+           " & ".join(latex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
+    first = True
+    for r in t.rows:
+        if isinstance(r, str):
+            if not first:
+                out.append(r"\midrule")
+            out.append(r"\multicolumn{" + str(n) + r"}{l}{\textit{" + latex_escape(r) + r"}} \\")
+        else:
+            out.append(" & ".join(latex_escape(_text(c)) for c in r) + r" \\")
+        first = False
+    out += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def to_csv(t: Table) -> str:
+    """Tidy: one line per cell, with its number, interval and the row it came from."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["table", "group", "row", "column", "text", "value", "low", "high", "source"])
+    group = ""
+    for r in t.rows:
+        if isinstance(r, str):
+            group = r
+            continue
+        label = _text(r[0])
+        for h, c in zip(t.headers[1:], r[1:]):
+            w.writerow([t.name, group, label, h, _text(c), _n(getattr(c, "value", None)),
+                        _n(getattr(c, "low", None)), _n(getattr(c, "high", None)), getattr(c, "ref", None) or ""])
+    return buf.getvalue()
+
+
+def _n(v) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(round(float(v), 6))
