@@ -154,6 +154,22 @@ def prepare(job: Job, req: RunRequest, artifact_format: str) -> Prepared:
     return Prepared(job, art, cols)
 
 
+def prepare_all(jobs: list[Job], req: RunRequest, artifact_format: str,
+                on_job: Callable[[int, Job], None] = lambda i, job: None) -> list[Prepared]:
+    """Prepare every job; jobs that differ only in threads share one build and export."""
+    from dataclasses import replace
+
+    built: dict[tuple, Prepared] = {}
+    out = []
+    for i, job in enumerate(jobs, 1):
+        key = (job.model, job.variant, job.batch, job.resolution, job.checkpoint)
+        if key not in built:
+            on_job(i, job)
+            built[key] = prepare(job, req, artifact_format)
+        out.append(replace(built[key], job=job))
+    return out
+
+
 def groups(items: list, size: int) -> list[list]:
     if size <= 0:
         return [items]

@@ -111,7 +111,7 @@ def _default_out(args, req) -> Path:
 def run(args) -> int:
     from ..cli import UsageError
     from ..env import logical_cores
-    from ..pipeline import RunRequest, execute, new_run_id, plan, prepare
+    from ..pipeline import RunRequest, execute, new_run_id, plan, prepare_all
     from ..progress import Progress
     from ..results import ResultsWriter, check_writable_new, read_results, read_run_config
     from ..runners import get_runner
@@ -146,11 +146,11 @@ def run(args) -> int:
         print(f"warning: {max(req.threads)} threads asked on {logical_cores()} logical cores: "
               "oversubscribed; timing it anyway and recording the threads used", file=sys.stderr)
 
-    prepared = []
-    for i, job in enumerate(jobs, 1):
-        print(f"preparing {i}/{len(jobs)}: {job.model} ({job.variant}, {job.resolution}px, batch {job.batch})",
-              file=sys.stderr)
-        prepared.append(prepare(job, req, runner.artifact))
+    def announce(i, job):
+        print(f"preparing {i}/{len(jobs)}: {job.model} ({job.variant}, {job.resolution}px, "
+              f"batch {job.batch})", file=sys.stderr)
+
+    prepared = prepare_all(jobs, req, runner.artifact, announce)
 
     writer = ResultsWriter(out) if args.resume else ResultsWriter.create(out, req.to_json())
     run_id = new_run_id()
