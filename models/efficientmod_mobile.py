@@ -58,9 +58,10 @@ class LayerNormCF(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        x = (x - mu) * torch.rsqrt(var + self.eps)
+        # Written as coremltools' channels-first LayerNorm pattern (d * d, affine after
+        # the normalisation) so the converter fuses it into one layer_norm op.
+        d = x - x.mean(1, keepdim=True)
+        x = d * torch.rsqrt((d * d).mean(1, keepdim=True) + self.eps)
         return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 
