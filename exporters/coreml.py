@@ -257,3 +257,34 @@ class CoreMLExporter(Exporter):
             raise ExportError(f"Core ML export of {request.model} diverges from PyTorch: relative error "
                               f"{err:.3g} > {PARITY_TOL[self.precision]:g} ({self.precision}); not timed")
         return err
+
+
+# --- compute-unit placement (macOS only) -------------------------------------------
+
+COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "ALL")
+
+
+def compute_plan_summary(path: Path, compute_units: str = "ALL") -> dict[str, int] | None:
+    """Operations per preferred compute device ('cpu', 'gpu', 'ane') from Core ML's
+    MLComputePlan, constants left out; None off macOS, where no plan can be built."""
+    if not is_macos():
+        return None
+    ct = import_coremltools()
+    from coremltools.models.compute_device import (MLCPUComputeDevice, MLGPUComputeDevice,
+                                                   MLNeuralEngineComputeDevice)
+    from coremltools.models.compute_plan import MLComputePlan
+    from coremltools.models.utils import compile_model
+
+    with quiet():
+        compiled = compile_model(str(path))
+        plan = MLComputePlan.load_from_path(compiled, compute_units=getattr(ct.ComputeUnit, compute_units))
+    names = {MLCPUComputeDevice: "cpu", MLGPUComputeDevice: "gpu", MLNeuralEngineComputeDevice: "ane"}
+    counts: collections.Counter = collections.Counter()
+    for fn in plan.model_structure.program.functions.values():
+        for op in fn.block.operations:
+            if op.operator_name == "const":
+                continue
+            usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
+            device = usage.preferred_compute_device if usage is not None else None
+            counts[names.get(type(device), "none")] += 1
+    return dict(counts)
