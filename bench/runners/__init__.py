@@ -1,9 +1,11 @@
 """Runners, one module each, behind one interface (base.Runner), keyed by --runtime."""
 from .base import RunnerUnavailable, RunSettings, Runner, Session
+from .coreml import CoreMLAllRunner, CoreMLCpuRunner, CoreMLGpuRunner
 from .ort_cpu import OrtCpuRunner
 from .torch_cpu import TorchCpuRunner
 
-RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (OrtCpuRunner, TorchCpuRunner)}
+RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (OrtCpuRunner, TorchCpuRunner, CoreMLCpuRunner,
+                                                       CoreMLGpuRunner, CoreMLAllRunner)}
 
 
 def get_runner(name: str) -> Runner:
