@@ -26,7 +26,7 @@ def _released_like_state(name):
     return ref, state
 
 
-@pytest.mark.parametrize("size", ["xxs", "s_conv"])
+@pytest.mark.parametrize("size", ["xxs", "xs"])
 def test_channels_first_loads_released_weights_and_matches(size, tmp_path):
     ref, state = _released_like_state(f"efficientmod_{size}")
     ckpt = tmp_path / "ckpt.pth"
