@@ -119,8 +119,12 @@ def checkpoint_id(path: str | None) -> str:
     return f"sha256:{sha256_file(Path(path))[:16]}" if path else "random-init"
 
 
-def prepare(job: Job, req: RunRequest, artifact_format: str) -> Prepared:
-    """Build, count and (if needed) export one job. Raises on anything bad."""
+def prepare(job: Job, req: RunRequest, artifact_format: str,
+            exporter_options: dict | None = None) -> Prepared:
+    """Build, count and (if needed) export one job. Raises on anything bad.
+
+    exporter_options: the exporter's own settings (e.g. Core ML precision); ONNX
+    takes its settings from the request when none are given."""
     import torch
 
     entry = get_entry(job.model)
@@ -143,8 +147,10 @@ def prepare(job: Job, req: RunRequest, artifact_format: str) -> Prepared:
     }
     if artifact_format == "torch":
         return Prepared(job, module, dict(cols, exporter="none"))
-    exporter = get_exporter(artifact_format, **({"exporter": req.exporter, "opset": req.opset}
-                                                 if artifact_format == "onnx" else {}))
+    if exporter_options is None:
+        exporter_options = ({"exporter": req.exporter, "opset": req.opset}
+                            if artifact_format == "onnx" else {})
+    exporter = get_exporter(artifact_format, **exporter_options)
     art = exporter.export(module, ExportRequest(
         job.model, job.variant, job.resolution, job.batch, entry.source_id,
         checkpoint_id(job.checkpoint), req.dynamic_batch))
