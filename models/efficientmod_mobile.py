@@ -101,11 +101,11 @@ class _Parts:
 
 
 class ContextLayerCF(nn.Module):
-    def __init__(self, dim: int, kernel_size: int, parts: _Parts):
+    def __init__(self, dim: int, kernel_sizes: tuple[int, ...], parts: _Parts):
         super().__init__()
         self.f = parts.pw(dim, dim)
         self.g = parts.pw(dim, dim)
-        self.context_list = nn.ModuleList([parts.conv(dim, dim, kernel_size, groups=dim)])
+        self.context_list = nn.ModuleList(parts.conv(dim, dim, k, groups=dim) for k in kernel_sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.f(x)
@@ -115,14 +115,14 @@ class ContextLayerCF(nn.Module):
 
 
 class ModulationMLPCF(nn.Module):
-    def __init__(self, dim: int, expansion: int, kernel_size: int, interaction: str, parts: _Parts):
+    def __init__(self, dim: int, expansion: int, kernel_sizes: tuple[int, ...], interaction: str, parts: _Parts):
         super().__init__()
         if interaction not in INTERACTIONS:
             raise ValueError(f"interaction must be one of {INTERACTIONS}, not {interaction!r}")
         self.expansion = expansion
         self.interaction = interaction
         self.fc1 = parts.pw(dim, dim * expansion)
-        self.context_layer = ContextLayerCF(dim, kernel_size, parts)
+        self.context_layer = ContextLayerCF(dim, kernel_sizes, parts)
         self.fc2 = parts.pw(dim * expansion, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,10 +142,10 @@ class ModulationMLPCF(nn.Module):
 
 
 class EfficientModBlockCF(nn.Module):
-    def __init__(self, dim: int, expansion: int, kernel_size: int, interaction: str, parts: _Parts):
+    def __init__(self, dim: int, expansion: int, kernel_sizes: tuple[int, ...], interaction: str, parts: _Parts):
         super().__init__()
         self.norm = parts.norm(dim)
-        self.mlp = ModulationMLPCF(dim, expansion, kernel_size, interaction, parts)
+        self.mlp = ModulationMLPCF(dim, expansion, kernel_sizes, interaction, parts)
         self.gamma_1 = nn.Parameter(torch.full((dim,), 1e-4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,7 +209,7 @@ class ConvNormCF(nn.Module):
 class StageCF(nn.Module):
     def __init__(self, dim: int, cfg: EfficientModConfig, i: int, interaction: str, parts: _Parts):
         super().__init__()
-        mods = [EfficientModBlockCF(dim, 1 if j % 2 == 0 else cfg.expansion, cfg.kernel_size,
+        mods = [EfficientModBlockCF(dim, 1 if j % 2 == 0 else cfg.expansion, cfg.kernel_sizes,
                                     interaction, parts) for j in range(cfg.mod_blocks[i])]
         attns = [AttentionBlockCF(dim, cfg.attn_heads, cfg.attn_mlp_ratios[i], parts)
                  for _ in range(cfg.attn_blocks[i])]
