@@ -119,8 +119,12 @@ def checkpoint_id(path: str | None) -> str:
     return f"sha256:{sha256_file(Path(path))[:16]}" if path else "random-init"
 
 
-def prepare(job: Job, req: RunRequest, artifact_format: str) -> Prepared:
-    """Build, count and (if needed) export one job. Raises on anything bad."""
+def prepare(job: Job, req: RunRequest, artifact_format: str,
+            exporter_options: dict | None = None) -> Prepared:
+    """Build, count and (if needed) export one job. Raises on anything bad.
+
+    exporter_options: the exporter's own settings (e.g. Core ML precision); ONNX
+    takes its settings from the request when none are given."""
     import torch
 
     entry = get_entry(job.model)
@@ -143,8 +147,10 @@ def prepare(job: Job, req: RunRequest, artifact_format: str) -> Prepared:
     }
     if artifact_format == "torch":
         return Prepared(job, module, dict(cols, exporter="none"))
-    exporter = get_exporter(artifact_format, **({"exporter": req.exporter, "opset": req.opset}
-                                                 if artifact_format == "onnx" else {}))
+    if exporter_options is None:
+        exporter_options = ({"exporter": req.exporter, "opset": req.opset}
+                            if artifact_format == "onnx" else {})
+    exporter = get_exporter(artifact_format, **exporter_options)
     art = exporter.export(module, ExportRequest(
         job.model, job.variant, job.resolution, job.batch, entry.source_id,
         checkpoint_id(job.checkpoint), req.dynamic_batch))
@@ -152,6 +158,22 @@ def prepare(job: Job, req: RunRequest, artifact_format: str) -> Prepared:
                 export_parity_rel_err=art.meta.get("parity_rel_err"),
                 artifact_sha256=art.meta.get("sha256"))
     return Prepared(job, art, cols)
+
+
+def prepare_all(jobs: list[Job], req: RunRequest, artifact_format: str,
+                on_job: Callable[[int, Job], None] = lambda i, job: None) -> list[Prepared]:
+    """Prepare every job; jobs that differ only in threads share one build and export."""
+    from dataclasses import replace
+
+    built: dict[tuple, Prepared] = {}
+    out = []
+    for i, job in enumerate(jobs, 1):
+        key = (job.model, job.variant, job.batch, job.resolution, job.checkpoint)
+        if key not in built:
+            on_job(i, job)
+            built[key] = prepare(job, req, artifact_format)
+        out.append(replace(built[key], job=job))
+    return out
 
 
 def groups(items: list, size: int) -> list[list]:

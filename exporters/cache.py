@@ -25,6 +25,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_path(path: Path) -> str:
+    """SHA-256 of a file, or of a directory tree (relative names and contents, in
+    sorted order): a Core ML .mlpackage is a directory."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
 def cache_key(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -40,11 +53,11 @@ class ExportCache:
     def lookup(self, fmt: str, key: str, suffix: str) -> tuple[Path, dict] | None:
         """The cached artifact and its metadata, or None if absent or damaged."""
         art, side = self._paths(fmt, key, suffix)
-        if not art.is_file() or not side.is_file():
+        if not art.exists() or not side.is_file():
             return None
         try:
             meta = json.loads(side.read_text())
-            if meta.get("sha256") != sha256_file(art):
+            if meta.get("sha256") != sha256_path(art):
                 return None
         except (OSError, ValueError):
             return None
@@ -54,7 +67,9 @@ class ExportCache:
         """Move a freshly built file into the cache atomically, with its sidecar."""
         art, side = self._paths(fmt, key, suffix)
         art.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(meta, sha256=sha256_file(built))
+        meta = dict(meta, sha256=sha256_path(built))
+        if art.is_dir():  # a damaged earlier build; a directory cannot be replaced by rename
+            shutil.rmtree(art)
         shutil.move(str(built), art)
         fd, tmp = tempfile.mkstemp(dir=art.parent, suffix=".json.tmp")
         with os.fdopen(fd, "w") as f:

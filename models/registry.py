@@ -35,6 +35,8 @@ class PaperFacts:
     params_m: float | None = None
     macs_g: float | None = None
     resolution: int = 224
+    # Table 12: iPhone 13 latency through Apple's ModelBench app.
+    iphone_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,15 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
+def add_to_suite(name: str, suite: str) -> None:
+    """Put an already registered model into one more suite (a later paper table)."""
+    from dataclasses import replace
+
+    entry = _REGISTRY[name]
+    if suite not in entry.suites:
+        _REGISTRY[name] = replace(entry, suites=entry.suites + (suite,))
+
+
 def register(entry: ModelEntry) -> ModelEntry:
     if entry.name in _REGISTRY:
         raise RuntimeError(f"model {entry.name!r} registered twice")
@@ -98,8 +109,9 @@ def load_paper_table(filename: str, table: str) -> dict[str, PaperFacts]:
             group=int(row["group"]) if row.get("group") else None,
             top1=_num(row["top1"]),
             top1_distilled=_num(row.get("top1_distilled", "")),
-            gpu_ms=_num(row["gpu_ms"]),
-            cpu_ms=_num(row["cpu_ms"]),
+            gpu_ms=_num(row.get("gpu_ms", "")),
+            cpu_ms=_num(row.get("cpu_ms", "")),
+            iphone_ms=_num(row.get("iphone_ms", "")),
             params_m=_num(row["params_m"]),
             macs_g=_num(row["flops_g"]),
             resolution=int(row["resolution"]),
@@ -200,3 +212,4 @@ def _ensure_loaded() -> None:
     if not _LOADED:
         _LOADED = True
         from . import efficientmod, regressed, timm_peers, unavailable  # noqa: F401
+        from . import mobile_variants  # noqa: F401  (after the models it adds to Table 12)

@@ -17,8 +17,9 @@ def test_interleaved_catches_the_slowed_model(tmp_path, capsys):
 
     ab = tmp_path / "ab.csv"
     rc = main(["check", "--interleaved", "--baseline", "t", "--baseline-dir", str(root),
-               "--pair", "efficientmod_xxs_slowed=efficientmod_xxs", "--iters", "60", "--warmup", "3",
-               "--block", "10", "--out", str(ab), "--junit", str(tmp_path / "j.xml")])
+               "--pair", "efficientmod_xxs_slowed=efficientmod_xxs", "--iters", "160", "--warmup", "3",
+               # 20 paired blocks: the block bootstrap needs enough blocks to be decisive
+               "--block", "8", "--out", str(ab), "--junit", str(tmp_path / "j.xml")])
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "slower" in out and "interleaved" in out

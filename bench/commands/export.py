@@ -1,11 +1,14 @@
 """bench.py export: export models (with the parity gate) and print where they are."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export models to a deployment format")
     p.add_argument("models", nargs="+", metavar="MODEL")
-    p.add_argument("--format", default="onnx", help="export format (default onnx)")
+    p.add_argument("--format", default="onnx", help="export format: onnx (default) or coreml")
     p.add_argument("--variant", help="model variant (EfficientMod: repeat|reshape)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--resolution", type=int)
@@ -13,6 +16,13 @@ def add_parser(sub) -> None:
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     p.add_argument("--opset", type=int)
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch axis (slower in ORT)")
+    g = p.add_argument_group("Core ML (--format coreml)")
+    g.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    g.add_argument("--target", default="iOS16", help="minimum deployment target: iOS15..iOS18 "
+                   "(default iOS16; iOS18 gives native attention ops)")
+    g.add_argument("--modelbench", action="store_true",
+                   help="ModelBench form: a 224x224 image input named 'input', batch 1")
+    g.add_argument("--out", help="also copy each package into this folder as MODEL.mlpackage")
     p.set_defaults(func=run)
 
 
@@ -24,14 +34,39 @@ def run(args) -> int:
 
     if args.format not in EXPORTERS:
         raise UsageError(f"unknown export format {args.format!r}; known: {', '.join(EXPORTERS)}")
+    options = None
+    if args.format == "coreml":
+        if args.modelbench:
+            if args.batch != 1 or args.resolution not in (None, 224):
+                raise UsageError("--modelbench feeds one 224x224 image: drop --batch/--resolution")
+            args.resolution = 224
+        options = {"precision": args.precision, "target": args.target, "image_input": args.modelbench}
+    elif args.modelbench or args.out:
+        raise UsageError("--modelbench and --out apply to --format coreml only")
     req = RunRequest(models=args.models, variants=[args.variant], batches=[args.batch],
                      resolutions=[args.resolution], checkpoint=args.checkpoint,
                      exporter=args.exporter, opset=args.opset, dynamic_batch=args.dynamic_batch,
                      iters=1)
-    for job in plan(req):
-        p = prepare(job, req, args.format)
+    out = Path(args.out) if args.out else None
+    jobs = plan(req)
+    if out is not None:
+        clash = [out / f"{j.model}.mlpackage" for j in jobs if (out / f"{j.model}.mlpackage").exists()]
+        if clash:
+            raise UsageError(f"{clash[0]} already exists; exports are never overwritten")
+    for job in jobs:
+        p = prepare(job, req, args.format, options)
         meta = p.artifact.meta
-        print(f"{job.model} ({job.variant}, {job.resolution}px, batch {job.batch}): {p.artifact.path}  "
-              f"[{meta.get('exporter')} opset {meta.get('opset')}, parity {meta.get('parity_rel_err'):.2g}"
-              f"{', cached' if meta.get('cache_hit') else ''}]")
+        parity = meta.get("parity_rel_err")
+        parity = f"{parity:.2g}" if parity is not None else meta.get("parity_checked", "-")
+        if args.format == "coreml":
+            how = f"{meta.get('precision')}, {meta.get('target')}, {meta.get('weights_bytes', 0) / 1e6:.1f} MB weights"
+        else:
+            how = f"{meta.get('exporter')} opset {meta.get('opset')}"
+        path = p.artifact.path
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{job.model}.mlpackage"
+            shutil.copytree(p.artifact.path, path)
+        print(f"{job.model} ({job.variant}, {job.resolution}px, batch {job.batch}): {path}  "
+              f"[{how}, parity {parity}{', cached' if meta.get('cache_hit') else ''}]")
     return 0

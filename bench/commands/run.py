@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from pathlib import Path
 
 
@@ -111,7 +112,7 @@ def _default_out(args, req) -> Path:
 def run(args) -> int:
     from ..cli import UsageError
     from ..env import logical_cores
-    from ..pipeline import RunRequest, execute, new_run_id, plan, prepare
+    from ..pipeline import RunRequest, execute, new_run_id, plan, prepare_all
     from ..progress import Progress
     from ..results import ResultsWriter, check_writable_new, read_results, read_run_config
     from ..runners import get_runner
@@ -142,15 +143,24 @@ def run(args) -> int:
     if not jobs:
         print(f"{out}: every row is already complete; nothing to do")
         return 0
+    # Bad input must end in one line: progress goes to a terminal only (it is
+    # overwritten in place), and the warning comes once everything is prepared.
+    tty = sys.stderr.isatty()
+    t0 = time.monotonic()
+
+    def announce(i, job):
+        if tty:
+            sys.stderr.write(f"\rpreparing {i}/{len(jobs)}: {job.model} ({job.variant}, "
+                             f"{job.resolution}px, batch {job.batch})\033[K")
+            sys.stderr.flush()
+
+    prepared = prepare_all(jobs, req, runner.artifact, announce)
+    print(f"{chr(13) if tty else ''}prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s "
+          f"(exported, parity-checked, counted)\033[K" if tty else
+          f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     if runner.device == "cpu" and max(req.threads) > logical_cores():
         print(f"warning: {max(req.threads)} threads asked on {logical_cores()} logical cores: "
               "oversubscribed; timing it anyway and recording the threads used", file=sys.stderr)
-
-    prepared = []
-    for i, job in enumerate(jobs, 1):
-        print(f"preparing {i}/{len(jobs)}: {job.model} ({job.variant}, {job.resolution}px, batch {job.batch})",
-              file=sys.stderr)
-        prepared.append(prepare(job, req, runner.artifact))
 
     writer = ResultsWriter(out) if args.resume else ResultsWriter.create(out, req.to_json())
     run_id = new_run_id()

@@ -1,5 +1,6 @@
 """Runners, one module each, behind one interface (base.Runner), keyed by --runtime."""
 from .base import RunnerUnavailable, RunSettings, Runner, Session
+from .coreml import CoreMLAllRunner, CoreMLCpuRunner, CoreMLGpuRunner
 from .ort_cpu import OrtCpuRunner
 from .ort_cuda import OrtCudaRunner
 from .ort_trt import OrtTrtRunner
@@ -7,7 +8,8 @@ from .torch_cpu import TorchCpuRunner
 from .torch_cuda import TorchCompileCudaRunner, TorchCudaRunner
 
 RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (
-    OrtCpuRunner, TorchCpuRunner, OrtCudaRunner, OrtTrtRunner, TorchCudaRunner, TorchCompileCudaRunner)}
+    OrtCpuRunner, TorchCpuRunner, OrtCudaRunner, OrtTrtRunner, TorchCudaRunner, TorchCompileCudaRunner,
+    CoreMLCpuRunner, CoreMLGpuRunner, CoreMLAllRunner)}
 
 
 def get_runner(name: str) -> Runner:
