@@ -114,10 +114,15 @@ def paper_top1(model: str) -> tuple[float, bool] | None:
 
 
 def paper_label(model: str) -> str:
+    """The paper's name of a model: Table 1/10's label, else the registry's."""
     for v in reference():
-        if v.model == model:
-            return v.label if v.table in ("Table 1", "Table 10") else model
-    return model
+        if v.model == model and v.table in ("Table 1", "Table 10"):
+            return v.label
+    from models import ModelError, get_entry
+    try:
+        return get_entry(model).paper.paper_name
+    except ModelError:
+        return model
 
 
 def table1_group(model: str) -> int | None:
