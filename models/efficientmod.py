@@ -61,6 +61,24 @@ class ContextLayer(nn.Module):
         return self.g(x.permute(0, 2, 3, 1))
 
 
+def interact(v: torch.Tensor, ctx: torch.Tensor, r: int, interaction: str,
+             channel_dim: int) -> torch.Tensor:
+    """v * tile(ctx, r) along the channel axis, as Repeat (a tiled copy of the
+    context) or Reshape (v viewed as (r, C), the context broadcast over r).
+
+    Element j of v meets context channel j mod C either way, so the two give
+    bitwise-equal outputs; only their speed differs (paper Fig. 2)."""
+    if r == 1:
+        return v * ctx
+    d = channel_dim % ctx.dim()
+    if interaction == "repeat":
+        reps = [1] * ctx.dim()
+        reps[d] = r
+        return v * ctx.repeat(*reps)
+    split = list(ctx.shape[:d]) + [r, ctx.shape[d]] + list(ctx.shape[d + 1:])
+    return (v.reshape(split) * ctx.unsqueeze(d)).reshape(v.shape)
+
+
 class ModulationMLP(nn.Module):
     """fc2(a(fc1(x)) * tile(ctx(x), r)): the MLP fused with the modulation."""
 
@@ -78,18 +96,7 @@ class ModulationMLP(nn.Module):
         v = self.fc1(x)
         if self.expansion > 1:
             v = F.gelu(v)
-        ctx = self.context_layer(x)
-        r = self.expansion
-        if r == 1:
-            v = v * ctx
-        elif self.interaction == "repeat":
-            v = v * ctx.repeat(1, 1, 1, r)
-        else:
-            # (.., r*C) viewed as (.., r, C): element j of fc1's output meets context
-            # channel j mod C, exactly as with repeat, so outputs are bitwise equal.
-            b, h, w, c = ctx.shape
-            v = (v.reshape(b, h, w, r, c) * ctx.unsqueeze(3)).reshape(b, h, w, r * c)
-        return self.fc2(v)
+        return self.fc2(interact(v, self.context_layer(x), self.expansion, self.interaction, -1))
 
 
 class EfficientModBlock(nn.Module):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientmod import CONFIGS, INTERACTIONS, EfficientModConfig, _init_weights
+from .efficientmod import CONFIGS, INTERACTIONS, EfficientModConfig, _init_weights, interact
 
 XXS_CONV = EfficientModConfig((32, 64, 128, 256), (2, 2, 8, 4), (0, 0, 0, 0), 6)
 MOBILE_CONFIGS = dict(CONFIGS, xxs_conv=XXS_CONV)
@@ -129,16 +129,7 @@ class ModulationMLPCF(nn.Module):
         v = self.fc1(x)
         if self.expansion > 1:
             v = F.gelu(v)
-        ctx = self.context_layer(x)
-        r = self.expansion
-        if r == 1:
-            v = v * ctx
-        elif self.interaction == "repeat":
-            v = v * ctx.repeat(1, r, 1, 1)
-        else:
-            b, c, h, w = ctx.shape
-            v = (v.reshape(b, r, c, h, w) * ctx.unsqueeze(1)).reshape(b, r * c, h, w)
-        return self.fc2(v)
+        return self.fc2(interact(v, self.context_layer(x), self.expansion, self.interaction, 1))
 
 
 class EfficientModBlockCF(nn.Module):
