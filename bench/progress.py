@@ -6,10 +6,11 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, label: str = "", stream=sys.stderr, min_interval: float = 0.5):
-        self.total, self.label, self.stream = max(total, 1), label, stream
+    def __init__(self, total: int, label: str = "", stream=None, min_interval: float = 0.5):
+        # sys.stderr looked up now, not at import: it may have been replaced since.
+        self.total, self.label, self.stream = max(total, 1), label, stream or sys.stderr
         self.done, self.t0, self._last = 0, time.monotonic(), 0.0
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.min_interval = min_interval if self.tty else 30.0
 
     def __call__(self, n: int) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from ..env import fingerprint
 from ..measurement import Measurement
 from ..results import ResultsError, load_samples, read_results
+from ..ratios import paired_ratio
 from .stats import mann_whitney, ratio_ci
 
 VERDICTS = ("slower", "faster", "unchanged", "not comparable")
@@ -104,9 +105,15 @@ def judge(base: np.ndarray, cur: np.ndarray, *, threshold: float = DEFAULT_THRES
           n_boot: int = 1000, seed: int = 0) -> dict:
     """Verdict on two sample sets: slower / faster / unchanged, with the evidence."""
     mb, mc = Measurement(base), Measurement(cur)
-    ratio = mc.median / mb.median
-    lo, hi = ratio_ci(mb.samples_ms, mc.samples_ms, block_size=block_size, paired=paired,
-                      n_boot=n_boot, confidence=1.0 - alpha, seed=seed)
+    if paired and block_size and mb.n == mc.n and mb.n >= 2 * block_size:
+        # Timed in alternating blocks: compare block k with block k, so drift within
+        # the job cancels (a bootstrap of pooled medians would keep it as noise).
+        r = paired_ratio(mc.samples_ms, mb.samples_ms, block_size, confidence=1.0 - alpha, seed=seed)
+        ratio, lo, hi = r.estimate, r.low, r.high
+    else:
+        ratio = mc.median / mb.median
+        lo, hi = ratio_ci(mb.samples_ms, mc.samples_ms, block_size=block_size, paired=paired,
+                          n_boot=n_boot, confidence=1.0 - alpha, seed=seed)
     p = mann_whitney(mc.samples_ms, mb.samples_ms).p
     if ratio >= 1.0 + threshold and lo > 1.0 and p < alpha:
         verdict, note = "slower", ""
