@@ -154,10 +154,14 @@ def run(args) -> int:
                              f"{job.resolution}px, batch {job.batch})\033[K")
             sys.stderr.flush()
 
-    prepared = prepare_all(jobs, req, runner.artifact, announce)
-    print(f"{chr(13) if tty else ''}prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s "
-          f"(exported, parity-checked, counted)\033[K" if tty else
-          f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    try:
+        prepared = prepare_all(jobs, req, runner.artifact, announce)
+    except BaseException:
+        if tty:  # leave the terminal line to the error message alone
+            sys.stderr.write("\r\033[K")
+        raise
+    done_line = f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s (built, exported, parity-checked)"
+    print("\r" + done_line + "\033[K" if tty else done_line, file=sys.stderr)
     if runner.device == "cpu" and max(req.threads) > logical_cores():
         print(f"warning: {max(req.threads)} threads asked on {logical_cores()} logical cores: "
               "oversubscribed; timing it anyway and recording the threads used", file=sys.stderr)
