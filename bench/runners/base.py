@@ -3,6 +3,7 @@ only ever calls `first_run` and `run_block`, so every runtime is timed by the sa
 loop shape and lands in the same Measurement."""
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -78,6 +79,18 @@ class Runner(ABC):
     @abstractmethod
     def open(self, artifact, input_shape: tuple[int, ...], settings: RunSettings) -> Session:
         """Load `artifact` and return a Session with `load_ms` set."""
+
+
+def time_calls(fn, n: int, *args) -> np.ndarray:
+    """Milliseconds of n back-to-back calls fn(*args), each timed on its own: only
+    the call sits between the two clock reads, so every runner is timed alike."""
+    clock = time.perf_counter_ns
+    samples = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        t0 = clock()
+        fn(*args)
+        samples[i] = clock() - t0
+    return samples * 1e-6
 
 
 def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

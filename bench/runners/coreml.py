@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input
+from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, time_calls
 
 
 def apple_chip() -> str:
@@ -32,18 +32,10 @@ class CoreMLSession(Session):
         self._describe = describe
 
     def first_run(self) -> float:
-        t0 = time.perf_counter_ns()
-        self._model.predict(self._feed)
-        return (time.perf_counter_ns() - t0) * 1e-6
+        return float(time_calls(self._model.predict, 1, self._feed)[0])
 
     def run_block(self, n: int) -> np.ndarray:
-        predict, feed, clock = self._model.predict, self._feed, time.perf_counter_ns
-        samples = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            t0 = clock()
-            predict(feed)
-            samples[i] = clock() - t0
-        return samples * 1e-6
+        return time_calls(self._model.predict, n, self._feed)
 
     def describe(self) -> dict:
         return dict(self._describe)

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from ..env import cpu_name
-from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input
+from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, time_calls
 
 
 class OrtSession(Session):
@@ -17,19 +17,10 @@ class OrtSession(Session):
         self._describe = describe
 
     def first_run(self) -> float:
-        t0 = time.perf_counter_ns()
-        self._sess.run(self._out, self._feed)
-        return (time.perf_counter_ns() - t0) * 1e-6
+        return float(time_calls(self._sess.run, 1, self._out, self._feed)[0])
 
     def run_block(self, n: int) -> np.ndarray:
-        # Locals only inside the loop: attribute look-ups would be timed too.
-        run, out, feed, clock = self._sess.run, self._out, self._feed, time.perf_counter_ns
-        samples = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            t0 = clock()
-            run(out, feed)
-            samples[i] = clock() - t0
-        return samples * 1e-6
+        return time_calls(self._sess.run, n, self._out, self._feed)
 
     def describe(self) -> dict:
         return dict(self._describe)

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..gpu_env import ClockLog, gpu_columns, gpu_extra, ort_cuda_versions
-from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input
+from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, time_calls
 from .ort_cpu import cpu_session_options
 
 ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
@@ -149,9 +149,7 @@ class OrtCudaSession(Session):
     def first_run(self) -> float:
         # The first run carries cuDNN's algorithm search (EXHAUSTIVE) and, with
         # CUDA graphs, the capture; it is reported apart, never a sample.
-        t0 = time.perf_counter_ns()
-        self._once()
-        return (time.perf_counter_ns() - t0) * 1e-6
+        return float(time_calls(self._once, 1)[0])
 
     def run_block(self, n: int) -> np.ndarray:
         out = self._run_end_to_end(n) if self._end_to_end else self._run_compute(n)
@@ -159,15 +157,7 @@ class OrtCudaSession(Session):
         return out
 
     def _run_compute(self, n: int) -> np.ndarray:
-        run, io, ro, sync = self._sess.run_with_iobinding, self._io, self._ro, self._io.synchronize_outputs
-        clock = time.perf_counter_ns
-        samples = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            t0 = clock()
-            run(io, ro)
-            sync()
-            samples[i] = clock() - t0
-        return samples * 1e-6
+        return time_calls(self._once, n)
 
     def _run_end_to_end(self, n: int) -> np.ndarray:
         run, io, ro = self._sess.run_with_iobinding, self._io, self._ro

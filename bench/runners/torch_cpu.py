@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from ..env import cpu_name
-from .base import RunSettings, Runner, Session, random_input
+from .base import RunSettings, Runner, Session, random_input, time_calls
 
 
 class TorchCpuSession(Session):
@@ -24,19 +24,11 @@ class TorchCpuSession(Session):
 
     def first_run(self) -> float:
         with self._call():
-            t0 = time.perf_counter_ns()
-            self._module(self._x)
-            return (time.perf_counter_ns() - t0) * 1e-6
+            return float(time_calls(self._module, 1, self._x)[0])
 
     def run_block(self, n: int) -> np.ndarray:
         with self._call():
-            module, x, clock = self._module, self._x, time.perf_counter_ns
-            samples = np.empty(n, dtype=np.int64)
-            for i in range(n):
-                t0 = clock()
-                module(x)
-                samples[i] = clock() - t0
-        return samples * 1e-6
+            return time_calls(self._module, n, self._x)
 
     def describe(self) -> dict:
         import torch
