@@ -38,8 +38,21 @@ def _is_efficientmod(model: str) -> bool:
     return model.startswith("efficientmod")
 
 
-def place_labels(ax, xs, ys, texts, colors, fontsize=7.5) -> None:
-    """Put each label next to its point where it overlaps no other label or point.
+def line_boxes(ax, xs, ys, step_px: float = 6.0) -> list:
+    """Small boxes along a polyline (data coordinates), for labels to keep off it."""
+    disp = ax.transData.transform(np.column_stack([xs, ys]))
+    boxes = []
+    for (x0, y0), (x1, y1) in zip(disp[:-1], disp[1:]):
+        n = max(int(np.hypot(x1 - x0, y1 - y0) / step_px), 1)
+        for t in np.linspace(0, 1, n + 1):
+            px, py = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+            boxes.append(matplotlib.transforms.Bbox.from_extents(px - 1.5, py - 1.5, px + 1.5, py + 1.5))
+    return boxes
+
+
+def place_labels(ax, xs, ys, texts, colors, fontsize=7.5, obstacles=()) -> None:
+    """Put each label next to its point where it overlaps no other label, point or
+    obstacle (lines, the legend).
 
     Greedy: candidate offsets are tried nearest first and the first free one is
     taken; a label with no free spot goes further out with a leader line."""
@@ -48,6 +61,8 @@ def place_labels(ax, xs, ys, texts, colors, fontsize=7.5) -> None:
     renderer = fig.canvas.get_renderer()
     pts = ax.transData.transform(np.column_stack([xs, ys]))
     point_boxes = [matplotlib.transforms.Bbox.from_extents(px - 4, py - 4, px + 4, py + 4) for px, py in pts]
+    legend = ax.get_legend()
+    fixed = list(obstacles) + ([legend.get_window_extent(renderer)] if legend is not None else [])
     axes_box = ax.get_window_extent(renderer)
     placed = []
     near = [(5, 4, "left", "bottom"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"),
@@ -60,11 +75,11 @@ def place_labels(ax, xs, ys, texts, colors, fontsize=7.5) -> None:
         for dx, dy, ha, va in near + far:
             ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
                               ha=ha, va=va, fontsize=fontsize, color=colors[i])
-            box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
+            box = ann.get_window_extent(renderer).padded(3)
             others = [b for j, b in enumerate(point_boxes) if j != i]
             inside = (box.x0 >= axes_box.x0 and box.x1 <= axes_box.x1 and
                       box.y0 >= axes_box.y0 and box.y1 <= axes_box.y1)
-            if inside and not any(box.overlaps(b) for b in placed + others):
+            if inside and not any(box.overlaps(b) for b in placed + others + fixed):
                 chosen = (ann, box, (dx, dy))
                 break
             ann.remove()
@@ -116,8 +131,12 @@ def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
                     elinewidth=0.8, capsize=2, zorder=3)
     front = pareto(list(x), list(y))
     fx, fy = x[front], y[front]
-    ax.step(np.r_[fx, x.max() * 1.05], np.r_[fy, fy[-1]], where="post", color="#555", lw=1, ls="--",
+    step_x, step_y = np.r_[fx, x.max() * 1.05], np.r_[fy, fy[-1]]
+    ax.step(step_x, step_y, where="post", color="#555", lw=1, ls="--",
             zorder=2, label="Pareto frontier (measured)")
+    # the 'post' step as a polyline: horizontal, then vertical, at every point
+    path_x = np.repeat(step_x, 2)[1:]
+    path_y = np.repeat(step_y, 2)[:-1]
     span = x.max() - x.min() or x.max()
     ax.set_xlim(max(0, x.min() - 0.12 * span), x.max() + 0.25 * span)
     yspan = y.max() - y.min() or 1
@@ -129,7 +148,9 @@ def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
     ax.scatter([], [], marker="*", s=90, color=HIGHLIGHT, label="EfficientMod")
     ax.scatter([], [], marker="o", s=25, color=OTHER, label="other models")
     ax.legend(fontsize=7.5, loc="lower right")
-    place_labels(ax, list(x), list(y), [p[4] for p in pts], colors)
+    fig.canvas.draw()  # limits are final: the line's display position is known
+    place_labels(ax, list(x), list(y), [p[4] for p in pts], colors,
+                 obstacles=line_boxes(ax, path_x, path_y))
     if any(" †" in p[4] for p in pts):
         fig.text(0.01, -0.02, "† top-1 with strong training (the paper gives no plain figure)", fontsize=7)
     return _save(fig, out_dir, f"accuracy_vs_latency_{slug(col.label)}")
