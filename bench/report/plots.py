@@ -24,11 +24,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+PNG_DPI = 160
+
+
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         p = out_dir / f"{name}.{ext}"
-        fig.savefig(p, dpi=160 if ext == "png" else None, bbox_inches="tight")
+        fig.savefig(p, dpi=PNG_DPI if ext == "png" else None, bbox_inches="tight")
         paths.append(p)
     plt.close(fig)
     return paths
@@ -55,7 +58,7 @@ def place_labels(ax, xs, ys, texts, colors, fontsize=7.5, obstacles=()) -> None:
     obstacle (lines, the legend).
 
     Greedy: candidate offsets are tried nearest first and the first free one is
-    taken; a label with no free spot goes further out with a leader line."""
+    taken, else the one least covered; labels away from their point get a leader line."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -70,23 +73,29 @@ def place_labels(ax, xs, ys, texts, colors, fontsize=7.5, obstacles=()) -> None:
             (0, 7, "center", "bottom"), (0, -7, "center", "top")]
     far = [(dx * k, dy * k, ha, va) for k in (3, 5, 7) for dx, dy, ha, va in near]
     order = np.argsort(-np.asarray(ys))
+    def overlap(a, b) -> float:
+        w = min(a.x1, b.x1) - max(a.x0, b.x0)
+        h = min(a.y1, b.y1) - max(a.y0, b.y0)
+        return w * h if w > 0 and h > 0 else 0.0
+
     for i in order:
-        chosen = None
+        others = [b for j, b in enumerate(point_boxes) if j != i]
+        best = None  # (cost, offset): the first free spot, else the least covered one
         for dx, dy, ha, va in near + far:
             ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
                               ha=ha, va=va, fontsize=fontsize, color=colors[i])
             box = ann.get_window_extent(renderer).padded(3)
-            others = [b for j, b in enumerate(point_boxes) if j != i]
-            inside = (box.x0 >= axes_box.x0 and box.x1 <= axes_box.x1 and
-                      box.y0 >= axes_box.y0 and box.y1 <= axes_box.y1)
-            if inside and not any(box.overlaps(b) for b in placed + others + fixed):
-                chosen = (ann, box, (dx, dy))
-                break
             ann.remove()
-        if chosen is None:
-            ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(12, 12), textcoords="offset points",
-                              fontsize=fontsize, color=colors[i])
-            chosen = (ann, ann.get_window_extent(renderer), (12, 12))
+            cost = sum(overlap(box, b) for b in placed + others + fixed)
+            cost += box.width * box.height - overlap(box, axes_box)  # the part outside the axes
+            if best is None or cost < best[0]:
+                best = (cost, (dx, dy, ha, va))
+            if cost == 0:
+                break
+        dx, dy, ha, va = best[1]
+        ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                          ha=ha, va=va, fontsize=fontsize, color=colors[i])
+        chosen = (ann, ann.get_window_extent(renderer).padded(3), (dx, dy))
         ann, box, (dx, dy) = chosen
         if abs(dx) > 8 or abs(dy) > 8:
             ann.arrow_patch = None
@@ -120,7 +129,10 @@ def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
         pts.append((m.median, lo, hi, top[0], label, model))
     if len(pts) < 2:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    # Drawn at the PNG's dpi: labels are placed from text extents, which do not
+    # scale exactly with dpi, so placing at another dpi lets them collide when saved.
+    # Twenty labels need more room than a handful to sit next to their points.
+    fig, ax = plt.subplots(figsize=(6.4, 4.4) if len(pts) <= 12 else (8.5, 6.0), dpi=PNG_DPI)
     x = np.array([p[0] for p in pts])
     y = np.array([p[3] for p in pts])
     colors = [HIGHLIGHT if _is_efficientmod(p[5]) else OTHER for p in pts]
@@ -146,8 +158,9 @@ def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
     ax.set_title(f"Accuracy vs latency, {col.device.upper()} (cf. paper Fig. 3 / Fig. 7)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.scatter([], [], marker="*", s=90, color=HIGHLIGHT, label="EfficientMod")
-    ax.scatter([], [], marker="o", s=25, color=OTHER, label="other models")
-    ax.legend(fontsize=7.5, loc="lower right")
+    if not all(_is_efficientmod(p[5]) for p in pts):
+        ax.scatter([], [], marker="o", s=25, color=OTHER, label="other models")
+    ax.legend(fontsize=7.5, loc="best")  # away from the points; labels then avoid it
     fig.canvas.draw()  # limits are final: the line's display position is known
     place_labels(ax, list(x), list(y), [p[4] for p in pts], colors,
                  obstacles=line_boxes(ax, path_x, path_y))
