@@ -28,6 +28,14 @@ class ExportRequest:
     def input_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, 3, self.resolution, self.resolution)
 
+    def key_fields(self) -> dict:
+        """The request's part of an export cache key; each exporter adds its own settings."""
+        return {
+            "model": self.model, "variant": self.variant, "resolution": self.resolution,
+            "batch": self.batch, "dynamic_batch": self.dynamic_batch, "source": self.source_id,
+            "checkpoint": self.checkpoint_id,
+        }
+
 
 @dataclass
 class ExportedModel:

@@ -154,14 +154,9 @@ class CoreMLExporter(Exporter):
         self.cache = cache or ExportCache()
 
     def key_fields(self, request: ExportRequest) -> dict:
-        return {
-            "model": request.model, "variant": request.variant,
-            "resolution": request.resolution, "batch": request.batch,
-            "source": request.source_id, "checkpoint": request.checkpoint_id,
-            "exporter": "torch.export+coremltools", "precision": self.precision,
-            "target": self.target, "image_input": self.image_input,
-            "torch": torch.__version__, "coremltools": version("coremltools"),
-        }
+        return {**request.key_fields(), "exporter": "torch.export+coremltools",
+                "precision": self.precision, "target": self.target, "image_input": self.image_input,
+                "torch": torch.__version__, "coremltools": version("coremltools")}
 
     def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:
         if request.dynamic_batch:

@@ -50,13 +50,8 @@ class OnnxExporter(Exporter):
         self.cache = cache or ExportCache()
 
     def key_fields(self, request: ExportRequest) -> dict:
-        return {
-            "model": request.model, "variant": request.variant,
-            "resolution": request.resolution, "batch": request.batch,
-            "dynamic_batch": request.dynamic_batch, "source": request.source_id,
-            "checkpoint": request.checkpoint_id, "exporter": self.exporter,
-            "opset": self.opset, "torch": torch.__version__, "onnx": version("onnx"),
-        }
+        return {**request.key_fields(), "exporter": self.exporter, "opset": self.opset,
+                "torch": torch.__version__, "onnx": version("onnx")}
 
     def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:
         key = cache_key(self.key_fields(request))
