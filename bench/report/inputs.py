@@ -118,6 +118,14 @@ class ReportInputs:
     def by_device(self, device: str) -> list[Column]:
         return [c for c in self.columns if c.device == device]
 
+    def batch_families(self) -> list[list[Column]]:
+        """Groups of two or more columns that differ only in batch size, by batch:
+        the batch sweeps (a column's key ends with its batch)."""
+        families: dict[tuple, list[Column]] = {}
+        for c in self.columns:
+            families.setdefault(c.key[:5], []).append(c)
+        return [sorted(cols, key=lambda c: int(c.key[5])) for cols in families.values() if len(cols) > 1]
+
 
 def load(paths: list[str | Path], duplicates: str = "refuse") -> ReportInputs:
     """Read results files into columns; ResultsError (one line) for anything unusable.

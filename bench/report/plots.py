@@ -232,12 +232,7 @@ def resolution_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
 
 def batch_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
     out = []
-    families: dict[tuple, list[Column]] = {}
-    for c in inp.columns:
-        families.setdefault(c.key[:5], []).append(c)
-    for cols in families.values():
-        if len(cols) < 2:
-            continue
+    for cols in inp.batch_families():
         series = {}
         for c in cols:
             for r in c.rows:

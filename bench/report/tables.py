@@ -181,11 +181,7 @@ def small_table(inp: ReportInputs, name: str, paper_table: str, title: str, stat
 
 def batch_sweeps(inp: ReportInputs, stat: str) -> list[Table]:
     out = []
-    families: dict[tuple, list[Column]] = {}
-    for c in inp.columns:
-        families.setdefault(c.key[:5], []).append(c)
-    for cols in (f for f in families.values() if len(f) > 1):
-        cols = sorted(cols, key=lambda c: int(c.key[5]))
+    for cols in inp.batch_families():
         base = cols[0]
         label = base.label.replace(", batch " + str(base.key[5]), "")
         t = Table(f"batch_sweep_{len(out) + 1}", f"Latency vs batch size: {label}",
