@@ -9,27 +9,12 @@ import pkgutil
 import sys
 
 from . import commands
-
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit code 2."""
+from .errors import EXIT_USAGE, ModbenchError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump
         raise UsageError(f"{self.prog}: {message}")
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from exporters import ExportError
-    from models import ModelError
-
-    from .pipeline import PlanError
-    from .results import ResultsError
-    from .runners import RunnerUnavailable
-    return (UsageError, ModelError, PlanError, ResultsError, ExportError, RunnerUnavailable)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except _expected_errors() as exc:
+    except ModbenchError as exc:
         print(f"bench.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

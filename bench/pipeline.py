@@ -18,13 +18,14 @@ from models import create_model, get_entry
 from models.complexity import count_macs, count_params
 
 from .env import machine_env, now_iso
+from .errors import ModbenchError
 from .measurement import MAX_VALID_CV, MIN_VALID_ITERS
 from .results import ResultsWriter
 from .runners import RunSettings, get_runner
 from .schedule import time_sessions
 
 
-class PlanError(ValueError):
+class PlanError(ModbenchError):
     """The request cannot be run as asked (bad model, setting or combination)."""
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ModbenchError
+
 COLUMNS = [
     # identity of the measurement
     "row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
@@ -46,7 +48,7 @@ COLUMNS = [
 ]
 
 
-class ResultsError(ValueError):
+class ResultsError(ModbenchError):
     """A results file that cannot be created, read or resumed."""
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from torch import nn
 
+from models.errors import ModbenchError
 
-class ExportError(RuntimeError):
+
+class ExportError(ModbenchError):
     """An export that failed or that cannot be trusted (e.g. its outputs diverge)."""
 
 

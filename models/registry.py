@@ -14,10 +14,12 @@ from typing import Callable
 
 from torch import nn
 
+from .errors import ModbenchError
+
 DATA_DIR = Path(__file__).resolve().parent
 
 
-class ModelError(ValueError):
+class ModelError(ModbenchError):
     """A model request that cannot be satisfied (unknown name, bad option, bad checkpoint)."""
 
 

@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
 
 
 def _settings(args):
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..gate.compare import GateSettings
 
     if not 0 < args.alpha < 0.5:
@@ -85,7 +85,7 @@ def _settings(args):
 def run(args) -> int:
     import datetime as dt
 
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..gate import baselines, report
     from ..gate.compare import compare_runs, load_run, run_fingerprints
     from ..gate.interleaved import compare_ab, run_ab

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from exporters import EXPORTERS
 
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..pipeline import RunRequest, plan, prepare
 
     if args.format not in EXPORTERS:

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..gpu_env import gpu_columns, gpu_extra, ort_cuda_versions, torch_cuda_versions
     from ..runners import RUNNERS, RunnerUnavailable, get_runner
 

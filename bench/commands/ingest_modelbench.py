@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ModbenchError
+
 REQUIRED = ("model", "low_ms", "high_ms", "average_all_ms", "last_ms")
 OPTIONAL = ("variant", "precision", "notes")
 NUMBERS = ("low_ms", "high_ms", "average_all_ms", "last_ms")
@@ -66,7 +68,7 @@ class Entry:
     notes: str
 
 
-class IngestError(ValueError):
+class IngestError(ModbenchError):
     pass
 
 
@@ -184,7 +186,7 @@ def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run
 def run(args) -> int:
     import numpy as np
 
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..pipeline import new_run_id
     from ..results import ResultsWriter, check_writable_new
 

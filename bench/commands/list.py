@@ -19,7 +19,7 @@ def run(args) -> int:
     from models import suites
 
     from ..catalog import catalog
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..table import render
 
     if args.suite and args.suite not in suites():

@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
 def _request(args):
     from models import list_entries, suites
 
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..pipeline import RunRequest
 
     if args.suite:
@@ -110,7 +110,7 @@ def _default_out(args, req) -> Path:
 
 
 def run(args) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     from ..env import logical_cores
     from ..pipeline import RunRequest, execute, new_run_id, plan, prepare_all
     from ..progress import Progress

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ModbenchError
 
-class RunnerUnavailable(RuntimeError):
+
+class RunnerUnavailable(ModbenchError):
     """This runner cannot run here (no GPU, wrong OS, missing package, fell back)."""
 
 

@@ -1,0 +1,102 @@
+"""Writing files so that a reader never sees half of one.
+
+One helper for every file modbench writes whole (run requests, reports, baselines,
+cache sidecars, catalogs): write a temporary file beside the target, fsync it, rename
+it over the target, fsync the folder. A full disk or a kill leaves either the old file
+or the new one, never a mixture; a failed write removes its temporary file.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import ModbenchError
+
+
+class WriteError(ModbenchError):
+    """A file could not be written (no space, no permission, not a folder)."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied" if exc.errno != errno.EROFS else "read-only file system"
+    if exc.errno == errno.ENOTDIR:
+        return "a path component is a file, not a folder"
+    return exc.strerror or str(exc)
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` atomically.
+
+    For writers that need a file name (np.savez, matplotlib, onnx.save)."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.close(fd)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write `data` to `path` whole or not at all."""
+    with atomic_target(path) as tmp:
+        if isinstance(data, str):
+            data = data.encode()
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def ensure_writable_dir(folder: Path, what: str = "output folder") -> Path:
+    """Create `folder` if needed and prove it can be written by writing to it.
+
+    os.access says yes to root on a read-only mount or a folder it may not use, so
+    the only honest check is a real write."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WriteError(f"{what} {folder} is a file, not a folder") from None
+    except OSError as exc:
+        raise WriteError(f"cannot create {what} {folder}: {describe_os_error(exc)}") from None
+    if not folder.is_dir():
+        raise WriteError(f"{what} {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise WriteError(f"cannot write to {what} {folder}: {describe_os_error(exc)}") from None
+    return folder
