@@ -183,6 +183,69 @@ def groups(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, stats: dict, *,
+              schedule: str, group: str, block: int | None, block_warmup: int | None,
+              row_id: str | None = None, extra: dict | None = None) -> dict:
+    """The one place a results row is assembled from its parts.
+
+    columns: model and artifact facts (prepare); session: what the runner reports
+    (runtime, provider, device, threads, settings); env: the machine and software;
+    stats: Measurement.summary(). Later parts never overwrite the job's identity."""
+    row = {**columns, **session, **env, **stats}
+    row.update({
+        "row_id": row_id or job.row_id, "run_id": run_id, "model": job.model,
+        "variant": job.variant, "batch": job.batch, "resolution": job.resolution,
+        "threads_requested": job.threads, "schedule": schedule, "interleave_group": group,
+        "block_size": block, "block_warmup": block_warmup, "timestamp": now_iso(),
+    })
+    row.setdefault("precision", "fp32")
+    if extra:
+        row["extra"] = extra
+    return row
+
+
+def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int,
+               progress: Callable[[int], None] = lambda n: None,
+               runner=None, env: dict | None = None) -> list[tuple[dict, "np.ndarray"]]:
+    """Time one interleave group of prepared jobs; return (row, samples) per job.
+
+    Writes nothing: the caller hands each pair to the results store (locally, or on
+    the driver of a fleet run)."""
+    runner = runner or get_runner(req.runtime)
+    env = env if env is not None else machine_env()
+    sessions = []
+    try:
+        for p in members:
+            settings = RunSettings(threads=p.job.threads, spinning=req.spinning,
+                                   options=dict(req.options))
+            shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
+            sessions.append(runner.open(p.artifact, shape, settings))
+        measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
+                                     req.block_warmup, progress)
+        out = []
+        for p, s, m in zip(members, sessions, measurements):
+            precision = req.options.get("precision") or "fp32"
+            row = build_row(
+                p.job, run_id, p.columns, {"precision": precision, **s.describe()}, env,
+                m.summary(req.min_valid_iters, req.max_cv),
+                schedule=req.schedule if len(members) > 1 else "single",
+                group=f"{run_id}:{group}", block=req.block, block_warmup=req.block_warmup,
+                extra={**m.extra, **s.extra()} or None)
+            out.append((row, m.samples_ms))
+        return out
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def interleave_groups(prepared: list[Prepared], size: int) -> list[list[Prepared]]:
+    """Jobs are interleaved by model: all settings of one model stay in one group."""
+    by_model: dict[str, list[Prepared]] = {}
+    for p in prepared:
+        by_model.setdefault(p.job.model, []).append(p)
+    return [[p for m in models for p in by_model[m]] for models in groups(list(by_model), size)]
+
+
 def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, run_id: str,
             progress: Callable[[int], None] = lambda n: None,
             on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
@@ -190,41 +253,11 @@ def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, ru
     runner = get_runner(req.runtime)
     env = machine_env()
     rows = []
-    # Jobs are interleaved by model: all settings of one model stay in one group.
-    by_model: dict[str, list[Prepared]] = {}
-    for p in prepared:
-        by_model.setdefault(p.job.model, []).append(p)
-    for g, models in enumerate(groups(list(by_model), req.interleave)):
-        members = [p for m in models for p in by_model[m]]
-        sessions = []
-        try:
-            for p in members:
-                settings = RunSettings(threads=p.job.threads, spinning=req.spinning,
-                                       options=dict(req.options))
-                shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
-                sessions.append(runner.open(p.artifact, shape, settings))
-            measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
-                                         req.block_warmup, progress)
-            for p, s, m in zip(members, sessions, measurements):
-                row = {
-                    "row_id": p.job.row_id, "run_id": run_id, "model": p.job.model,
-                    "variant": p.job.variant, "precision": "fp32", "batch": p.job.batch,
-                    "resolution": p.job.resolution, "threads_requested": p.job.threads,
-                    "schedule": req.schedule if len(members) > 1 else "single",
-                    "interleave_group": f"{run_id}:{g}", "block_size": req.block,
-                    "block_warmup": req.block_warmup, "timestamp": now_iso(),
-                    **p.columns, **s.describe(), **env,
-                    **m.summary(req.min_valid_iters, req.max_cv),
-                }
-                extra = {**m.extra, **s.extra()}
-                if extra:
-                    row["extra"] = extra
-                writer.append(row, m.samples_ms)
-                rows.append(row)
-                on_row(row)
-        finally:
-            for s in sessions:
-                s.close()
+    for g, members in enumerate(interleave_groups(prepared, req.interleave)):
+        for row, samples in time_group(members, req, run_id, g, progress, runner, env):
+            writer.append(row, samples)
+            rows.append(row)
+            on_row(row)
     return rows
 
 
