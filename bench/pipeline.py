@@ -20,8 +20,8 @@ from models.complexity import count_macs, count_params
 from .env import machine_env, now_iso
 from .errors import ModbenchError
 from .measurement import MAX_VALID_CV, MIN_VALID_ITERS
-from .results import ResultsWriter
-from .runners import RunSettings, get_runner
+from .store import ResultsWriter
+from .runners import RUNNERS, RunSettings, get_runner
 from .schedule import time_sessions
 
 
@@ -41,6 +41,8 @@ class Job:
 
     @property
     def row_id(self) -> str:
+        """The row's identity in its file (see store.IDENTITY; the device and precision
+        follow from the runtime and the run's options, one per run)."""
         return (f"{self.model}.{self.variant}.{self.runtime}.t{self.threads}"
                 f".b{self.batch}.r{self.resolution}")
 
@@ -183,22 +185,32 @@ def groups(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+LOCAL = {"cluster": "local"}
+
+
 def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, stats: dict, *,
               schedule: str, group: str, block: int | None, block_warmup: int | None,
-              row_id: str | None = None, extra: dict | None = None) -> dict:
+              row_id: str | None = None, extra: dict | None = None, where: dict | None = None) -> dict:
     """The one place a results row is assembled from its parts.
 
     columns: model and artifact facts (prepare); session: what the runner reports
     (runtime, provider, device, threads, settings); env: the machine and software;
-    stats: Measurement.summary(). Later parts never overwrite the job's identity."""
+    stats: Measurement.summary(); where: the cluster and node (default: a local run).
+    Later parts never overwrite the job's identity; `runtime` is the runner's name
+    (the --runtime word), the library is in `provider` and the versions."""
     row = {**columns, **session, **env, **stats}
+    where = where or {}
     row.update({
         "row_id": row_id or job.row_id, "run_id": run_id, "model": job.model,
         "variant": job.variant, "batch": job.batch, "resolution": job.resolution,
+        "runtime": job.runtime, "cluster": where.get("cluster", "local"),
+        "node": where.get("node") or f"-:{env.get('hostname', '')}",
         "threads_requested": job.threads, "schedule": schedule, "interleave_group": group,
         "block_size": block, "block_warmup": block_warmup, "timestamp": now_iso(),
     })
     row.setdefault("precision", "fp32")
+    if job.runtime in RUNNERS:
+        row["device"] = RUNNERS[job.runtime].device
     if extra:
         row["extra"] = extra
     return row

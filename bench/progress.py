@@ -41,3 +41,25 @@ def _fmt(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class TerminalStatus:
+    """A status line rewritten in place on a terminal, and silent elsewhere: a log or
+    a pipe gets only the lines that stay (bad input still ends in one line)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._shown = False
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + text + "\033[K")
+            self.stream.flush()
+            self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._shown = False

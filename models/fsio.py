@@ -88,11 +88,11 @@ def ensure_writable_dir(folder: Path, what: str = "output folder") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise WriteError(f"{what} {folder} is a file, not a folder") from None
+        raise WriteError(f"cannot write to {what} {folder}: it is a file, not a folder") from None
     except OSError as exc:
         raise WriteError(f"cannot create {what} {folder}: {describe_os_error(exc)}") from None
     if not folder.is_dir():
-        raise WriteError(f"{what} {folder} is a file, not a folder")
+        raise WriteError(f"cannot write to {what} {folder}: it is a file, not a folder")
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
         os.close(fd)

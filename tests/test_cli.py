@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.results import COLUMNS, load_samples, read_results, run_config_path, samples_dir
+from bench.store import COLUMNS, load_samples, read_results, run_config_path, samples_dir
 
 FAST = ["--iters", "12", "--warmup", "2", "--block", "4", "--block-warmup", "1", "--threads", "1"]
 
@@ -27,10 +27,11 @@ def test_run_writes_complete_rows_with_samples(two_model_run):
     assert sorted(zip(df.model, df.variant)) == [
         ("efficientmod_xxs", "repeat"), ("efficientmod_xxs", "reshape"), ("mobilenetv2_100", "default")]
     for _, r in df.iterrows():
-        s = load_samples(two_model_run, r.samples_file)
+        s = load_samples(two_model_run, r.to_dict())
         assert s.size == r.iters == 12
         assert r.median_ms == pytest.approx(np.median(s), rel=1e-5)
-        assert r.runtime == "onnxruntime" and r.provider == "CPUExecutionProvider"
+        assert r.runtime == "ort-cpu" and r.provider == "CPUExecutionProvider" and r.device == "cpu"
+        assert r.cluster == "local" and r.node.endswith(r.hostname)
         assert r.threads == 1 and r.batch == 1 and r.resolution == 224
         assert r.schedule == "round-robin" and r.block_size == 4
         assert not r.valid and "too few iterations" in r.invalid_reason
@@ -95,8 +96,25 @@ def test_unwritable_output_is_refused(tmp_path, capsys):
     assert "cannot write" in capsys.readouterr().err
 
 
+def test_resume_repairs_a_torn_last_row(two_model_run, tmp_path):
+    """A crash mid-append leaves a partial line: the reader keeps the complete rows and
+    --resume cuts the partial one and redoes that row, once."""
+    import shutil
+    out = tmp_path / two_model_run.name
+    shutil.copy(two_model_run, out)
+    shutil.copy(run_config_path(two_model_run), run_config_path(out))
+    shutil.copytree(samples_dir(two_model_run), samples_dir(out))
+    out.write_bytes(out.read_bytes()[:-7])
+    df = read_results(out)
+    assert len(df) == 2 and df.attrs["torn_tail"]
+    assert main(["run", "--resume", str(out)]) == 0
+    df = read_results(out)
+    assert len(df) == 3 and df.row_id.is_unique and not df.attrs["torn_tail"]
+    for rec in df.to_dict("records"):
+        load_samples(out, rec)  # every row matches its samples
+
+
 @pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:-7]), "last row is incomplete"),
     (lambda p: p.write_text(p.read_text() + "a,b\n"), "has 2 fields"),
     (lambda p: p.write_text("hello\n"), "not a modbench results CSV"),
 ])

@@ -7,7 +7,7 @@ import pytest
 
 from bench.cli import main
 from bench.commands.ingest_modelbench import TEMPLATE, IngestError, parse
-from bench.results import read_results, load_samples
+from bench.store import read_results, load_samples
 
 HEADER = "model,variant,precision,low_ms,high_ms,average_all_ms,last_ms,notes\n"
 GOOD = ("# copied from the phone\n" + HEADER +

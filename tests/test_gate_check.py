@@ -10,7 +10,7 @@ import pytest
 
 from bench.cli import main
 from bench.gate.synthetic import synthetic_run
-from bench.results import ResultsWriter, read_results
+from bench.store import ResultsWriter, read_results
 
 CPU = {"cpu_name": "Test CPU", "cpu_logical": 2, "device_name": "Test CPU"}
 

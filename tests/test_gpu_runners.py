@@ -11,7 +11,7 @@ import pytest
 from bench.cli import main
 from bench.gpu_env import GPU_COLUMNS, ClockLog, _cudnn_text, gpu_columns
 from bench.pipeline import RunRequest
-from bench.results import COLUMNS, read_results
+from bench.store import COLUMNS, read_results
 from bench.runners import RUNNERS, RunnerUnavailable, RunSettings, get_runner
 from bench.runners.ort_cuda import OrtCudaSession, output_buffers_shape, probe
 from exporters.base import ExportedModel

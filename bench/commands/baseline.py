@@ -38,7 +38,7 @@ def show(args) -> int:
     from ..gate import baselines
     from ..gate.compare import load_run
     from ..measurement import Measurement
-    from ..results import load_samples
+    from ..store import load_samples
     from ..table import render
 
     if args.name:
@@ -46,7 +46,7 @@ def show(args) -> int:
         run = load_run(csv_path)
         rows = []
         for _, r in run.df.iterrows():
-            ms = Measurement(load_samples(csv_path, r["samples_file"]))
+            ms = Measurement(load_samples(csv_path, r))
             lo, hi = ms.median_ci()
             rows.append({"row_id": r["row_id"], "median_ms": ms.median, "ci": f"{lo:.2f}-{hi:.2f}",
                          "iters": ms.n, "cv": ms.cv, "onnx saved": r["row_id"] in m["artifacts"]})

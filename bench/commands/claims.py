@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..report import claims
     from ..report.inputs import load
-    from ..results import ResultsError
+    from ..store import ResultsError
 
     if args.out and Path(args.out).exists():
         raise ResultsError(f"{args.out} already exists; reports are never overwritten")

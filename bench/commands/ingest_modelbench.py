@@ -145,7 +145,8 @@ def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run
     from models.mobile_variants import table12_facts
 
     from ..catalog import measured_complexity
-    from ..env import machine_env, now_iso
+    from ..env import machine_env
+    from ..pipeline import Job, build_row
 
     env = machine_env()
     t12 = table12_facts()
@@ -155,31 +156,35 @@ def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run
         # Table 12 is the paper's iPhone table; other models keep their own table's facts.
         paper = t12.get(e.model, entry.paper)
         measured = measured_complexity(entry)
-        rows.append({
-            "row_id": f"{e.model}.{e.variant}.coreml.{_slug(device)}.{e.precision}.b1.r224",
-            "run_id": run_id, "model": e.model, "variant": e.variant, "runtime": "coreml",
-            "provider": "modelbench", "device": "iphone", "device_name": device,
-            "precision": e.precision, "batch": 1, "resolution": 224, "threads": None,
-            "threads_requested": None, "schedule": "modelbench", "block_size": PROTOCOL["inferences_per_round"],
-            "warmup": PROTOCOL["warmup_per_round"],
-            # ModelBench's Average All is what the paper reports; there is no per-inference series.
-            "mean_ms": e.average, "median_ms": e.average, "min_ms": e.low, "max_ms": e.high,
-            "valid": True, "invalid_reason": "",
+        job = Job(e.model, e.variant, "coreml", None, 1, 224)
+        columns = {
             "params_m": measured[0] if measured else None, "macs_g": measured[1] if measured else None,
             "top1": paper.top1, "paper_params_m": paper.params_m, "paper_macs_g": paper.macs_g,
             "paper_gpu_ms": paper.gpu_ms, "paper_cpu_ms": paper.cpu_ms,
             "paper_resolution": paper.resolution, "paper_source": paper.source,
             "checkpoint": None, "artifact_format": "coreml", "exporter": "torch.export+coremltools",
-            "runtime_settings": {"app": "ModelBench", "compute_units": "app default", **PROTOCOL},
-            "os": f"iOS {ios}" if ios else "iOS", "coremltools_version": env.get("coremltools_version"),
-            "torch_version": env.get("torch_version"), "git_commit": env.get("git_commit"),
-            "git_dirty": env.get("git_dirty"), "timestamp": now_iso(),
-            "extra": {"source": "ModelBench screen", "file": source, "line": e.line,
-                      "low_ms": e.low, "high_ms": e.high, "average_all_ms": e.average,
-                      "last_ms": e.last, "paper_iphone_ms": paper.iphone_ms,
-                      "samples": "Average All and Last (the app shows no per-inference times)",
-                      **({"notes": e.notes} if e.notes else {})},
-        })
+        }
+        session = {"provider": "modelbench", "device": "iphone", "device_name": device,
+                   "precision": e.precision, "threads": None,
+                   "runtime_settings": {"app": "ModelBench", "compute_units": "app default", **PROTOCOL}}
+        # The phone's numbers: ModelBench's Average All is what the paper reports; the
+        # app shows no per-inference series, so there is no iteration count.
+        stats = {"mean_ms": e.average, "median_ms": e.average, "min_ms": e.low, "max_ms": e.high,
+                 "warmup": PROTOCOL["warmup_per_round"], "valid": True, "invalid_reason": ""}
+        # Of this machine only what made the model file; the rest describes the phone.
+        software = {"os": f"iOS {ios}" if ios else "iOS",
+                    **{k: env.get(k) for k in ("coremltools_version", "torch_version", "git_commit",
+                                               "git_dirty")}}
+        rows.append(build_row(
+            job, run_id, columns, session, software, stats, schedule="modelbench",
+            group=f"{run_id}:modelbench", block=PROTOCOL["inferences_per_round"], block_warmup=None,
+            row_id=f"{e.model}.{e.variant}.coreml.{_slug(device)}.{e.precision}.b1.r224",
+            where={"cluster": "local", "node": f"iphone:{device}"},
+            extra={"source": "ModelBench screen", "file": source, "line": e.line,
+                   "low_ms": e.low, "high_ms": e.high, "average_all_ms": e.average,
+                   "last_ms": e.last, "paper_iphone_ms": paper.iphone_ms,
+                   "samples": "Average All and Last (the app shows no per-inference times)",
+                   **({"notes": e.notes} if e.notes else {})}))
     return rows
 
 
@@ -188,7 +193,7 @@ def run(args) -> int:
 
     from ..errors import UsageError
     from ..pipeline import new_run_id
-    from ..results import ResultsWriter, check_writable_new
+    from ..store import ResultsWriter, check_new_path
 
     if args.template:
         if args.file is None:
@@ -216,14 +221,14 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path(args.results_dir) / f"{stamp}-modelbench-{_slug(args.device)}.csv"
-    check_writable_new(out)
+    check_new_path(out)
     run_id = new_run_id()
     rows = to_rows(entries, args.device.strip(), args.ios, str(path), run_id)
-    writer = ResultsWriter.create(out, {"kind": "modelbench-ingest", "source": str(path),
-                                        "device": args.device.strip(), "ios": args.ios,
-                                        "source_text": text})
-    for row, e in zip(rows, entries):
-        writer.append(row, np.array([e.average, e.last]))
+    with ResultsWriter.create(out, {"kind": "modelbench-ingest", "source": str(path),
+                                    "device": args.device.strip(), "ios": args.ios,
+                                    "source_text": text}) as writer:
+        for row, e in zip(rows, entries):
+            writer.append(row, np.array([e.average, e.last]))
     from ..table import render
     show = [dict(r, paper_iphone_ms=r["extra"]["paper_iphone_ms"], last_ms=r["extra"]["last_ms"])
             for r in rows]

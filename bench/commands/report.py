@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 
 
 def check_out_dir(out: Path) -> None:
-    from ..results import ResultsError
+    from ..store import ResultsError
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ResultsError(f"{out} already exists and is not an empty folder; reports are never overwritten")

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UsageError
+
 
 def _int_list(text: str) -> list[int]:
     import argparse
@@ -65,7 +67,6 @@ def add_parser(sub) -> None:
 def _request(args):
     from models import list_entries, suites
 
-    from ..errors import UsageError
     from ..pipeline import RunRequest
 
     if args.suite:
@@ -109,84 +110,117 @@ def _default_out(args, req) -> Path:
     return out
 
 
-def run(args) -> int:
-    from ..errors import UsageError
-    from ..env import logical_cores
-    from ..pipeline import RunRequest, execute, new_run_id, plan, prepare_all
-    from ..progress import Progress
-    from ..results import ResultsWriter, check_writable_new, read_results, read_run_config
-    from ..runners import get_runner
-    from ..schedule import total_work
+def _open_results(args):
+    """(writer, request, jobs still to time) for a new run or a --resume.
+
+    Everything that can fail on bad input happens before a file is created; the
+    writer holds the results file's lock from here on."""
+    from ..pipeline import RunRequest, plan
+    from ..store import ResultsWriter, check_new_path
 
     if args.resume:
         if args.models or args.suite or args.out:
             raise UsageError("--resume takes the run's own request; do not name models, a suite or --out")
-        out = Path(args.resume)
-        done = set(read_results(out)["row_id"])
-        req = RunRequest.from_json(read_run_config(out))
-    else:
-        req = _request(args)
-        out = Path(args.out) if args.out else _default_out(args, req)
-        check_writable_new(out)
-        done = set()
+        writer, config, done = ResultsWriter.resume(Path(args.resume))
+        try:
+            req = RunRequest.from_json(config)
+            _check_runner(req)
+            jobs = [j for j in plan(req) if j.row_id not in set(done["row_id"])]
+        except BaseException:
+            writer.close()
+            raise
+        return writer, req, jobs
+    req = _request(args)
+    out = Path(args.out) if args.out else _default_out(args, req)
+    check_new_path(out)
+    _check_runner(req)
+    return None, req, (out, plan(req))
+
+
+def _check_runner(req):
+    from ..runners import get_runner
 
     try:
         runner = get_runner(req.runtime)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
         runner.check_options(req.options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     runner.check_available()
-    jobs = [j for j in plan(req) if j.row_id not in done]
-    if not jobs:
-        print(f"{out}: every row is already complete; nothing to do")
-        return 0
-    # Bad input must end in one line: progress goes to a terminal only (it is
-    # overwritten in place), and the warning comes once everything is prepared.
-    tty = sys.stderr.isatty()
+    return runner
+
+
+def _prepare(jobs, req, runner):
+    """Build, export and parity-check every job; progress on a terminal only, so
+    bad input still ends in one line."""
+    from ..pipeline import prepare_all
+    from ..progress import TerminalStatus
+
+    status = TerminalStatus(sys.stderr)
     t0 = time.monotonic()
-
-    def announce(i, job):
-        if tty:
-            sys.stderr.write(f"\rpreparing {i}/{len(jobs)}: {job.model} ({job.variant}, "
-                             f"{job.resolution}px, batch {job.batch})\033[K")
-            sys.stderr.flush()
-
     try:
-        prepared = prepare_all(jobs, req, runner.artifact, announce)
-    except BaseException:
-        if tty:  # leave the terminal line to the error message alone
-            sys.stderr.write("\r\033[K")
-        raise
-    done_line = f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s (built, exported, parity-checked)"
-    print("\r" + done_line + "\033[K" if tty else done_line, file=sys.stderr)
+        prepared = prepare_all(jobs, req, runner.artifact, lambda i, job: status.show(
+            f"preparing {i}/{len(jobs)}: {job.model} ({job.variant}, {job.resolution}px, batch {job.batch})"))
+    finally:
+        status.clear()
+    print(f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s (built, exported, parity-checked)",
+          file=sys.stderr)
+    return prepared
+
+
+def _warn_oversubscribed(req, runner) -> None:
+    from ..env import logical_cores
+
     if runner.device == "cpu" and max(req.threads) > logical_cores():
         print(f"warning: {max(req.threads)} threads asked on {logical_cores()} logical cores: "
               "oversubscribed; timing it anyway and recording the threads used", file=sys.stderr)
 
-    writer = ResultsWriter(out) if args.resume else ResultsWriter.create(out, req.to_json())
-    run_id = new_run_id()
-    n_sessions = len(prepared)
-    bar = Progress(total_work(n_sessions, req.iters, req.warmup, req.block, req.block_warmup),
-                   label=f"timing {n_sessions} on {req.runtime}")
+
+def run(args) -> int:
+    from ..pipeline import execute, new_run_id
+    from ..progress import Progress
+    from ..schedule import total_work
+    from ..store import ResultsWriter
+
+    writer, req, jobs = _open_results(args)
+    runner = _check_runner(req)
     try:
-        rows = execute(prepared, req, writer, run_id, progress=bar)
-    except KeyboardInterrupt:
+        if writer is None:
+            out, jobs = jobs
+        else:
+            out = writer.path
+        if not jobs and args.resume:
+            print(f"{out}: every row is already complete; nothing to do")
+            return 0
+        if not jobs:
+            raise UsageError("the request plans no job (an empty --threads, --batch or model list?)")
+        prepared = _prepare(jobs, req, runner)
+        _warn_oversubscribed(req, runner)
+        if writer is None:
+            writer = ResultsWriter.create(out, req.to_json())
+        bar = Progress(total_work(len(prepared), req.iters, req.warmup, req.block, req.block_warmup),
+                       label=f"timing {len(prepared)} on {req.runtime}")
+        try:
+            rows = execute(prepared, req, writer, new_run_id(), progress=bar)
+        except KeyboardInterrupt:
+            bar.close()
+            _say_interrupted(out, writer.rows_written)
+            raise
         bar.close()
-        raise _Interrupted(out) from None
-    bar.close()
+    finally:
+        if writer is not None:
+            # A new run that wrote no row leaves nothing behind.
+            writer.close(discard_empty=True)
     print(summary(rows))
     print(f"\n{len(rows)} rows written to {out}")
     return 0
 
 
-class _Interrupted(KeyboardInterrupt):
-    def __init__(self, out):
-        super().__init__()
-        print(f"\ninterrupted: completed rows are kept in {out}; finish with "
+def _say_interrupted(out, n_rows: int) -> None:
+    if n_rows:
+        print(f"\ninterrupted: the {n_rows} completed rows are kept in {out}; finish with "
               f"`python bench.py run --resume {out}`", file=sys.stderr)
+    else:
+        print("\ninterrupted before any row was complete; nothing was written", file=sys.stderr)
 
 
 def summary(rows: list[dict]) -> str:

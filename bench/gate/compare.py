@@ -17,7 +17,7 @@ import numpy as np
 
 from ..env import fingerprint
 from ..measurement import Measurement
-from ..results import ResultsError, load_samples, read_results
+from ..store import IDENTITY, ResultsError, SamplesError, load_samples, read_results
 from ..ratios import paired_ratio
 from .stats import mann_whitney, ratio_ci
 
@@ -25,8 +25,8 @@ VERDICTS = ("slower", "faster", "unchanged", "not comparable")
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.01
 
-# What identifies "the same measurement" in two runs.
-KEY_COLUMNS = ("model", "variant", "runtime", "provider", "threads", "batch", "resolution")
+# What identifies "the same measurement" in two runs: the store's row identity.
+KEY_COLUMNS = IDENTITY
 # Settings that change latency by design: comparing across them is refused.
 HARD_COLUMNS = ("precision", "artifact_format", "exporter", "opset", "block_size", "checkpoint",
                 "runtime_settings")
@@ -137,7 +137,7 @@ class _Run:
     df: object
 
     def samples(self, row) -> np.ndarray:
-        return load_samples(self.path, row["samples_file"])
+        return load_samples(self.path, row)
 
 
 def load_run(path) -> _Run:
@@ -237,7 +237,13 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
 
 
 def _judge_pair(v: Verdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> None:
-    xb, xc = base.samples(b), cur.samples(c)
+    try:
+        xb, xc = base.samples(b), cur.samples(c)
+    except SamplesError as exc:
+        # Samples that cannot be trusted never pass: the row is not comparable
+        # (exit 1 with --strict), with the reason.
+        v.note = "; ".join(n for n in (v.note, f"samples cannot be trusted: {exc}") if n)
+        return
     block = int(b["block_size"]) if _norm(b.get("block_size")) else None
     if s.reference is not None:
         nb, why_b = _normalized(base, b, xb, s.reference)
@@ -274,7 +280,10 @@ def _normalized(run: _Run, row, x: np.ndarray, reference: str):
     if same.empty:
         return None, f"reference {reference} was not timed interleaved with it in {run.path.name}"
     ref = same.iloc[0]
-    xr = run.samples(ref)
+    try:
+        xr = run.samples(ref)
+    except SamplesError as exc:
+        return None, f"reference samples cannot be trusted: {exc}"
     block = int(row["block_size"])
     if xr.size != x.size or int(ref["block_size"]) != block:
         return None, f"reference {reference} has other iterations or blocks in {run.path.name}"

@@ -16,12 +16,12 @@ from typing import Callable
 
 from exporters import ExportedModel
 
-from ..env import machine_env, now_iso
+from ..env import machine_env
 from ..measurement import Measurement
-from ..pipeline import Job, RunRequest, new_run_id, prepare
-from ..results import ResultsWriter, check_writable_new, load_samples, read_results
-from ..runners import RunSettings, get_runner
+from ..pipeline import Job, RunRequest, build_row, new_run_id, prepare
+from ..runners import RUNNERS, RunSettings, get_runner
 from ..schedule import time_sessions
+from ..store import ResultsWriter, SamplesError, check_new_path, load_samples, read_results
 from .compare import Comparison, GateError, GateSettings, Verdict, _norm, judge
 
 SIDES = ("base", "head")
@@ -43,7 +43,11 @@ def _baseline_jobs(base_csv: Path, manifest: dict, models: list[str] | None, pai
         if str(r.get("checkpoint")) not in ("random-init", "nan", ""):
             skipped.append(f"{r['row_id']} (timed with a checkpoint)")
             continue
-        job = Job(cur_model, str(r["variant"]), "ort-cpu", int(r["threads_requested"]),
+        runtime = _runner_of(r)
+        if runtime is None:
+            skipped.append(f"{r['row_id']} (runtime {r['runtime']} cannot time a saved ONNX file here)")
+            continue
+        job = Job(cur_model, str(r["variant"]), runtime, int(r["threads_requested"]),
                   int(r["batch"]), int(r["resolution"]))
         out.append((job, r, Path(manifest["path"]) / art))
     if not out:
@@ -53,19 +57,30 @@ def _baseline_jobs(base_csv: Path, manifest: dict, models: list[str] | None, pai
     return out, skipped
 
 
+def _runner_of(row) -> str | None:
+    """The runner that timed a baseline row: its `runtime` word; rows written before
+    the vocabulary had the library there, and ONNX Runtime on the CPU provider."""
+    runtime = _norm(row.get("runtime"))
+    if runtime in RUNNERS:
+        return runtime if RUNNERS[runtime].artifact == "onnx" else None
+    if runtime == "onnxruntime" and _norm(row.get("provider")) == "CPUExecutionProvider":
+        return "ort-cpu"
+    return None
+
+
 def run_ab(base_csv: Path, manifest: dict, out: Path, *, models: list[str] | None = None,
            pairs: dict | None = None, iters: int = 300, warmup: int = 20, block: int = 25,
            block_warmup: int = 2, log: Callable[[str], None] = print) -> Path:
     """Time each baseline graph against the current export; write a results file."""
     out = Path(out)
-    check_writable_new(out)
+    check_new_path(out)
     if iters < 1 or block < 1 or warmup < 0:
         raise GateError("--iters and --block must be positive and --warmup >= 0")
     jobs, skipped = _baseline_jobs(Path(base_csv), manifest, models, pairs or {})
     for s in skipped:
         log(f"note: not timed interleaved: {s}")
-    runner = get_runner("ort-cpu")
-    runner.check_available()
+    for runtime in {job.runtime for job, _, _ in jobs}:
+        get_runner(runtime).check_available()
     prepared = []
     for job, brow, path in jobs:
         exporter = _norm(brow.get("exporter")) or "torchscript"
@@ -81,35 +96,44 @@ def run_ab(base_csv: Path, manifest: dict, out: Path, *, models: list[str] | Non
         prepared.append((job, brow, base, head, spinning))
 
     run_id = new_run_id()
-    writer = ResultsWriter.create(out, {"models": [], "kind": "interleaved-ab",
-                                        "baseline": str(base_csv), "iters": iters, "warmup": warmup,
-                                        "block": block, "block_warmup": block_warmup})
     env = machine_env()
-    for g, (job, brow, base, head, spinning) in enumerate(prepared):
-        settings = RunSettings(threads=job.threads, spinning=spinning)
-        shape = (job.batch, 3, job.resolution, job.resolution)
-        sessions = [runner.open(base, shape, settings), runner.open(head.artifact, shape, settings)]
-        log(f"timing {job.model}: baseline graph and current graph alternately, {iters} iterations each")
-        try:
-            ms = time_sessions(sessions, iters, warmup, block, "round-robin", block_warmup)
-            for side, s, m in zip(SIDES, sessions, ms):
-                cols = dict(head.columns)
-                if side == "base":
-                    cols.update(artifact_sha256=brow.get("artifact_sha256"), exporter=brow.get("exporter"),
-                                opset=brow.get("opset"), export_parity_rel_err=brow.get("export_parity_rel_err"))
-                row = {"row_id": f"{job.row_id}.{side}", "run_id": run_id, "model": job.model,
-                       "variant": job.variant, "precision": "fp32", "batch": job.batch,
-                       "resolution": job.resolution, "threads_requested": job.threads,
-                       "schedule": "round-robin", "interleave_group": f"{run_id}:{g}",
-                       "block_size": block, "block_warmup": block_warmup, "timestamp": now_iso(),
-                       **cols, **s.describe(), **env, **m.summary(),
-                       "extra": {"ab_side": side, "baseline_row": brow["row_id"],
-                                 "baseline_results": str(base_csv)}}
-                writer.append(row, m.samples_ms)
-        finally:
-            for s in sessions:
-                s.close()
+    with ResultsWriter.create(out, {"models": [], "kind": "interleaved-ab", "baseline": str(base_csv),
+                                    "iters": iters, "warmup": warmup, "block": block,
+                                    "block_warmup": block_warmup}) as writer:
+        for g, (job, brow, base, head, spinning) in enumerate(prepared):
+            log(f"timing {job.model}: baseline graph and current graph alternately, {iters} iterations each")
+            for side, row, samples in _time_pair(job, brow, base, head, spinning, run_id, g, env, iters,
+                                                 warmup, block, block_warmup, base_csv):
+                writer.append(row, samples)
     return out
+
+
+def _time_pair(job, brow, base, head, spinning, run_id, g, env, iters, warmup, block, block_warmup,
+               base_csv):
+    """(side, row, samples) for the baseline graph and the current graph, timed alternately."""
+    runner = get_runner(job.runtime)
+    settings = RunSettings(threads=job.threads, spinning=spinning)
+    shape = (job.batch, 3, job.resolution, job.resolution)
+    sessions = []
+    try:
+        sessions = [runner.open(base, shape, settings), runner.open(head.artifact, shape, settings)]
+        ms = time_sessions(sessions, iters, warmup, block, "round-robin", block_warmup)
+        out = []
+        for side, s, m in zip(SIDES, sessions, ms):
+            cols = dict(head.columns)
+            if side == "base":
+                cols.update(artifact_sha256=brow.get("artifact_sha256"), exporter=brow.get("exporter"),
+                            opset=brow.get("opset"), export_parity_rel_err=brow.get("export_parity_rel_err"))
+            row = build_row(job, run_id, cols, s.describe(), env, m.summary(), schedule="round-robin",
+                            group=f"{run_id}:{g}", block=block, block_warmup=block_warmup,
+                            row_id=f"{job.row_id}.{side}",
+                            extra={"ab_side": side, "baseline_row": brow["row_id"],
+                                   "baseline_results": str(base_csv)})
+            out.append((side, row, m.samples_ms))
+        return out
+    finally:
+        for s in sessions:
+            s.close()
 
 
 def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
@@ -138,7 +162,11 @@ def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
             continue
         (b, bx), (c, _) = pair["base"], pair["head"]
         v.base_row, v.cur_row = b["row_id"], c["row_id"]
-        xb, xc = load_samples(csv_path, b["samples_file"]), load_samples(csv_path, c["samples_file"])
+        try:
+            xb, xc = load_samples(csv_path, b), load_samples(csv_path, c)
+        except SamplesError as exc:
+            v.note = f"samples cannot be trusted: {exc}"
+            continue
         res = judge(xb, xc, threshold=v.threshold, alpha=s.alpha, block_size=int(b["block_size"]),
                     paired=xb.size == xc.size, n_boot=s.n_boot, seed=s.seed)
         v.verdict, v.ratio, v.ci_low, v.ci_high, v.p = (res["verdict"], res["ratio"], res["ci_low"],

@@ -28,7 +28,9 @@ def _setting(v: Verdict) -> str:
 
 def headline(c: Comparison) -> str:
     parts = [f"{c.count(k)} {k}" for k in ("slower", "faster", "unchanged", "not comparable") if c.count(k)]
-    status = "REGRESSION" if c.count("slower") else "OK"
+    # A row that could not be judged is never reported as a pass.
+    status = ("REGRESSION" if c.count("slower") else
+              "NOT COMPARABLE" if c.count("not comparable") else "OK")
     return f"latency gate: {status} ({', '.join(parts) or 'nothing compared'})"
 
 

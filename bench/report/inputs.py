@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..measurement import Measurement
-from ..results import ResultsError, load_samples, read_results
+from ..store import ResultsError, load_samples, read_results
+from ..vocab import UnknownDevice, device_kind
 
 # What a results row must carry for the reports to place it.
 NEEDED = ("row_id", "model", "variant", "runtime", "device", "device_name", "precision", "batch",
@@ -45,7 +46,7 @@ class Row:
         return f"{self.source.name}:{self.id}"
 
     def samples(self) -> np.ndarray:
-        return load_samples(self.source, self.data["samples_file"])
+        return load_samples(self.source, self.data)
 
     def measurement(self) -> Measurement:
         return Measurement(self.samples())
@@ -153,10 +154,13 @@ def load(paths: list[str | Path], duplicates: str = "refuse") -> ReportInputs:
         files.append(path)
         for rec in df.to_dict("records"):
             row = Row(rec, path)
-            key = tuple(_norm(rec[k]) for k in COLUMN_KEY)
-            if not isinstance(key[5], int) or key[0] not in ("cpu", "gpu", "mobile", "npu"):
-                raise ResultsError(f"{path}: row {rec['row_id']} has an unreadable setting "
-                                   f"(device={rec['device']!r}, batch={rec['batch']!r})")
+            try:
+                kind = device_kind(rec["device"])
+            except UnknownDevice as exc:
+                raise ResultsError(f"{path}: row {rec['row_id']}: {exc}") from None
+            # A column's first key is the device's class (the paper's GPU/CPU/mobile
+            # columns); the device name keeps two machines of one class apart.
+            key = (kind,) + tuple(_norm(rec[k]) for k in COLUMN_KEY[1:])
             col = columns.setdefault(key, Column(key))
             clash = [r for r in col.rows if (r["model"], r["variant"], int(r["resolution"])) ==
                      (rec["model"], rec["variant"], int(rec["resolution"]))]

@@ -85,17 +85,17 @@ class _CoreMLRunner(Runner):
 
 class CoreMLCpuRunner(_CoreMLRunner):
     name = "coreml-cpu"
-    device = "cpu"
+    device = "mac"
     compute_units = "CPU_ONLY"
 
 
 class CoreMLGpuRunner(_CoreMLRunner):
     name = "coreml-gpu"
-    device = "cpu+gpu"
+    device = "mac"
     compute_units = "CPU_AND_GPU"
 
 
 class CoreMLAllRunner(_CoreMLRunner):
     name = "coreml-all"
-    device = "cpu+gpu+ane"
+    device = "mac"
     compute_units = "ALL"

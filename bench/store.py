@@ -1,0 +1,549 @@
+"""The results store: the only code that writes or reads results files and samples.
+
+Layout for results/foo.csv:
+  results/foo.csv            one row per measurement (identity: `row_id`)
+  results/foo.run.json       the run's request, so --resume can finish it
+  results/foo.samples/ID.npz per-iteration milliseconds of row ID (key 'samples_ms')
+  results/.foo.csv.lock      the writer lock (an empty file; harmless when left)
+
+Guarantees, also under kill -9, a full disk or two processes at once:
+- One writer at a time: a writer holds an exclusive lock for its whole life; a
+  second writer (another run, a --resume of the same file) is refused with one line.
+- Rows are all-or-nothing. A row's samples are in place (atomic rename) before its
+  line is appended; a short or failed append is truncated back to the last complete
+  row. A torn last line left by a crash is cut off by the next writer (--resume).
+- A file is created exclusively and never overwritten. A run that wrote no row
+  leaves nothing behind (the writer discards its files on failure).
+- The reader validates everything it returns: the header, every row's fields and
+  numeric columns, the samples path (inside the file's own .samples/ folder), and,
+  when samples are loaded, that they are finite positive floats, as many as the row
+  says, and that the row's median is theirs.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from models.fsio import atomic_target, atomic_write, describe_os_error, ensure_writable_dir, fsync_dir
+
+from .errors import ModbenchError
+from .vocab import UnknownDevice, device
+
+COLUMNS = [
+    # identity of the measurement
+    "row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
+    "precision", "batch", "resolution", "threads", "threads_requested",
+    # where it ran (fleet runs: the Ray cluster and node; local runs: cluster "local")
+    "cluster", "node",
+    # how it was timed
+    "schedule", "interleave_group", "block_size", "block_warmup", "warmup", "iters",
+    # statistics (milliseconds), all derived from the stored samples
+    "mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
+    "p90_ms", "p99_ms", "min_ms", "max_ms", "cv", "valid", "invalid_reason",
+    "load_ms", "first_run_ms",
+    # the model
+    "params_m", "macs_g", "top1", "paper_params_m", "paper_macs_g", "paper_gpu_ms",
+    "paper_cpu_ms", "paper_resolution", "paper_source", "checkpoint",
+    # the artifact timed
+    "artifact_format", "exporter", "opset", "export_parity_rel_err", "artifact_sha256",
+    "runtime_settings",
+    # the machine and software
+    "cpu_name", "cpu_logical", "cpu_physical", "hostname", "os", "python",
+    "gpu_driver", "cuda_version", "cudnn_version", "gpu_clock_mhz", "gpu_mem_clock_mhz",
+    "gpu_memory_mb",
+    "torch_version", "onnx_version", "onnxruntime_gpu_version", "onnxruntime_version",
+    "timm_version", "numpy_version", "coremltools_version",
+    "git_commit", "git_dirty", "timestamp", "samples_file", "extra",
+]
+# What identifies one measurement: two rows equal in all of these measure the same
+# thing. `row_id` is derived from them when a run plans its jobs; reports, the gate
+# and --resume compare rows by these columns.
+IDENTITY = ("model", "variant", "runtime", "device", "precision", "threads", "batch", "resolution")
+# Columns every results file must have for the store to vouch for it.
+REQUIRED = ("row_id", "model", "variant", "runtime", "device", "batch", "resolution",
+            "median_ms", "samples_file")
+INT_COLUMNS = ("batch", "resolution", "threads", "threads_requested", "block_size", "block_warmup",
+               "warmup", "iters", "cpu_logical", "cpu_physical", "opset")
+FLOAT_COLUMNS = ("mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
+                 "p90_ms", "p99_ms", "min_ms", "max_ms", "cv", "load_ms", "first_run_ms",
+                 "params_m", "macs_g", "top1")
+# Columns kept as text even when every value looks like a number.
+TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
+                "precision", "cluster", "node", "schedule", "interleave_group", "invalid_reason",
+                "paper_source", "checkpoint", "artifact_format", "exporter", "artifact_sha256",
+                "runtime_settings", "cpu_name", "hostname", "os", "python", "git_commit", "timestamp",
+                "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))
+SAMPLES_KEY = "samples_ms"
+_ROW_ID = re.compile(r"[A-Za-z0-9_.+:=-]{1,200}")
+
+
+class ResultsError(ModbenchError):
+    """A results file that cannot be created, written, read or resumed."""
+
+
+class SamplesError(ResultsError):
+    """A row whose samples are missing or cannot be trusted."""
+
+
+def samples_dir(csv_path: Path) -> Path:
+    return Path(csv_path).with_name(Path(csv_path).stem + ".samples")
+
+
+def run_config_path(csv_path: Path) -> Path:
+    return Path(csv_path).with_name(Path(csv_path).stem + ".run.json")
+
+
+def lock_path(csv_path: Path) -> Path:
+    return Path(csv_path).with_name(f".{Path(csv_path).name}.lock")
+
+
+def row_identity(row: Mapping) -> tuple:
+    """The identity of a row as comparable text (2, 2.0 and '2' are one value)."""
+    return tuple(_text(row.get(c)) for c in IDENTITY)
+
+
+def _text(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _line(values: list) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue().encode()
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return "" if v != v else repr(round(v, 6)) if abs(v) < 1e6 else repr(v)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def validate_samples(samples, where: str, expected_n: int | None = None) -> np.ndarray:
+    """Samples as the store accepts them: a non-empty 1-D float array of finite,
+    positive milliseconds (and `expected_n` of them when the row says how many)."""
+    x = np.asarray(samples)
+    if x.dtype.kind not in "fiu":
+        raise SamplesError(f"{where}: samples are not numbers (dtype {x.dtype})")
+    x = x.astype(np.float64, copy=False)
+    if x.ndim != 1 or x.size == 0:
+        raise SamplesError(f"{where}: samples must be a non-empty list of milliseconds (shape {x.shape})")
+    bad = ~np.isfinite(x) | (x <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise SamplesError(f"{where}: sample {i} is {x[i]!r}; every sample must be a finite, "
+                           f"positive number of milliseconds ({int(bad.sum())} are not)")
+    if expected_n is not None and x.size != expected_n:
+        raise SamplesError(f"{where}: {x.size} samples, but the row says {expected_n} iterations")
+    return x
+
+
+# --- writing ----------------------------------------------------------------------
+
+class ResultsWriter:
+    """The one writer of a results file; holds the file's lock until closed.
+
+    Use `create` for a new file, `resume` to finish an interrupted one; `append`
+    adds one complete row with its samples; `close` releases the lock (and, with
+    discard_empty=True, removes a file that never got a row)."""
+
+    def __init__(self, path: Path, lock, existing_ids: set[str], created: bool):
+        self.path = Path(path)
+        self._lock = lock
+        self._ids = set(existing_ids)
+        self._created = created
+        self.rows_written = 0
+
+    # life cycle
+
+    @staticmethod
+    def _acquire(path: Path):
+        from filelock import FileLock, Timeout
+
+        ensure_writable_dir(path.parent, "results folder")
+        lock = FileLock(str(lock_path(path)), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ResultsError(f"{path} is being written by another modbench process; a results file "
+                               "has one writer at a time (wait for it, or write to another --out)") from None
+        except OSError as exc:
+            raise ResultsError(f"cannot lock {path}: {describe_os_error(exc)}") from None
+        return lock
+
+    @classmethod
+    def create(cls, path: Path, run_config: dict) -> "ResultsWriter":
+        path = Path(path)
+        check_new_path(path)
+        lock = cls._acquire(path)
+        try:
+            # Under the lock: whoever got here first created the file; a request or
+            # samples folder without a CSV is what a kill -9 before the first row
+            # leaves, and holds nothing finished, so it is taken over.
+            if path.exists():
+                raise ResultsError(f"{path} already exists; results are never overwritten "
+                                   "(use --resume to finish it)")
+            try:
+                samples_dir(path).mkdir(exist_ok=True)
+            except FileExistsError:
+                raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder") from None
+            atomic_write(run_config_path(path), json.dumps(run_config, indent=1, sort_keys=True, default=str))
+            with atomic_target(path, ".csv.tmp") as tmp:
+                tmp.write_bytes(_line(COLUMNS))
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, lock, set(), created=True)
+
+    @classmethod
+    def resume(cls, path: Path) -> tuple["ResultsWriter", dict, "object"]:
+        """Lock an existing file for appending; repair a torn last line.
+
+        Returns (writer, the run's request, the validated rows already there)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ResultsError(f"results file {path} does not exist")
+        lock = cls._acquire(path)
+        try:
+            _cut_torn_tail(path)
+            df = read_results(path)
+            config = read_run_config(path)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, lock, set(df["row_id"]), created=False), config, df
+
+    def close(self, discard_empty: bool = False) -> None:
+        if self._lock is None:
+            return
+        try:
+            if discard_empty and self._created and self.rows_written == 0:
+                self._discard()
+        finally:
+            self._lock.release()
+            self._lock = None
+
+    def _discard(self) -> None:
+        import shutil
+        for p in (self.path, run_config_path(self.path)):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(samples_dir(self.path), ignore_errors=True)
+
+    def __enter__(self) -> "ResultsWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(discard_empty=exc_type is not None)
+
+    # rows
+
+    def append(self, row: dict, samples_ms) -> None:
+        if self._lock is None:
+            raise ResultsError(f"{self.path}: the writer is closed")
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"columns not in the schema: {sorted(unknown)}")  # a bug, not input
+        row_id = str(row.get("row_id", ""))
+        if not _ROW_ID.fullmatch(row_id):
+            raise ResultsError(f"{self.path}: row id {row_id!r} is not a valid row id")
+        if row_id in self._ids:
+            raise ResultsError(f"{self.path}: row {row_id} is already in the file; a row is written once")
+        if row.get("device") not in (None, ""):
+            try:
+                device(row["device"])
+            except UnknownDevice as exc:
+                raise ResultsError(f"{self.path}: row {row_id}: {exc}") from None
+        x = validate_samples(samples_ms, f"row {row_id}")
+        rel = f"{samples_dir(self.path).name}/{row_id}.npz"
+        target = self.path.parent / rel
+        try:
+            with atomic_target(target, ".npz.tmp") as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, **{SAMPLES_KEY: x})
+        except ModbenchError as exc:
+            raise ResultsError(f"{exc}; the {len(self._ids)} complete rows in {self.path} are kept "
+                               f"(free space, then `bench.py run --resume {self.path}`)") from None
+        line = _line([_cell(dict(row, samples_file=rel).get(c)) for c in COLUMNS])
+        self._append_line(line, row_id, target)
+        self._ids.add(row_id)
+        self.rows_written += 1
+
+    def _append_line(self, line: bytes, row_id: str, samples_file: Path) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise ResultsError(f"cannot open {self.path}: {describe_os_error(exc)}") from None
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            except OSError as exc:
+                # All or nothing: cut the partial line so the file ends at a complete row.
+                try:
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                except OSError:
+                    pass
+                samples_file.unlink(missing_ok=True)
+                raise ResultsError(
+                    f"cannot append row {row_id} to {self.path}: {describe_os_error(exc)}; the "
+                    f"{len(self._ids)} complete rows are kept (free space, then "
+                    f"`bench.py run --resume {self.path}`)") from None
+        finally:
+            os.close(fd)
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Truncate a last line without its newline (a crash mid-append) back to the last
+    complete row. Called by a writer that holds the lock."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            return
+        f.truncate(data.rfind(b"\n") + 1)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
+
+
+def check_new_path(path: Path) -> None:
+    """Refuse an output that exists, does not end in .csv, or whose folder cannot be
+    written (tried by writing, since os.access says yes to root)."""
+    path = Path(path)
+    if path.suffix != ".csv":
+        raise ResultsError(f"output {path} must end in .csv")
+    if path.is_dir():
+        raise ResultsError(f"output {path} is a folder")
+    if path.exists():
+        raise ResultsError(f"{path} already exists; results are never overwritten (use --resume to finish it)")
+    if samples_dir(path).exists() and not samples_dir(path).is_dir():
+        raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
+    try:
+        ensure_writable_dir(path.parent, "results folder")
+    except ModbenchError as exc:
+        raise ResultsError(str(exc)) from None
+
+
+# Kept under its old name for callers that only check an output before preparing.
+check_writable_new = check_new_path
+
+
+# --- reading ----------------------------------------------------------------------
+
+def read_results(path: Path, check_samples: bool = True):
+    """Load one results CSV as a validated DataFrame; ResultsError (one line) if damaged.
+
+    A torn last line (a writer that crashed mid-row, or one still writing) is left
+    out: only complete rows are results."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"results file {path} does not exist")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {describe_os_error(exc)}") from None
+    torn = bool(raw) and not raw.endswith(b"\n")
+    if torn:
+        raw = raw[: raw.rfind(b"\n") + 1]
+    try:
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ResultsError(f"{path} is not a readable results CSV: {exc}") from None
+    if not rows:
+        raise ResultsError(f"{path} is empty, not a results CSV")
+    header = rows[0]
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:
+        raise ResultsError(f"{path} is damaged: column {dup[0]!r} appears twice in the header")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ResultsError(f"{path} is not a modbench results CSV: no column {missing[0]!r}")
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise ResultsError(f"{path} is damaged: line {i} has {len(r)} fields, the header {len(header)}")
+    df = pd.DataFrame(rows[1:], columns=header, dtype=object).replace({"": None})
+    for i, rec in enumerate(df.to_dict("records"), start=2):
+        _validate_row(path, i, rec)
+    for col in df.columns:
+        if col in TEXT_COLUMNS:
+            continue
+        if col in ("valid", "git_dirty"):
+            df[col] = df[col].map(lambda v: None if v is None else str(v).strip().lower() in ("true", "1", "yes"))
+            continue
+        try:  # validated columns always convert; others (paper_*, gpu clocks) when they are numbers
+            df[col] = pd.to_numeric(df[col])
+        except (ValueError, TypeError):
+            if col in INT_COLUMNS + FLOAT_COLUMNS:
+                raise
+    dups = df["row_id"][df["row_id"].duplicated()]
+    if not dups.empty:
+        raise ResultsError(f"{path} is damaged: row {dups.iloc[0]} appears twice")
+    if check_samples:
+        for rec in df.to_dict("records"):
+            if not (path.parent / str(rec["samples_file"])).is_file():
+                raise ResultsError(f"{path}: samples file {rec['samples_file']} of row {rec['row_id']} is missing")
+    df.attrs["path"] = str(path)
+    df.attrs["torn_tail"] = torn
+    return df
+
+
+def _validate_row(path: Path, line: int, rec: dict) -> None:
+    where = f"{path}, line {line}"
+    if not rec.get("row_id") or not _ROW_ID.fullmatch(str(rec["row_id"])):
+        raise ResultsError(f"{where}: row id {rec.get('row_id')!r} is not a valid row id")
+    if not rec.get("model"):
+        raise ResultsError(f"{where}: no model")
+    for col in INT_COLUMNS:
+        v = rec.get(col)
+        if v is None:
+            continue
+        try:
+            f = float(v)
+        except ValueError:
+            raise ResultsError(f"{where}: {col} {v!r} is not a number") from None
+        if not np.isfinite(f) or not f.is_integer():
+            raise ResultsError(f"{where}: {col} {v!r} is not a whole number")
+    for col in ("batch", "resolution"):
+        if rec.get(col) is None or float(rec[col]) < 1:
+            raise ResultsError(f"{where}: {col} {rec.get(col)!r} must be a positive whole number")
+    for col in FLOAT_COLUMNS:
+        v = rec.get(col)
+        if v is None:
+            continue
+        try:
+            float(v)
+        except ValueError:
+            raise ResultsError(f"{where}: {col} {v!r} is not a number") from None
+    if rec.get("device") is not None:
+        try:
+            device(rec["device"])
+        except UnknownDevice as exc:
+            raise ResultsError(f"{where}: {exc}") from None
+    _samples_path(path, rec.get("samples_file"), where)
+
+
+def _samples_path(csv_path: Path, rel, where: str) -> Path:
+    """A row's samples file, which must be inside the results file's own samples folder."""
+    folder = samples_dir(csv_path).name
+    rel = "" if rel is None else str(rel)
+    parts = rel.split("/")
+    if len(parts) != 2 or parts[0] != folder or not parts[1].endswith(".npz") \
+            or parts[1] in (".npz",) or "\\" in rel or parts[1].startswith("."):
+        raise ResultsError(f"{where}: samples_file {rel!r} is not a file in {folder}/")
+    return Path(csv_path).parent / folder / parts[1]
+
+
+def load_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
+    """The validated samples of one row (a row mapping, or a samples_file for rows
+    without an iteration count). SamplesError (one line) when they cannot be trusted."""
+    csv_path = Path(csv_path)
+    if isinstance(row, str):
+        row = {"samples_file": row, "row_id": Path(row).stem}
+    row_id = row.get("row_id")
+    where = f"{csv_path.name}:{row_id}"
+    path = _samples_path(csv_path, row.get("samples_file"), where)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if SAMPLES_KEY not in z.files:
+                raise SamplesError(f"{where}: samples file has no {SAMPLES_KEY!r} (it has {sorted(z.files)})")
+            x = z[SAMPLES_KEY]
+    except SamplesError:
+        raise
+    except FileNotFoundError:
+        raise SamplesError(f"{where}: samples file {row.get('samples_file')} is missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise SamplesError(f"{where}: samples file {path.name} is damaged ({type(exc).__name__})") from None
+    n = _int_or_none(row.get("iters"))
+    x = validate_samples(x, where, n)
+    med = _float_or_none(row.get("median_ms"))
+    if n is not None and med is not None and not np.isclose(np.median(x), med, rtol=1e-5, atol=2e-6):
+        raise SamplesError(f"{where}: the row's median {med:g} ms is not the median of its samples "
+                           f"({float(np.median(x)):g} ms); row and samples do not belong together")
+    return x
+
+
+def _int_or_none(v) -> int | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if np.isfinite(f) else None
+
+
+def _float_or_none(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+def read_run_config(path: Path) -> dict:
+    cfg = run_config_path(Path(path))
+    if not cfg.is_file():
+        raise ResultsError(f"{path} cannot be resumed: {cfg.name} (the run's request) is missing")
+    try:
+        data = json.loads(cfg.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{cfg} is damaged: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise ResultsError(f"cannot read {cfg}: {describe_os_error(exc)}") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{cfg} is damaged: not a JSON object")
+    return data
+
+
+@dataclass
+class StoredRow:
+    """One validated row with the file it came from; its samples on demand."""
+
+    data: dict
+    source: Path
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def get(self, key, default=None):
+        return self.data.get(key, default)
+
+    @property
+    def id(self) -> str:
+        return self.data["row_id"]
+
+    @property
+    def ref(self) -> str:
+        """How a printed number points back at its row: file and row_id."""
+        return f"{self.source.name}:{self.id}"
+
+    def samples(self) -> np.ndarray:
+        return load_samples(self.source, self.data)
+
+
+def read_rows(path: Path, check_samples: bool = True) -> list[StoredRow]:
+    path = Path(path)
+    return [StoredRow(rec, path) for rec in read_results(path, check_samples).to_dict("records")]
