@@ -41,15 +41,16 @@ def _bench(*args, **kw) -> subprocess.Popen:
 def test_a_second_writer_is_refused_while_a_run_is_alive(tmp_path):
     out = tmp_path / "r.csv"
     # Long enough to outlive two more processes starting (each imports torch).
-    first = _bench("run", "mobilenetv2_100", "efficientmod_xxs", "--out", str(out), "--iters", "3000",
+    first = _bench("run", "mobilenetv2_100", "efficientmod_xxs", "--out", str(out), "--iters", "1500",
                    "--warmup", "2", "--block", "50", "--threads", "1", "--interleave", "1")
     deadline = time.monotonic() + 120
     while not out.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert out.exists(), first.communicate()
     # Both ways a second process can touch the file: a resume, and a run to the same --out.
-    for argv in (["run", "--resume", str(out)], ["run", "mobilenetv2_100", "--out", str(out), *FAST]):
-        second = _bench(*argv)
+    seconds = [_bench(*argv) for argv in (["run", "--resume", str(out)],
+                                          ["run", "mobilenetv2_100", "--out", str(out), *FAST])]
+    for second in seconds:
         _, err = second.communicate(timeout=120)
         assert second.returncode == 2, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
