@@ -2,7 +2,20 @@
 
 Callers never recompute a median: they ask the Measurement. Load time and the
 first inference are kept apart from the steady-state samples; warm-up iterations
-are not samples at all.
+are not samples at all. The samples remember the blocks they were timed in and the
+machine's load during each block, which is what makes an interval honest and a
+busy machine visible.
+
+A row is VALID when
+  (a) the 95% interval of its headline statistic (median by default, or mean) is
+      within `target_ci` of it (±1% by default), the interval taken from block
+      statistics so that drift inside the run widens it;
+  (b) every percentile it prints has the samples to support it (LoadGen's counts:
+      p90 needs 64, p99 662; below that the column is left empty); and
+  (c) the machine was not busy: at most `max_disturbed` of its blocks had other
+      processes using more than `busy_cores` cores.
+The coefficient of variation is recorded; it measures the tail, not the precision
+of the reported figure, and decides nothing.
 """
 from __future__ import annotations
 
@@ -11,10 +24,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# A row with fewer samples than this cannot support a p99 or a tight interval.
-MIN_VALID_ITERS = 100
-# Above this coefficient of variation the run was too disturbed to publish.
-MAX_VALID_CV = 0.30
+from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockLoad
+from .stats import Interval, headline_interval
+
+DEFAULT_TARGET_CI = 0.01
+# Samples a percentile needs before it is printed (MLPerf LoadGen's minimum counts).
+PERCENTILE_MIN_SAMPLES = {90: 64, 99: 662}
+
+
+@dataclass(frozen=True)
+class Validity:
+    """The criteria a row is judged by; recorded with every row."""
+
+    target_ci: float = DEFAULT_TARGET_CI
+    stat: str = "median"
+    busy_cores: float = DEFAULT_BUSY_CORES
+    max_disturbed: float = DEFAULT_MAX_DISTURBED
 
 
 @dataclass
@@ -25,6 +50,11 @@ class Measurement:
     first_run_ms: float | None = None
     # Extra timings a runner reports apart (e.g. compile_ms, engine_build_ms).
     extra: dict = field(default_factory=dict)
+    # Iterations per timed block (None: one block); the load of each block; the
+    # untimed iterations each block needed before its times settled.
+    block: int | None = None
+    loads: list[BlockLoad] = field(default_factory=list)
+    settle: list[int] = field(default_factory=list)
 
     def __post_init__(self):
         self.samples_ms = np.asarray(self.samples_ms, dtype=np.float64).ravel()
@@ -45,7 +75,11 @@ class Measurement:
     def median(self) -> float:
         return float(np.median(self.samples_ms))
 
-    def percentile(self, q: float) -> float:
+    def percentile(self, q: float) -> float | None:
+        """The q-th percentile, or None when there are too few samples to support it."""
+        need = PERCENTILE_MIN_SAMPLES.get(int(q), 0)
+        if self.n < need:
+            return None
         return float(np.percentile(self.samples_ms, q))
 
     @property
@@ -60,44 +94,64 @@ class Measurement:
     def cv(self) -> float:
         return self.std / self.mean if self.mean > 0 else math.inf
 
+    @property
+    def block_size(self) -> int:
+        return int(self.block) if self.block else max(self.n, 1)
+
+    def interval(self, stat: str = "median", confidence: float = 0.95) -> Interval:
+        """The confidence interval of the median or mean, from block statistics."""
+        return headline_interval(self.samples_ms, self.block_size, stat, confidence)
+
     def median_ci(self, confidence: float = 0.95) -> tuple[float, float]:
-        """Distribution-free interval of the median from order statistics.
+        iv = self.interval("median", confidence)
+        return (iv.low, iv.high)
 
-        The number of samples below the true median is Binomial(n, 1/2); the
-        normal approximation gives the ranks that bracket it."""
-        n = self.n
-        if n < 2:
-            return (self.median, self.median)
-        z = _z(confidence)
-        half = z * math.sqrt(n) / 2
-        lo = max(int(math.floor(n / 2 - half)), 0)
-        hi = min(int(math.ceil(n / 2 + half)), n - 1)
-        s = np.sort(self.samples_ms)
-        return (float(s[lo]), float(s[hi]))
+    def disturbed(self, busy_cores: float = DEFAULT_BUSY_CORES) -> int:
+        return sum(b.others_cores > busy_cores for b in self.loads)
 
-    def validity(self, min_iters: int = MIN_VALID_ITERS, max_cv: float = MAX_VALID_CV) -> tuple[bool, str]:
+    def validity(self, v: Validity = Validity()) -> tuple[bool, str]:
         reasons = []
-        if self.n < min_iters:
-            reasons.append(f"too few iterations ({self.n} < {min_iters})")
-        if self.n > 1 and self.cv > max_cv:
-            reasons.append(f"CV {self.cv:.3f} above {max_cv}")
+        iv = self.interval(v.stat)
+        if math.isnan(iv.low):
+            reasons.append(f"no interval: {iv.n_blocks} block (need 2 or more)")
+        elif iv.rel_half_width > v.target_ci:
+            reasons.append(f"{v.stat} known to ±{iv.rel_half_width:.1%}, not ±{v.target_ci:.1%} "
+                           f"({iv.n_blocks} blocks, {self.n} iterations)")
+        if self.loads:
+            d = self.disturbed(v.busy_cores)
+            if d > v.max_disturbed * len(self.loads):
+                worst = max(b.others_cores for b in self.loads)
+                reasons.append(f"machine busy: {d / len(self.loads):.0%} of blocks had other processes "
+                               f"using > {v.busy_cores:g} cores (up to {worst:.2f})")
         return (not reasons, "; ".join(reasons))
 
-    def summary(self, min_iters: int = MIN_VALID_ITERS, max_cv: float = MAX_VALID_CV) -> dict:
+    def summary(self, v: Validity = Validity()) -> dict:
         """The statistics as result-row columns (milliseconds)."""
-        lo, hi = self.median_ci()
-        valid, reason = self.validity(min_iters, max_cv)
+        med, mean = self.interval("median"), self.interval("mean")
+        valid, reason = self.validity(v)
+        head = med if v.stat == "median" else mean
+        loads = self.loads
+        mhz = [b.mhz for b in loads if b.mhz]
         return {
             "iters": self.n, "warmup": self.warmup,
             "mean_ms": self.mean, "std_ms": self.std, "median_ms": self.median,
-            "median_ci_low_ms": lo, "median_ci_high_ms": hi,
+            "median_ci_low_ms": _num(med.low), "median_ci_high_ms": _num(med.high),
+            "mean_ci_low_ms": _num(mean.low), "mean_ci_high_ms": _num(mean.high),
+            "headline_stat": v.stat, "ci_rel_half_width": _num(head.rel_half_width),
+            "target_ci": v.target_ci,
             "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
             "min_ms": self.min, "max_ms": self.max, "cv": self.cv,
             "valid": valid, "invalid_reason": reason,
             "load_ms": self.load_ms, "first_run_ms": self.first_run_ms,
+            "blocks": len(loads) or None,
+            "disturbed_blocks": self.disturbed(v.busy_cores) if loads else None,
+            "others_cpu_max": max(b.others_cores for b in loads) if loads else None,
+            "others_cpu_mean": float(np.mean([b.others_cores for b in loads])) if loads else None,
+            "steal_pct": float(np.mean([b.steal_pct for b in loads])) if loads else None,
+            "cpu_mhz": float(np.median(mhz)) if mhz else None,
+            "settle_iters_mean": float(np.mean(self.settle)) if self.settle else None,
         }
 
 
-def _z(confidence: float) -> float:
-    from statistics import NormalDist
-    return NormalDist().inv_cdf(0.5 + confidence / 2)
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)

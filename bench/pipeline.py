@@ -19,10 +19,11 @@ from models.complexity import count_macs, count_params
 
 from .env import machine_env, now_iso
 from .errors import ModbenchError
-from .measurement import MAX_VALID_CV, MIN_VALID_ITERS
+from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
+from .measurement import DEFAULT_TARGET_CI, Validity
 from .store import ResultsWriter
 from .runners import RUNNERS, RunSettings, get_runner
-from .schedule import time_sessions
+from .schedule import Target, time_sessions
 
 
 class PlanError(ModbenchError):
@@ -57,7 +58,14 @@ class RunRequest:
     threads: list[int] = field(default_factory=lambda: [4])
     batches: list[int] = field(default_factory=lambda: [1])
     resolutions: list[int | None] = field(default_factory=lambda: [None])
-    iters: int = 4000
+    iters: int = 4000            # the count (fixed), or the ceiling (auto)
+    auto: bool = True            # precision-driven: stop each row once its interval is tight
+    target_ci: float = DEFAULT_TARGET_CI  # wanted 95% CI half-width, relative (0.01 = ±1%)
+    stat: str = "median"         # the headline statistic the precision is about
+    min_iters: int = 300
+    time_budget: float | None = None
+    busy_cores: float = DEFAULT_BUSY_CORES
+    max_disturbed: float = DEFAULT_MAX_DISTURBED
     warmup: int = 50
     block: int = 50
     block_warmup: int = 2
@@ -68,8 +76,6 @@ class RunRequest:
     exporter: str = "torchscript"
     opset: int | None = None
     dynamic_batch: bool = False
-    min_valid_iters: int = MIN_VALID_ITERS
-    max_cv: float = MAX_VALID_CV
     # Runner-specific settings (precision, cudnn_algo_search, cuda_graphs, ...);
     # only those asked for, so a CPU run's request stays as it was.
     options: dict = field(default_factory=dict)
@@ -79,7 +85,19 @@ class RunRequest:
 
     @classmethod
     def from_json(cls, d: dict) -> "RunRequest":
+        d = dict(d)
+        d.setdefault("auto", False)  # requests stored before precision-driven runs had a fixed count
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def validity(self) -> Validity:
+        return Validity(self.target_ci, self.stat, self.busy_cores, self.max_disturbed)
+
+    @property
+    def target(self) -> Target | None:
+        if not self.auto:
+            return None
+        return Target(self.target_ci, self.stat, min(self.min_iters, self.iters), self.time_budget)
 
 
 def plan(req: RunRequest) -> list[Job]:
@@ -88,6 +106,10 @@ def plan(req: RunRequest) -> list[Job]:
             raise PlanError(f"--{label} must be a positive integer, not {min(values)}")
     if req.iters < 1:
         raise PlanError(f"--iters must be a positive integer, not {req.iters}")
+    if not (0 < req.target_ci < 1):
+        raise PlanError(f"--target-ci must be a fraction in (0, 1), e.g. 0.01 or 1%, not {req.target_ci}")
+    if req.stat not in ("median", "mean"):
+        raise PlanError(f"--stat must be median or mean, not {req.stat!r}")
     if req.warmup < 0 or req.block < 1 or req.block_warmup < 0:
         raise PlanError("--warmup and --block-warmup must be >= 0 and --block >= 1")
     if any(r is not None and r < 32 for r in req.resolutions):
@@ -218,7 +240,8 @@ def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, st
 
 def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int,
                progress: Callable[[int], None] = lambda n: None,
-               runner=None, env: dict | None = None) -> list[tuple[dict, "np.ndarray"]]:
+               runner=None, env: dict | None = None,
+               on_round: Callable = lambda status: None) -> list[tuple[dict, "np.ndarray"]]:
     """Time one interleave group of prepared jobs; return (row, samples) per job.
 
     Writes nothing: the caller hands each pair to the results store (locally, or on
@@ -233,13 +256,13 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
             shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
             sessions.append(runner.open(p.artifact, shape, settings))
         measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
-                                     req.block_warmup, progress)
+                                     req.block_warmup, progress, req.target, on_round)
         out = []
         for p, s, m in zip(members, sessions, measurements):
             precision = req.options.get("precision") or "fp32"
             row = build_row(
                 p.job, run_id, p.columns, {"precision": precision, **s.describe()}, env,
-                m.summary(req.min_valid_iters, req.max_cv),
+                m.summary(req.validity),
                 schedule=req.schedule if len(members) > 1 else "single",
                 group=f"{run_id}:{group}", block=req.block, block_warmup=req.block_warmup,
                 extra={**m.extra, **s.extra()} or None)
@@ -260,13 +283,14 @@ def interleave_groups(prepared: list[Prepared], size: int) -> list[list[Prepared
 
 def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, run_id: str,
             progress: Callable[[int], None] = lambda n: None,
-            on_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
+            on_row: Callable[[dict], None] = lambda row: None,
+            on_round: Callable = lambda status: None) -> list[dict]:
     """Time the prepared jobs group by group; append each group's rows when done."""
     runner = get_runner(req.runtime)
     env = machine_env()
     rows = []
     for g, members in enumerate(interleave_groups(prepared, req.interleave)):
-        for row, samples in time_group(members, req, run_id, g, progress, runner, env):
+        for row, samples in time_group(members, req, run_id, g, progress, runner, env, on_round):
             writer.append(row, samples)
             rows.append(row)
             on_row(row)

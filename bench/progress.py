@@ -10,6 +10,7 @@ class Progress:
         # sys.stderr looked up now, not at import: it may have been replaced since.
         self.total, self.label, self.stream = max(total, 1), label, stream or sys.stderr
         self.done, self.t0, self._last = 0, time.monotonic(), 0.0
+        self._status = None  # precision-driven runs: (rows still timed, worst ±, ETA s)
         self.tty = self.stream.isatty()
         self.min_interval = min_interval if self.tty else 30.0
 
@@ -20,12 +21,23 @@ class Progress:
             self._last = now
             self._draw(now)
 
+    def precision(self, status) -> None:
+        """A precision-driven run's round: how tight the loosest row still timed is,
+        and the ETA that follows from it (the iteration ceiling overstates the work)."""
+        self._status = (status.active, status.worst, status.eta_s)
+
     def _draw(self, now: float) -> None:
         frac = min(self.done / self.total, 1.0)
         elapsed = now - self.t0
         eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+        if self._status is not None:
+            active, worst, eta = self._status
+            eta = float("nan") if eta is None else eta
+            frac = min(elapsed / (elapsed + eta), 1.0) if eta == eta else frac
         bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
         text = f"{self.label} [{bar}] {100 * frac:5.1f}%  {_fmt(elapsed)} elapsed, ETA {_fmt(eta)}"
+        if self._status is not None:
+            text += f"  ({active} rows still timed, loosest ±{worst:.1%})" if active else "  (all rows precise)"
         self.stream.write(("\r" + text) if self.tty else text + "\n")
         self.stream.flush()
 

@@ -49,8 +49,12 @@ COLUMNS = [
     "schedule", "interleave_group", "block_size", "block_warmup", "warmup", "iters",
     # statistics (milliseconds), all derived from the stored samples
     "mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
+    "mean_ci_low_ms", "mean_ci_high_ms", "headline_stat", "ci_rel_half_width", "target_ci",
     "p90_ms", "p99_ms", "min_ms", "max_ms", "cv", "valid", "invalid_reason",
     "load_ms", "first_run_ms",
+    # the machine's load while timing (bench/load.py) and the per-block settling
+    "blocks", "disturbed_blocks", "others_cpu_max", "others_cpu_mean", "steal_pct", "cpu_mhz",
+    "settle_iters_mean",
     # the model
     "params_m", "macs_g", "top1", "paper_params_m", "paper_macs_g", "paper_gpu_ms",
     "paper_cpu_ms", "paper_resolution", "paper_source", "checkpoint",
@@ -73,13 +77,15 @@ IDENTITY = ("model", "variant", "runtime", "device", "precision", "threads", "ba
 REQUIRED = ("row_id", "model", "variant", "runtime", "device", "batch", "resolution",
             "median_ms", "samples_file")
 INT_COLUMNS = ("batch", "resolution", "threads", "threads_requested", "block_size", "block_warmup",
-               "warmup", "iters", "cpu_logical", "cpu_physical", "opset")
+               "warmup", "iters", "cpu_logical", "cpu_physical", "opset", "blocks", "disturbed_blocks")
 FLOAT_COLUMNS = ("mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
                  "p90_ms", "p99_ms", "min_ms", "max_ms", "cv", "load_ms", "first_run_ms",
-                 "params_m", "macs_g", "top1")
+                 "params_m", "macs_g", "top1", "mean_ci_low_ms", "mean_ci_high_ms", "ci_rel_half_width",
+                 "target_ci", "others_cpu_max", "others_cpu_mean", "steal_pct", "cpu_mhz",
+                 "settle_iters_mean")
 # Columns kept as text even when every value looks like a number.
 TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
-                "precision", "cluster", "node", "schedule", "interleave_group", "invalid_reason",
+                "precision", "cluster", "node", "headline_stat", "schedule", "interleave_group", "invalid_reason",
                 "paper_source", "checkpoint", "artifact_format", "exporter", "artifact_sha256",
                 "runtime_settings", "cpu_name", "hostname", "os", "python", "git_commit", "timestamp",
                 "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))

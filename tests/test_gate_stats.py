@@ -5,26 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from bench.gate.compare import judge
-from bench.gate.stats import boot_block_length, mann_whitney, ratio_ci
+from bench.gate.verdicts import judge_samples
 from bench.gate.synthetic import block_speed, detection_rate, latency_samples, synthetic_run
+from bench.stats import boot_block_length, headline_interval, kendall, mann_whitney, paired_ratio, spearman, \
+    unpaired_ratio
 
 
-def test_mann_whitney_matches_the_textbook_value():
+def test_mann_whitney_is_scipys_two_sided_asymptotic_test():
     # n1 = n2 = 3, U = 0: mu 4.5, var 5.25, continuity-corrected z = 4 / sqrt(5.25).
-    t = mann_whitney([1, 2, 3], [4, 5, 6])
-    assert t.u == 0
-    assert t.p == pytest.approx(math.erfc(4 / math.sqrt(5.25) / math.sqrt(2)), rel=1e-12)
-    assert t.p == pytest.approx(0.0808556, abs=1e-6)
-
-
-def test_mann_whitney_counts_pairs_and_ties():
-    rng = np.random.default_rng(1)
-    a, b = rng.integers(0, 5, 40).astype(float), rng.integers(1, 6, 30).astype(float)
-    brute = sum((x > y) + 0.5 * (x == y) for x, y in itertools.product(a, b))
-    assert mann_whitney(a, b).u == pytest.approx(brute)
-    assert mann_whitney(a, a).p == pytest.approx(1.0)
-    assert mann_whitney(np.ones(5), np.ones(7)).p == 1.0
+    assert mann_whitney([1, 2, 3], [4, 5, 6]) == pytest.approx(math.erfc(4 / math.sqrt(5.25) / math.sqrt(2)))
+    assert mann_whitney(np.ones(5), np.ones(7)) == 1.0
 
 
 def test_bootstrap_interval_covers_a_known_ratio():
@@ -32,17 +22,48 @@ def test_bootstrap_interval_covers_a_known_ratio():
     speed = block_speed(rng, 16)
     base = latency_samples(rng, speed, 25, 20.0)
     cur = latency_samples(rng, speed, 25, 22.0)  # 10% slower, same machine minutes
-    lo, hi = ratio_ci(base, cur, block_size=25, paired=True, n_boot=500)
-    assert lo < 1.10 < hi and lo > 1.0
+    r = paired_ratio(cur, base, 25, n_resamples=500)
+    assert r.low < 1.10 < r.high and r.low > 1.0
 
 
 def test_pairing_cancels_drift_shared_by_both_rows():
     rng = np.random.default_rng(3)
     speed = block_speed(rng, 20, drift_sd=0.08)
     base, cur = latency_samples(rng, speed, 20, 20.0), latency_samples(rng, speed, 20, 20.0)
-    lo_p, hi_p = ratio_ci(base, cur, block_size=20, paired=True, n_boot=500)
-    lo_u, hi_u = ratio_ci(base, cur, block_size=20, paired=False, n_boot=500)
-    assert hi_p - lo_p < hi_u - lo_u
+    p = paired_ratio(cur, base, 20, n_resamples=500)
+    u = unpaired_ratio(cur, base, n_resamples=500, block_size=20)
+    assert p.high - p.low < u.high - u.low
+
+
+def test_paired_ratio_uses_the_blocks_both_rows_have():
+    rng = np.random.default_rng(6)
+    speed = block_speed(rng, 30)
+    a, b = latency_samples(rng, speed, 10, 11.0), latency_samples(rng, speed, 10, 10.0)
+    r = paired_ratio(a[:120], b, 10)
+    assert r.n_blocks == 12 and r.low < 1.1 < r.high
+
+
+def test_headline_interval_widens_with_drift_that_order_statistics_ignore():
+    """Correlated samples: blocks that drift together. The batch interval sees the
+    drift; an interval that trusted 4000 independent samples would be far narrower."""
+    rng = np.random.default_rng(7)
+    speed = block_speed(rng, 80, drift_sd=0.05)
+    x = latency_samples(rng, speed, 50, 10.0)
+    iv = headline_interval(x, 50)
+    # The distribution-free interval of the median from order statistics (ranks
+    # n/2 -+ 1.96 sqrt(n)/2), valid only for independent samples.
+    s, n = np.sort(x), x.size
+    lo, hi = s[int(n / 2 - 0.98 * math.sqrt(n))], s[int(n / 2 + 0.98 * math.sqrt(n))]
+    assert iv.rel_half_width > 2 * (hi - lo) / 2 / np.median(x)
+    quiet = latency_samples(rng, np.ones(80), 50, 10.0)
+    assert headline_interval(quiet, 50).rel_half_width < iv.rel_half_width
+
+
+def test_rank_correlations():
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    assert kendall([1, 1, 2], [1, 2, 2]) == pytest.approx(0.5)  # tau-b with a tie on each side
+    assert math.isnan(kendall([1, 1], [2, 3]))
 
 
 def test_block_length_keeps_enough_blocks():
@@ -64,7 +85,7 @@ def test_speedup_is_faster_not_slower():
     rng = np.random.default_rng(4)
     b, _ = synthetic_run(rng, 400)
     c, _ = synthetic_run(rng, 400, slowdown=0.8)
-    assert judge(b, c, block_size=50, n_boot=300)["verdict"] == "faster"
+    assert judge_samples(b, c, block_size=50, n_boot=300)["verdict"] == "faster"
 
 
 def test_a_slower_machine_needs_the_reference_to_pass():
@@ -72,6 +93,6 @@ def test_a_slower_machine_needs_the_reference_to_pass():
     rng = np.random.default_rng(5)
     b, rb = synthetic_run(rng, 400, reference_ms=9.0)
     c, rc = synthetic_run(rng, 400, machine=1.2, reference_ms=9.0)
-    assert judge(b, c, block_size=50, n_boot=300)["verdict"] == "slower"
+    assert judge_samples(b, c, block_size=50, n_boot=300)["verdict"] == "slower"
     med = lambda x: np.repeat([np.median(x[i:i + 50]) for i in range(0, 400, 50)], 50)  # noqa: E731
-    assert judge(b / med(rb), c / med(rc), block_size=50, n_boot=300)["verdict"] == "unchanged"
+    assert judge_samples(b / med(rb), c / med(rc), block_size=50, n_boot=300)["verdict"] == "unchanged"

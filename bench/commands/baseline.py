@@ -36,10 +36,10 @@ def save(args) -> int:
 
 def show(args) -> int:
     from ..gate import baselines
-    from ..gate.compare import load_run
+    from ..gate.verdicts import load_run
     from ..measurement import Measurement
     from ..store import load_samples
-    from ..table import render
+    from ..textable import render
 
     if args.name:
         csv_path, m = baselines.resolve(args.name, _this_machine(), args.dir)

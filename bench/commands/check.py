@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
 
 def _settings(args):
     from ..errors import UsageError
-    from ..gate.compare import GateSettings
+    from ..gate.verdicts import GateSettings
 
     if not 0 < args.alpha < 0.5:
         raise UsageError(f"--alpha must be in (0, 0.5), not {args.alpha}")
@@ -87,7 +87,7 @@ def run(args) -> int:
 
     from ..errors import UsageError
     from ..gate import baselines, report
-    from ..gate.compare import compare_runs, load_run, run_fingerprints
+    from ..gate.verdicts import compare_runs, load_run, run_fingerprints
     from ..gate.interleaved import compare_ab, run_ab
 
     s = _settings(args)

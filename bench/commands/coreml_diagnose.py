@@ -75,7 +75,7 @@ def headline(rows: list[dict]) -> list[str]:
 
 
 def run(args) -> int:
-    from ..table import render
+    from ..textable import render
 
     rows = diagnose_rows(args.models, args.variant, args.precision, args.target, args.compute_units)
     if args.format == "json":

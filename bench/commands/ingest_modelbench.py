@@ -229,7 +229,7 @@ def run(args) -> int:
                                     "source_text": text}) as writer:
         for row, e in zip(rows, entries):
             writer.append(row, np.array([e.average, e.last]))
-    from ..table import render
+    from ..textable import render
     show = [dict(r, paper_iphone_ms=r["extra"]["paper_iphone_ms"], last_ms=r["extra"]["last_ms"])
             for r in rows]
     print(render(show, ["model", "variant", "precision", "min_ms", "median_ms", "max_ms", "last_ms",

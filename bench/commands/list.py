@@ -20,7 +20,7 @@ def run(args) -> int:
 
     from ..catalog import catalog
     from ..errors import UsageError
-    from ..table import render
+    from ..textable import render
 
     if args.suite and args.suite not in suites():
         raise UsageError(f"unknown suite {args.suite!r}; known: {', '.join(suites())}")

@@ -17,14 +17,65 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, not {text!r}") from None
 
 
+def _iters(text: str):
+    import argparse
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of iterations, not {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    import argparse
+    import math
+    try:
+        v = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction like 0.01 or 1%, not {text!r}") from None
+    if not (math.isfinite(v) and 0 < v < 1):
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), not {text!r}")
+    return v
+
+
+def default_threads() -> tuple[int, str]:
+    """The paper's 4 intra-op threads where the machine has 4 physical cores; else as
+    many as it has (4 threads on 2 cores were 2.3-2.9x slower here, and unstable)."""
+    from ..env import physical_cores
+
+    cores = physical_cores()
+    if cores >= 4:
+        return 4, "threads: 4 (the paper's setting)"
+    return cores, (f"threads: {cores} (this machine's physical cores; the paper used 4: "
+                   "pass --threads 4 for its setting)")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="benchmark models")
     p.add_argument("models", nargs="*", metavar="MODEL")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
     p.add_argument("--runtime", default="ort-cpu", help="runner (default ort-cpu; also torch-cpu, ...)")
-    p.add_argument("--threads", type=_int_list, default=[4],
-                   help="intra-op threads, comma list (default 4, as in the paper)")
-    p.add_argument("--iters", type=int, default=4000, help="timed iterations per model (default 4000)")
+    p.add_argument("--threads", type=_int_list, default=None,
+                   help="intra-op threads, comma list (default: the paper's 4 where the machine has 4 "
+                        "physical cores, else its physical cores; --threads 4 is the paper's setting)")
+    p.add_argument("--iters", type=_iters, default="auto",
+                   help="timed iterations per model: 'auto' (default) times until the 95%% CI of each "
+                        "row's headline statistic is within --target-ci, between --min-iters and "
+                        "--max-iters; a number N times exactly N (the paper: --iters 4000)")
+    p.add_argument("--target-ci", type=_fraction, default=0.01, metavar="FRACTION",
+                   help="wanted 95%% CI half-width of the headline statistic, relative (default 0.01 = 1%%); "
+                        "a row whose interval is wider is INVALID")
+    p.add_argument("--stat", choices=("median", "mean"), default="median",
+                   help="headline statistic the interval is about (default median; the paper reports means)")
+    p.add_argument("--min-iters", type=int, default=300, help="auto: iterations before stopping (default 300)")
+    p.add_argument("--max-iters", type=int, default=4000, help="auto: most iterations per row (default 4000)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="auto: stop timing after this many seconds per interleave group")
+    p.add_argument("--busy-cores", type=float, default=0.2,
+                   help="a block is disturbed when other processes used more cores than this (default 0.2)")
+    p.add_argument("--max-disturbed", type=_fraction, default=0.10,
+                   help="a row with more disturbed blocks than this share is INVALID (default 0.10)")
     p.add_argument("--warmup", type=int, default=50, help="untimed iterations before timing (default 50)")
     p.add_argument("--batch", type=_int_list, default=[1], help="batch size(s), comma list")
     p.add_argument("--resolution", type=_int_list, default=None,
@@ -59,8 +110,6 @@ def add_parser(sub) -> None:
                                               "max-autotune-no-cudagraphs"),
                    help="torch-compile-cuda: torch.compile mode")
     g.add_argument("--device-id", type=int, help="CUDA device index (default 0)")
-    p.add_argument("--min-valid-iters", type=int, default=None)
-    p.add_argument("--max-cv", type=float, default=None)
     p.set_defaults(func=run)
 
 
@@ -83,21 +132,35 @@ def _request(args):
         raise UsageError("name at least one MODEL or a --suite")
     variants = [v.strip() for v in args.variant.split(",")] if args.variant else [None]
     kw = {}
-    if args.min_valid_iters is not None:
-        kw["min_valid_iters"] = args.min_valid_iters
-    if args.max_cv is not None:
-        kw["max_cv"] = args.max_cv
+    if args.iters == "auto":
+        kw.update(auto=True, iters=args.max_iters)
+    else:
+        kw.update(auto=False, iters=args.iters)
+    threads = args.threads
+    if threads is None:
+        n, line = default_threads()
+        threads = [n]
+        if runtime_device(args.runtime) == "cpu":
+            print(line, file=sys.stderr)
     options = {k: v for k, v in (
         ("precision", args.precision), ("cudnn_algo_search", args.cudnn_algo_search),
         ("cuda_graphs", args.cuda_graphs), ("end_to_end", args.end_to_end),
         ("compile_mode", args.compile_mode), ("device_id", args.device_id)) if v is not None}
     return RunRequest(
-        options=options, models=names, runtime=args.runtime, variants=variants, threads=args.threads,
-        batches=args.batch, resolutions=args.resolution or [None], iters=args.iters,
+        options=options, models=names, runtime=args.runtime, variants=variants, threads=threads,
+        batches=args.batch, resolutions=args.resolution or [None], target_ci=args.target_ci,
+        stat=args.stat, min_iters=args.min_iters, time_budget=args.time_budget,
+        busy_cores=args.busy_cores, max_disturbed=args.max_disturbed,
         warmup=args.warmup, block=args.block, block_warmup=args.block_warmup,
         schedule=args.schedule, interleave=args.interleave, spinning=args.spinning == "on",
         checkpoint=args.checkpoint, exporter=args.exporter, opset=args.opset,
         dynamic_batch=args.dynamic_batch, **kw)
+
+
+def runtime_device(runtime: str) -> str | None:
+    from ..runners import RUNNERS
+    r = RUNNERS.get(runtime)
+    return r.device if r else None
 
 
 def _default_out(args, req) -> Path:
@@ -199,8 +262,9 @@ def run(args) -> int:
             writer = ResultsWriter.create(out, req.to_json())
         bar = Progress(total_work(len(prepared), req.iters, req.warmup, req.block, req.block_warmup),
                        label=f"timing {len(prepared)} on {req.runtime}")
+        print(_protocol_line(req), file=sys.stderr)
         try:
-            rows = execute(prepared, req, writer, new_run_id(), progress=bar)
+            rows = execute(prepared, req, writer, new_run_id(), progress=bar, on_round=bar.precision)
         except KeyboardInterrupt:
             bar.close()
             _say_interrupted(out, writer.rows_written)
@@ -215,6 +279,17 @@ def run(args) -> int:
     return 0
 
 
+def _protocol_line(req) -> str:
+    """The settings that change the numbers, printed with them (as trtexec does)."""
+    count = (f"until the 95% CI of the {req.stat} is within ±{req.target_ci:.1%} "
+             f"({req.min_iters}..{req.iters} iterations"
+             + (f", at most {req.time_budget:g} s" if req.time_budget else "") + ")"
+             if req.auto else f"{req.iters} iterations (fixed)")
+    return (f"protocol: {req.runtime}, threads {','.join(map(str, req.threads))}, batch "
+            f"{','.join(map(str, req.batches))}, {req.schedule} blocks of {req.block}, warm-up {req.warmup}, "
+            f"timing {count}")
+
+
 def _say_interrupted(out, n_rows: int) -> None:
     if n_rows:
         print(f"\ninterrupted: the {n_rows} completed rows are kept in {out}; finish with "
@@ -224,15 +299,20 @@ def _say_interrupted(out, n_rows: int) -> None:
 
 
 def summary(rows: list[dict]) -> str:
-    from ..table import render
+    from ..textable import render
 
-    view = [dict(r, ci=f"{r['median_ci_low_ms']:.2f}-{r['median_ci_high_ms']:.2f}",
+    def ci(r):
+        lo, hi = r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
+        return "-" if lo is None or hi is None else f"{lo:.2f}-{hi:.2f}"
+
+    view = [dict(r, ci=ci(r),
                  mean_std=f"{r['mean_ms']:.2f} ± {r['std_ms']:.2f}",
+                 known=None if r.get("ci_rel_half_width") is None else f"±{r['ci_rel_half_width']:.1%}",
                  validity="VALID" if r["valid"] else f"INVALID ({r['invalid_reason']})",
                  paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"])
             for r in rows]
     cols = ["model", "variant", "runtime", "threads", "batch", "resolution", "median_ms", "ci",
-            "mean_std", "p99_ms", "first_run_ms", "iters", "paper", "validity"]
+            "mean_std", "known", "p99_ms", "first_run_ms", "iters", "paper", "validity"]
     heads = {"median_ms": "median ms", "ci": "95% CI", "mean_std": "mean ± std", "p99_ms": "p99",
-             "first_run_ms": "first run", "resolution": "res", "paper": "paper ms"}
+             "first_run_ms": "first run", "resolution": "res", "paper": "paper ms", "known": "CI ±"}
     return render(view, cols, heads)

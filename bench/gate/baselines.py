@@ -20,7 +20,7 @@ from pathlib import Path
 from exporters.cache import default_cache_dir, sha256_file
 
 from ..store import read_results, run_config_path, samples_dir
-from .compare import GateError, load_run, run_fingerprints
+from .verdicts import GateError, load_run, run_fingerprints
 
 DEFAULT_ROOT = Path("baselines")
 MANIFEST = "baseline.json"

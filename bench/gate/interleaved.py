@@ -22,7 +22,7 @@ from ..pipeline import Job, RunRequest, build_row, new_run_id, prepare
 from ..runners import RUNNERS, RunSettings, get_runner
 from ..schedule import time_sessions
 from ..store import ResultsWriter, SamplesError, check_new_path, load_samples, read_results
-from .compare import Comparison, GateError, GateSettings, Verdict, _norm, judge
+from .verdicts import Comparison, GateError, GateSettings, RowVerdict, _norm, judge_samples
 
 SIDES = ("base", "head")
 
@@ -152,7 +152,7 @@ def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
     verdicts = []
     for key, pair in sides.items():
         r = (pair.get("head") or pair.get("base"))[0]
-        v = Verdict(key=key, model=r["model"], variant=_norm(r["variant"]), runtime=_norm(r["runtime"]),
+        v = RowVerdict(key=key, model=r["model"], variant=_norm(r["variant"]), runtime=_norm(r["runtime"]),
                     threads=_norm(r["threads"]), batch=_norm(r["batch"]),
                     resolution=_norm(r["resolution"]), verdict="not comparable", mode="interleaved",
                     threshold=s.threshold_for(r["model"]))
@@ -167,7 +167,7 @@ def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
         except SamplesError as exc:
             v.note = f"samples cannot be trusted: {exc}"
             continue
-        res = judge(xb, xc, threshold=v.threshold, alpha=s.alpha, block_size=int(b["block_size"]),
+        res = judge_samples(xb, xc, threshold=v.threshold, alpha=s.alpha, block_size=int(b["block_size"]),
                     paired=xb.size == xc.size, n_boot=s.n_boot, seed=s.seed)
         v.verdict, v.ratio, v.ci_low, v.ci_high, v.p = (res["verdict"], res["ratio"], res["ci_low"],
                                                         res["ci_high"], res["p"])

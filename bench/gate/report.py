@@ -9,20 +9,20 @@ import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from ..table import render
-from .compare import Comparison, Verdict
+from ..textable import render
+from .verdicts import Comparison, RowVerdict
 
 ICON = {"slower": "🔴 slower", "faster": "🟢 faster", "unchanged": "⚪ unchanged",
         "not comparable": "⚠️ not comparable"}
 
 
-def _ci(v: Verdict) -> str:
+def _ci(v: RowVerdict) -> str:
     if v.ci_low is None:
         return ""
     return f"{(v.ci_low - 1) * 100:+.1f}% .. {(v.ci_high - 1) * 100:+.1f}%"
 
 
-def _setting(v: Verdict) -> str:
+def _setting(v: RowVerdict) -> str:
     return f"{v.variant} t{v.threads} b{v.batch} r{v.resolution}"
 
 

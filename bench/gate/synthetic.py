@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from ..measurement import Measurement
-from .compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge
+from .verdicts import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_samples
 
 
 def block_speed(rng, n_blocks: int, drift_sd: float = 0.02, rho: float = 0.8) -> np.ndarray:
@@ -61,7 +61,7 @@ def detection_rate(slowdown: float, seeds: int, n: int = 400, block: int = 50,
                               reference_ms=9.0 if reference else None)
         if reference:
             b, c = b / _block_medians(rb, block), c / _block_medians(rc, block)
-        r = judge(b, c, threshold=threshold, alpha=alpha, block_size=block, n_boot=n_boot, seed=seed)
+        r = judge_samples(b, c, threshold=threshold, alpha=alpha, block_size=block, n_boot=n_boot, seed=seed)
         hits += r["verdict"] == "slower"
     return hits / seeds
 

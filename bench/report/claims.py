@@ -5,9 +5,9 @@ import math
 from dataclasses import dataclass
 
 from . import reference as ref
-from .compare import pairing_label, ratio
+from .pairs import pairing_label, ratio
 from .inputs import Column, ReportInputs
-from .stats import Ratio, kendall, spearman
+from ..stats import Ratio, kendall, spearman
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -16,7 +16,7 @@ NOT_MEASURED = "not measured"
 
 
 @dataclass
-class Verdict:
+class ClaimVerdict:
     claim: ref.Claim
     column: Column | None
     status: str
@@ -25,7 +25,7 @@ class Verdict:
     why: str = ""
 
 
-def judge(claim: ref.Claim, r: Ratio) -> str:
+def judge_claim(claim: ref.Claim, r: Ratio) -> str:
     """Direction only, decided by the interval: the paper's size is reported beside it.
 
     An interval that straddles 1 is neither confirmed nor refuted ('inconclusive');
@@ -38,24 +38,24 @@ def judge(claim: ref.Claim, r: Ratio) -> str:
     return FAILS if lo > 1 else HOLDS  # no_slower
 
 
-def evaluate(inp: ReportInputs) -> list[Verdict]:
+def evaluate(inp: ReportInputs) -> list[ClaimVerdict]:
     out = []
     for claim in ref.claims():
         cols = [c for c in inp.columns if c.device == claim.device and int(c.key[5]) == 1]
         if not cols:
-            out.append(Verdict(claim, None, NOT_MEASURED, why=f"no {claim.device.upper()} results at batch 1"))
+            out.append(ClaimVerdict(claim, None, NOT_MEASURED, why=f"no {claim.device.upper()} results at batch 1"))
             continue
         for col in cols:
             a, b = col.find(claim.a, claim.a_variant), col.find(claim.b, claim.b_variant)
             if a is None or b is None:
                 missing = [m for m, row in ((claim.a, a), (claim.b, b)) if row is None]
-                out.append(Verdict(claim, col, NOT_MEASURED, why=f"no row for {', '.join(missing)}"))
+                out.append(ClaimVerdict(claim, col, NOT_MEASURED, why=f"no row for {', '.join(missing)}"))
                 continue
             if int(a["resolution"]) != int(b["resolution"]) and claim.a == claim.b:
-                out.append(Verdict(claim, col, NOT_MEASURED, why="variants measured at different resolutions"))
+                out.append(ClaimVerdict(claim, col, NOT_MEASURED, why="variants measured at different resolutions"))
                 continue
             r = ratio(a, b)
-            out.append(Verdict(claim, col, judge(claim, r), r, f"{a.ref} vs {b.ref}"))
+            out.append(ClaimVerdict(claim, col, judge_claim(claim, r), r, f"{a.ref} vs {b.ref}"))
     return out
 
 
@@ -63,7 +63,7 @@ def _pct(v: float) -> str:
     return f"{v:+.1f}%"
 
 
-def to_markdown(verdicts: list[Verdict]) -> str:
+def to_markdown(verdicts: list[ClaimVerdict]) -> str:
     lines = ["| Claim | Source | Device column | Paper | Measured (A/B − 1) [95% CI] | Paper inside CI | Timing | "
              "Verdict | Rows |", "|---|---|---|---:|---:|---|---|---|---|"]
     for v in verdicts:

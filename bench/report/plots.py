@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import reference as ref  # noqa: E402
-from .compare import repeat_vs_reshape  # noqa: E402
+from .pairs import repeat_vs_reshape  # noqa: E402
 from .inputs import Column, ReportInputs  # noqa: E402
 
 HIGHLIGHT = "#c0392b"

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from . import reference as ref
-from .compare import pairing_label, repeat_vs_reshape
+from .pairs import pairing_label, repeat_vs_reshape
 from .inputs import Column, ReportInputs, Row
 
 STATS = ("median", "mean")

@@ -18,8 +18,7 @@ import numpy as np
 from ..env import fingerprint
 from ..measurement import Measurement
 from ..store import IDENTITY, ResultsError, SamplesError, load_samples, read_results
-from ..ratios import paired_ratio
-from .stats import mann_whitney, ratio_ci
+from ..stats import mann_whitney, paired_ratio, unpaired_ratio
 
 VERDICTS = ("slower", "faster", "unchanged", "not comparable")
 DEFAULT_THRESHOLD = 0.05
@@ -56,7 +55,7 @@ class GateSettings:
 
 
 @dataclass
-class Verdict:
+class RowVerdict:
     key: str
     model: str
     variant: str
@@ -84,7 +83,7 @@ class Verdict:
 
 @dataclass
 class Comparison:
-    verdicts: list[Verdict]
+    verdicts: list[RowVerdict]
     baseline: str
     current: str
     settings: GateSettings
@@ -100,21 +99,21 @@ class Comparison:
         return 0
 
 
-def judge(base: np.ndarray, cur: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
+def judge_samples(base: np.ndarray, cur: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
           alpha: float = DEFAULT_ALPHA, block_size: int | None = None, paired: bool = False,
           n_boot: int = 1000, seed: int = 0) -> dict:
-    """Verdict on two sample sets: slower / faster / unchanged, with the evidence."""
+    """RowVerdict on two sample sets: slower / faster / unchanged, with the evidence."""
     mb, mc = Measurement(base), Measurement(cur)
-    if paired and block_size and mb.n == mc.n and mb.n >= 2 * block_size:
+    if paired and block_size and min(mb.n, mc.n) >= 2 * block_size:
         # Timed in alternating blocks: compare block k with block k, so drift within
         # the job cancels (a bootstrap of pooled medians would keep it as noise).
-        r = paired_ratio(mc.samples_ms, mb.samples_ms, block_size, confidence=1.0 - alpha, seed=seed)
-        ratio, lo, hi = r.estimate, r.low, r.high
+        r = paired_ratio(mc.samples_ms, mb.samples_ms, block_size, confidence=1.0 - alpha, seed=seed,
+                         n_resamples=n_boot)
     else:
-        ratio = mc.median / mb.median
-        lo, hi = ratio_ci(mb.samples_ms, mc.samples_ms, block_size=block_size, paired=paired,
-                          n_boot=n_boot, confidence=1.0 - alpha, seed=seed)
-    p = mann_whitney(mc.samples_ms, mb.samples_ms).p
+        r = unpaired_ratio(mc.samples_ms, mb.samples_ms, confidence=1.0 - alpha, seed=seed,
+                           n_resamples=n_boot, block_size=block_size)
+    ratio, lo, hi = r.estimate, r.low, r.high
+    p = mann_whitney(mc.samples_ms, mb.samples_ms)
     if ratio >= 1.0 + threshold and lo > 1.0 and p < alpha:
         verdict, note = "slower", ""
     elif ratio <= 1.0 / (1.0 + threshold) and hi < 1.0 and p < alpha:
@@ -205,7 +204,7 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
         row = c if c is not None else b
         if s.reference is not None and row["model"] == s.reference:
             continue
-        v = Verdict(key=key, model=row["model"], variant=_norm(row["variant"]),
+        v = RowVerdict(key=key, model=row["model"], variant=_norm(row["variant"]),
                     runtime=_norm(row["runtime"]), threads=_norm(row["threads"]),
                     batch=_norm(row["batch"]), resolution=_norm(row["resolution"]),
                     verdict="not comparable", threshold=s.threshold_for(row["model"]),
@@ -236,7 +235,7 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
     return Comparison(verdicts, str(base.path), str(cur.path), s, " / ".join(sorted(fc)), warnings)
 
 
-def _judge_pair(v: Verdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> None:
+def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> None:
     try:
         xb, xc = base.samples(b), cur.samples(c)
     except SamplesError as exc:
@@ -253,7 +252,7 @@ def _judge_pair(v: Verdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> Non
             return
         v.mode = f"relative to {s.reference}"
         xb, xc = nb, nc
-    r = judge(xb, xc, threshold=v.threshold, alpha=s.alpha, block_size=block,
+    r = judge_samples(xb, xc, threshold=v.threshold, alpha=s.alpha, block_size=block,
               n_boot=s.n_boot, seed=s.seed)
     v.verdict = r["verdict"]
     v.ratio, v.ci_low, v.ci_high, v.p = r["ratio"], r["ci_low"], r["ci_high"], r["p"]

@@ -4,20 +4,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .inputs import Column, Row
-from .stats import Ratio, paired_ratio, unpaired_ratio
+from ..stats import Ratio, paired_ratio, unpaired_ratio
 
 
 def timed_together(a: Row, b: Row) -> bool:
-    """Same interleave group, same blocks, same count: block k of one ran beside block k of the other."""
+    """Same interleave group, round-robin, same blocks: block k of one ran beside block k
+    of the other. (Precision-driven runs may stop rows at different counts; their
+    common blocks are still paired.)"""
     return (a.source == b.source and a["interleave_group"] == b["interleave_group"]
-            and int(a["block_size"]) == int(b["block_size"]) and int(a["iters"]) == int(b["iters"])
+            and int(a["block_size"]) == int(b["block_size"])
             and str(a.data.get("schedule")) == "round-robin")
 
 
-def ratio(a: Row, b: Row) -> Ratio:
+def ratio(a: Row, b: Row, stat: str = "median") -> Ratio:
     if timed_together(a, b):
-        return paired_ratio(a.samples(), b.samples(), int(a["block_size"]))
-    return unpaired_ratio(a.samples(), b.samples())
+        return paired_ratio(a.samples(), b.samples(), int(a["block_size"]), stat=stat)
+    return unpaired_ratio(a.samples(), b.samples(), stat=stat, block_size=_block(a))
+
+
+def _block(row: Row) -> int | None:
+    try:
+        return int(row["block_size"])
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 @dataclass
