@@ -7,25 +7,19 @@ import time
 from pathlib import Path
 
 
-def _int_list(text: str) -> list[int]:
-    import argparse
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, not {text!r}") from None
-
-
 def add_parser(sub) -> None:
+    from . import _args as A
+
     p = sub.add_parser("run", help="benchmark models")
     p.add_argument("models", nargs="*", metavar="MODEL")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
     p.add_argument("--runtime", default="ort-cpu", help="runner (default ort-cpu; also torch-cpu, ...)")
-    p.add_argument("--threads", type=_int_list, default=[4],
+    p.add_argument("--threads", type=A.thread_list, default=[4],
                    help="intra-op threads, comma list (default 4, as in the paper)")
-    p.add_argument("--iters", type=int, default=4000, help="timed iterations per model (default 4000)")
-    p.add_argument("--warmup", type=int, default=50, help="untimed iterations before timing (default 50)")
-    p.add_argument("--batch", type=_int_list, default=[1], help="batch size(s), comma list")
-    p.add_argument("--resolution", type=_int_list, default=None,
+    p.add_argument("--iters", type=A.iterations, default=4000, help="timed iterations per model (default 4000)")
+    p.add_argument("--warmup", type=A.non_negative_int, default=50, help="untimed iterations before timing (default 50)")
+    p.add_argument("--batch", type=A.batch_list, default=[1], help="batch size(s), comma list")
+    p.add_argument("--resolution", type=A.resolution_list, default=None,
                    help="input side(s), comma list (default: each model's paper resolution)")
     p.add_argument("--variant", default=None,
                    help="variant(s), comma list; EfficientMod: repeat (released) or reshape")
@@ -34,15 +28,15 @@ def add_parser(sub) -> None:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
     p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin")
-    p.add_argument("--block", type=int, default=50, help="iterations per round-robin block (default 50)")
-    p.add_argument("--block-warmup", type=int, default=2,
+    p.add_argument("--block", type=A.positive_int, default=50, help="iterations per round-robin block (default 50)")
+    p.add_argument("--block-warmup", type=A.non_negative_int, default=2,
                    help="untimed iterations at the start of each block (default 2)")
-    p.add_argument("--interleave", type=int, default=0,
+    p.add_argument("--interleave", type=A.non_negative_int, default=0,
                    help="models timed together per group (default 0: all)")
     p.add_argument("--spinning", choices=("on", "off"), default="on",
                    help="ONNX Runtime intra-op spinning (default on, ORT's default)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
-    p.add_argument("--opset", type=int)
+    p.add_argument("--opset", type=A.opset)
     p.add_argument("--dynamic-batch", action="store_true")
     g = p.add_argument_group("GPU runners (ort-cuda, ort-trt, torch-cuda, torch-compile-cuda)")
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
@@ -56,9 +50,9 @@ def add_parser(sub) -> None:
     g.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
                                               "max-autotune-no-cudagraphs"),
                    help="torch-compile-cuda: torch.compile mode")
-    g.add_argument("--device-id", type=int, help="CUDA device index (default 0)")
-    p.add_argument("--min-valid-iters", type=int, default=None)
-    p.add_argument("--max-cv", type=float, default=None)
+    g.add_argument("--device-id", type=A.non_negative_int, help="CUDA device index (default 0)")
+    p.add_argument("--min-valid-iters", type=A.positive_int, default=None)
+    p.add_argument("--max-cv", type=A.positive_float, default=None)
     p.set_defaults(func=run)
 
 
@@ -110,6 +104,8 @@ def _default_out(args, req) -> Path:
 
 
 def run(args) -> int:
+    from models.fsio import probe_writable
+
     from ..errors import UsageError
     from ..env import logical_cores
     from ..pipeline import RunRequest, execute, new_run_id, plan, prepare_all
@@ -128,6 +124,7 @@ def run(args) -> int:
         req = _request(args)
         out = Path(args.out) if args.out else _default_out(args, req)
         check_writable_new(out)
+        probe_writable(out, "results file")  # os.access says yes to root: prove it with a write
         done = set()
 
     try:
