@@ -31,6 +31,12 @@ def describe_os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -53,6 +59,7 @@ def atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file is an ordinary output
     except OSError as exc:
         raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
     tmp = Path(tmp)
@@ -145,6 +152,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     except FileExistsError:
         raise WriteError(f"cannot write {path}: a path component is a file, not a folder") from None
     except OSError as exc:
