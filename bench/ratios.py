@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.errors import ModbenchError
+
 from .measurement import Measurement
+
+
+class RatioError(ModbenchError):
+    """Two rows that cannot be compared block by block (not timed together)."""
 
 BOOTSTRAP_RESAMPLES = 2000
 # Fixed so that a report or a verdict made twice from the same files prints the same intervals.
@@ -53,7 +59,7 @@ def paired_ratio(a: np.ndarray, b: np.ndarray, block_size: int, confidence: floa
     independent), which keeps any within-block correlation inside the resample."""
     ba, bb = blocks(np.asarray(a), block_size), blocks(np.asarray(b), block_size)
     if len(ba) != len(bb):
-        raise ValueError(f"rows have {len(ba)} and {len(bb)} blocks; they were not timed together")
+        raise RatioError(f"rows have {len(ba)} and {len(bb)} blocks; they were not timed together")
     logs = np.log([Measurement(x).median / Measurement(y).median for x, y in zip(ba, bb)])
     est = float(np.exp(logs.mean()))
     if len(logs) < 2:
