@@ -19,6 +19,7 @@ from .measurement import Measurement
 class RatioError(ModbenchError):
     """Two rows that cannot be compared block by block (not timed together)."""
 
+
 BOOTSTRAP_RESAMPLES = 2000
 # Fixed so that a report or a verdict made twice from the same files prints the same intervals.
 BOOTSTRAP_SEED = 20240101
