@@ -223,3 +223,33 @@ def test_torch_cpu_restores_process_threads_on_close():
     assert torch.get_num_threads() == want  # b is still open
     b.close()
     assert torch.get_num_threads() == before
+
+
+# --- nothing half-written -------------------------------------------------------------
+
+def test_an_output_that_fails_midway_is_removed(tmp_path):
+    from models.fsio import atomic_dir, atomic_write
+
+    out = tmp_path / "report"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "tables").mkdir()
+            (tmp / "tables" / "t1.md").write_text("half")
+            raise RuntimeError("a plot failed")
+    assert files_under(tmp_path) == []
+    target = tmp_path / "g.md"
+    target.write_text("old\n")
+    with pytest.raises(TypeError):
+        atomic_write(target, object())  # fails after the temporary file exists
+    assert target.read_text() == "old\n" and files_under(tmp_path) == [target]
+
+
+def test_a_bug_is_never_exit_1(monkeypatch, capsys):
+    # exit 1 means "a regression": an unexpected exception keeps its traceback but exits 2
+    from bench import cli
+    from bench.commands import list as list_cmd
+
+    monkeypatch.setattr(list_cmd, "run", lambda args: 1 / 0)
+    assert cli.main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError" in err and "internal error" in err

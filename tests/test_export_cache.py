@@ -152,3 +152,29 @@ def test_two_processes_exporting_the_same_key(tmp_path):
     assert len(list((root / "onnx").glob("*.onnx"))) == 1
     assert list((root / "onnx" / "tmp").iterdir()) == []
     assert sha256_file(Path(results[0][1])) == results[0][2]
+
+
+def _measure_in_child(cache_root: str, name: str, q) -> None:
+    os.environ["MODBENCH_CACHE"] = cache_root
+    try:
+        from bench.catalog import measured_complexity
+        from models import get_entry
+        q.put(("ok", name, measured_complexity(get_entry(name), resolution=64)))
+    except BaseException as exc:
+        q.put(("error", name, repr(exc)))
+
+
+def test_two_processes_filling_the_complexity_catalog_keep_both(tmp_path):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    names = ["efficientmod_xxs", "mobilenetv2_100"]
+    procs = [ctx.Process(target=_measure_in_child, args=(str(tmp_path), n, q)) for n in names]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(r[0] == "ok" for r in results), results
+    catalog = json.loads((tmp_path / "complexity.json").read_text())
+    assert sorted(k.split("|")[0] for k in catalog) == names
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
