@@ -3,16 +3,26 @@ peers takes tens of seconds) keyed by the code that defines each model."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from pathlib import Path
 
-from exporters.cache import default_cache_dir
+from filelock import FileLock
+
+from exporters.cache import usable_cache_dir
+from models.fsio import atomic_write
 from models import ModelEntry, create_model, list_entries
 from models.complexity import count_macs, count_params
 
 
-def _cache_path():
-    return default_cache_dir() / "complexity.json"
+def _cache_path() -> Path:
+    return usable_cache_dir() / "complexity.json"
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def measured_complexity(entry: ModelEntry, resolution: int | None = None) -> tuple[float, float] | None:
@@ -22,21 +32,19 @@ def measured_complexity(entry: ModelEntry, resolution: int | None = None) -> tup
     res = resolution or entry.default_resolution
     key = f"{entry.name}|{res}|{entry.source_id}"
     path = _cache_path()
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key not in cache:
-        import torch
-        torch.manual_seed(0)
-        m = create_model(entry.name, resolution=res)
-        cache[key] = [count_params(m) / 1e6, count_macs(m, res) / 1e9]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(cache, f, indent=0, sort_keys=True)
-        os.replace(tmp, path)
-    return tuple(cache[key])
+    cached = _read(path).get(key)
+    if isinstance(cached, list) and len(cached) == 2:
+        return tuple(cached)
+    import torch
+    torch.manual_seed(0)
+    m = create_model(entry.name, resolution=res)
+    value = [count_params(m) / 1e6, count_macs(m, res) / 1e9]
+    # Read-modify-write under a lock: two processes filling the catalog keep both entries.
+    with FileLock(str(path) + ".lock", timeout=600):
+        cache = _read(path)
+        cache[key] = value
+        atomic_write(path, json.dumps(cache, indent=0, sort_keys=True))
+    return tuple(value)
 
 
 def catalog(suite: str | None = None, measure: bool = True) -> list[dict]:

@@ -7,6 +7,9 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import traceback
+
+from models.fsio import describe_os_error
 
 from . import commands
 from .errors import EXIT_USAGE, ModbenchError, UsageError
@@ -20,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench.py", description="modbench: latency benchmarks for efficient vision networks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{commands.__name__}.{mod}").add_parser(sub)
     return parser
 
@@ -35,3 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench.py: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("bench.py: error: out of memory (a smaller --batch or --resolution?)", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the environment, not a bug: a full disk, a permission, a missing file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bench.py: error: {where}{describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        # A bug: keep its traceback, but never exit 1, which CI reads as "a regression".
+        traceback.print_exc()
+        print("bench.py: internal error (a bug in modbench; the traceback is above)", file=sys.stderr)
+        return EXIT_USAGE

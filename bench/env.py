@@ -23,28 +23,28 @@ def _pkg_version(dist: str) -> str:
 
 @lru_cache(maxsize=1)
 def cpu_name() -> str:
+    """The CPU's marketing name from py-cpuinfo (brand_raw; on Apple silicon
+    "Apple M2 Pro", where platform says only "arm"), else what platform knows."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
+        import cpuinfo
+        name = (cpuinfo.get_cpu_info().get("brand_raw") or "").strip()
+        if name:
+            return name
+    except Exception:  # py-cpuinfo runs helpers that can fail on exotic hosts
         pass
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 @lru_cache(maxsize=1)
 def physical_cores() -> int:
-    """Distinct (physical id, core id) pairs; falls back to the logical count."""
+    """Physical cores from psutil (on macOS /proc does not exist and the old parser
+    returned the logical count); the logical count if psutil cannot tell."""
     try:
-        cores, phys = set(), "0"
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("physical id"):
-                phys = line.split(":", 1)[1].strip()
-            elif line.startswith("core id"):
-                cores.add((phys, line.split(":", 1)[1].strip()))
-        if cores:
-            return len(cores)
-    except OSError:
+        import psutil
+        n = psutil.cpu_count(logical=False)
+        if n:
+            return int(n)
+    except Exception:
         pass
     return os.cpu_count() or 1
 

@@ -34,7 +34,8 @@ from typing import Mapping
 
 import numpy as np
 
-from models.fsio import atomic_target, atomic_write, describe_os_error, ensure_writable_dir, fsync_dir
+from models.fsio import (atomic_target, atomic_write, describe_os_error, ensure_writable_dir, fsync_dir,
+                         probe_writable)
 
 from .errors import ModbenchError
 from .vocab import UnknownDevice, device
@@ -348,13 +349,11 @@ def check_new_path(path: Path) -> None:
     if samples_dir(path).exists() and not samples_dir(path).is_dir():
         raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
     try:
-        ensure_writable_dir(path.parent, "results folder")
+        probe_writable(path, "results file")
     except ModbenchError as exc:
         raise ResultsError(str(exc)) from None
 
 
-# Kept under its old name for callers that only check an output before preparing.
-check_writable_new = check_new_path
 
 
 # --- reading ----------------------------------------------------------------------

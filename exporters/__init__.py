@@ -11,7 +11,7 @@ def get_exporter(fmt: str, **options) -> Exporter:
     try:
         return EXPORTERS[fmt](**options)
     except KeyError:
-        raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}") from None
+        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}") from None
 
 
 __all__ = ["CoreMLExporter", "EXPORTERS", "ExportCache", "ExportError", "ExportRequest", "ExportedModel",

@@ -39,6 +39,31 @@ class ExportRequest:
         }
 
 
+def example_input(request: "ExportRequest"):
+    """The seeded input an export traces and checks parity with; a shape too large to
+    allocate is an ExportError (one line), not a traceback from deep inside torch."""
+    import torch
+
+    shape = request.input_shape
+    gb = 4 * shape[0] * shape[1] * shape[2] * shape[3] / 1e9
+    try:
+        import psutil
+        avail_gb = psutil.virtual_memory().available / 1e9
+    except Exception:  # pragma: no cover - psutil is a dependency
+        avail_gb = float("inf")
+    # The model's activations are many times its input: an input of a quarter of the
+    # free memory cannot be traced, checked and timed.
+    if gb > avail_gb / 4:
+        raise ExportError(f"an input of shape {tuple(shape)} takes {gb:.1f} GB, more than a quarter of the "
+                          f"{avail_gb:.1f} GB of free memory; use a smaller --batch or --resolution")
+    try:
+        return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    except (RuntimeError, MemoryError) as exc:
+        raise ExportError(f"cannot allocate an input of shape {tuple(shape)} ({gb:.1f} GB): "
+                          f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else 'out of memory'}; "
+                          "use a smaller --batch or --resolution") from None
+
+
 @dataclass
 class ExportedModel:
     path: Path

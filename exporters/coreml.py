@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportedModel, Exporter, ExportError, ExportRequest
-from .cache import ExportCache, cache_key
+from .base import ExportedModel, Exporter, ExportError, ExportRequest, example_input
+from .cache import ExportCache
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -163,43 +163,36 @@ class CoreMLExporter(Exporter):
             raise ExportError("Core ML export here is static-shape only; drop --dynamic-batch")
         if self.image_input and request.batch != 1:
             raise ExportError("an image input takes one image; use --batch 1")
-        key = cache_key(self.key_fields(request))
-        hit = self.cache.lookup("coreml", key, ".mlpackage")
-        if hit is not None:
-            path, meta = hit
-            return ExportedModel(path, "coreml", INPUT_NAME, request.input_shape, dict(meta, cache_hit=True))
+        fields = self.key_fields(request)
 
-        scratch = self.cache.scratch_dir("coreml")
-        built = scratch / "model.mlpackage"
-        t0 = time.perf_counter()
-        try:
-            mlmodel = self._convert(model, request)
-            with quiet():
-                mlmodel.save(str(built))
-        except ExportError:
-            raise
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            raise ExportError(f"Core ML export of {request.model} failed: {type(exc).__name__}: {first}") from exc
-        export_s = time.perf_counter() - t0
+        def build(scratch: Path) -> tuple[Path, dict]:
+            built = scratch / "model.mlpackage"
+            t0 = time.perf_counter()
+            try:
+                mlmodel = self._convert(model, request)
+                with quiet():
+                    mlmodel.save(str(built))
+            except ExportError:
+                raise
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+                raise ExportError(f"Core ML export of {request.model} failed: {type(exc).__name__}: {first}") from exc
+            export_s = time.perf_counter() - t0
+            info = inspect_package(built)
+            self._check_features(info, request)
+            parity = self._parity(model, request, built) if is_macos() else None
+            return built, dict(fields, export_s=round(export_s, 3), parity_rel_err=parity,
+                               parity_checked="macOS" if parity is not None else "not on Linux (needs macOS)",
+                               inputs=info["inputs"], outputs=info["outputs"], spec_version=info["spec_version"],
+                               op_histogram=info["ops"], weights_bytes=info["weights_bytes"],
+                               opset=self.target)
 
-        info = inspect_package(built)
-        self._check_features(info, request)
-        parity = self._parity(model, request, built) if is_macos() else None
-        meta = dict(self.key_fields(request), export_s=round(export_s, 3), parity_rel_err=parity,
-                    parity_checked="macOS" if parity is not None else "not on Linux (needs macOS)",
-                    inputs=info["inputs"], outputs=info["outputs"], spec_version=info["spec_version"],
-                    op_histogram=info["ops"], weights_bytes=info["weights_bytes"],
-                    opset=self.target)
-        path = self.cache.store("coreml", key, ".mlpackage", built, meta)
-        import shutil
-        shutil.rmtree(scratch, ignore_errors=True)
-        meta = self.cache.lookup("coreml", key, ".mlpackage")[1]
-        return ExportedModel(path, "coreml", INPUT_NAME, request.input_shape, dict(meta, cache_hit=False))
+        path, meta, hit = self.cache.get_or_build("coreml", fields, ".mlpackage", build)
+        return ExportedModel(path, "coreml", INPUT_NAME, request.input_shape, dict(meta, cache_hit=hit))
 
     def _convert(self, model: nn.Module, request: ExportRequest):
         ct = import_coremltools()
-        x = torch.randn(*request.input_shape, generator=torch.Generator().manual_seed(0))
+        x = example_input(request)
         with quiet(), torch.no_grad():
             program = torch.export.export(model.eval(), (x,)).run_decompositions({})
             if self.image_input:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportedModel, Exporter, ExportError, ExportRequest
-from .cache import ExportCache, cache_key
+from .base import ExportedModel, Exporter, ExportError, ExportRequest, example_input
+from .cache import ExportCache
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
@@ -40,12 +40,12 @@ class OnnxExporter(Exporter):
     def __init__(self, exporter: str = "torchscript", opset: int | None = None,
                  parity_tol: float = DEFAULT_PARITY_TOL, cache: ExportCache | None = None):
         if exporter not in EXPORTERS:
-            raise ValueError(f"exporter must be one of {EXPORTERS}, not {exporter!r}")
+            raise ExportError(f"exporter must be one of {EXPORTERS}, not {exporter!r}")
         self.exporter = exporter
         self.opset = opset or DEFAULT_OPSET[exporter]
         if exporter == "dynamo" and self.opset < 18:
             # torch's dynamo exporter silently keeps 18 when asked for less.
-            raise ValueError("the dynamo exporter cannot go below opset 18")
+            raise ExportError(f"the dynamo exporter cannot go below opset 18 (asked: --opset {self.opset})")
         self.parity_tol = parity_tol
         self.cache = cache or ExportCache()
 
@@ -54,36 +54,34 @@ class OnnxExporter(Exporter):
                 "torch": torch.__version__, "onnx": version("onnx")}
 
     def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:
-        key = cache_key(self.key_fields(request))
-        hit = self.cache.lookup("onnx", key, ".onnx")
-        if hit is not None:
-            path, meta = hit
-            return ExportedModel(path, "onnx", INPUT_NAME, request.input_shape,
-                                 dict(meta, cache_hit=True))
+        fields = self.key_fields(request)
 
-        scratch = self.cache.scratch_dir("onnx")
-        built = scratch / "model.onnx"
-        x = torch.randn(*request.input_shape, generator=torch.Generator().manual_seed(0))
-        t0 = time.perf_counter()
-        try:
-            self._export(model, x, built, request.dynamic_batch)
-        except Exception as exc:
-            raise ExportError(f"ONNX export of {request.model} failed: "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        export_s = time.perf_counter() - t0
+        def build(scratch: Path) -> tuple[Path, dict]:
+            built = scratch / "model.onnx"
+            x = example_input(request)
+            t0 = time.perf_counter()
+            try:
+                self._export(model, x, built, request.dynamic_batch)
+            except ExportError:
+                raise
+            except Exception as exc:
+                raise ExportError(f"ONNX export of {request.model} failed: {_first_line(exc)}") from exc
+            export_s = time.perf_counter() - t0
+            import onnx
+            try:
+                onnx.checker.check_model(str(built), full_check=True)
+            except Exception as exc:
+                raise ExportError(f"ONNX export of {request.model} is not a valid model: {_first_line(exc)}") from exc
+            err = self._parity(model, x, built)
+            if not err <= self.parity_tol:
+                raise ExportError(f"ONNX export of {request.model} ({request.variant}) diverges from "
+                                  f"PyTorch: relative error {err:.3g} > tolerance {self.parity_tol:g}; not timed")
+            ort_dist = "onnxruntime-gpu" if _has("onnxruntime-gpu") else "onnxruntime"
+            return built, dict(fields, export_s=round(export_s, 3), parity_rel_err=err,
+                               onnxruntime=version(ort_dist))
 
-        import onnx
-        onnx.checker.check_model(str(built), full_check=True)
-        err = self._parity(model, x, built)
-        if not err <= self.parity_tol:
-            raise ExportError(f"ONNX export of {request.model} ({request.variant}) diverges from "
-                              f"PyTorch: relative error {err:.3g} > tolerance {self.parity_tol:g}; not timed")
-        meta = dict(self.key_fields(request), export_s=round(export_s, 3), parity_rel_err=err,
-                    onnxruntime=version("onnxruntime-gpu") if _has("onnxruntime-gpu") else version("onnxruntime"))
-        path = self.cache.store("onnx", key, ".onnx", built, meta)
-        _rmtree(scratch)
-        meta = self.cache.lookup("onnx", key, ".onnx")[1]
-        return ExportedModel(path, "onnx", INPUT_NAME, request.input_shape, dict(meta, cache_hit=False))
+        path, meta, hit = self.cache.get_or_build("onnx", fields, ".onnx", build)
+        return ExportedModel(path, "onnx", INPUT_NAME, request.input_shape, dict(meta, cache_hit=hit))
 
     def _export(self, model: nn.Module, x: torch.Tensor, path: Path, dynamic_batch: bool) -> None:
         axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
@@ -122,6 +120,6 @@ def _has(dist: str) -> bool:
         return False
 
 
-def _rmtree(path: Path) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__

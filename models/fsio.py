@@ -31,6 +31,12 @@ def describe_os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -53,6 +59,7 @@ def atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file is an ordinary output
     except OSError as exc:
         raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
     tmp = Path(tmp)
@@ -70,8 +77,20 @@ def atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
+def make_parent(path: Path) -> None:
+    """Create the folder `path` goes into; WriteError (one line) if it cannot be."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise WriteError(f"cannot write {path}: a path component is a file, not a folder") from None
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
+
+
+def atomic_write(path: Path, data: str | bytes, make_parents: bool = False) -> None:
     """Write `data` to `path` whole or not at all."""
+    if make_parents:
+        make_parent(path)
     with atomic_target(path) as tmp:
         if isinstance(data, str):
             data = data.encode()
@@ -100,3 +119,53 @@ def ensure_writable_dir(folder: Path, what: str = "output folder") -> Path:
     except OSError as exc:
         raise WriteError(f"cannot write to {what} {folder}: {describe_os_error(exc)}") from None
     return folder
+
+
+def probe_writable(path: Path, what: str = "output") -> None:
+    """Prove that `path` (a file or folder still to be made) could be created, without
+    creating it: find its nearest existing ancestor and really write a probe file there.
+
+    Run before any slow work (exports, timing) so a bad output fails first, in one line."""
+    path = Path(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        if parent.is_symlink():  # a dangling link: writing through it fails
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise WriteError(f"cannot write {what} {path}: {parent} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise WriteError(f"cannot write {what} {path}: {describe_os_error(exc)}") from None
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `path`; on success it is renamed to `path`
+    (which must not exist, or be an empty folder). On any failure it is removed whole."""
+    import shutil
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    except FileExistsError:
+        raise WriteError(f"cannot write {path}: a path component is a file, not a folder") from None
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    try:
+        yield tmp
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -69,10 +69,10 @@ def test_resume_finishes_only_missing_rows(two_model_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "efficientmod_xxx"], "did you mean efficientmod_xxs"),
-    (["run", "efficientmod_xxs", "--iters", "0"], "--iters must be a positive integer"),
-    (["run", "efficientmod_xxs", "--threads", "0"], "--threads must be a positive integer"),
-    (["run", "efficientmod_xxs", "--batch", "-1"], "--batch must be a positive integer"),
-    (["run", "efficientmod_xxs", "--threads", "two"], "expected integers"),
+    (["run", "efficientmod_xxs", "--iters", "0"], "--iters: expected a number of iterations"),
+    (["run", "efficientmod_xxs", "--threads", "0"], "--threads: expected a thread count"),
+    (["run", "efficientmod_xxs", "--batch", "-1"], "--batch: expected a batch size"),
+    (["run", "efficientmod_xxs", "--threads", "two"], "expected an integer"),
     (["run", "edgevit_s"], "not available yet"),
     (["run", "--suite", "nope"], "unknown suite 'nope'"),
     (["run", "efficientmod_xxs", "--runtime", "tpu"], "unknown runtime 'tpu'"),

@@ -182,7 +182,7 @@ def test_cudnn_version_text():
 def _run(tmp_path, runtime: str, *extra_args: str):
     out = tmp_path / f"{runtime}.csv"
     rc = main(["run", "efficientmod_xxs", "--runtime", runtime, "--iters", "100", "--warmup", "10",
-               "--block", "25", "--min-valid-iters", "50", "--out", str(out), *extra_args])
+               "--block", "25", "--out", str(out), *extra_args])
     assert rc == 0
     return read_results(out).iloc[0]
 
@@ -278,7 +278,7 @@ def test_ort_cuda_matches_cpu_output(tmp_path):
 def test_batch_and_resolution_sweep_rows(tmp_path):
     out = tmp_path / "sweep.csv"
     assert main(["run", "efficientmod_xxs", "--runtime", "ort-cuda", "--batch", "1,2",
-                 "--resolution", "224,256", "--iters", "50", "--warmup", "5", "--min-valid-iters", "10",
+                 "--resolution", "224,256", "--iters", "50", "--warmup", "5", 
                  "--out", str(out)]) == 0
     df = read_results(out)
     assert sorted(zip(df["batch"], df["resolution"])) == [(1, 224), (1, 256), (2, 224), (2, 256)]

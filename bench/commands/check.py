@@ -8,17 +8,6 @@ import sys
 from pathlib import Path
 
 
-def _frac(text: str) -> float:
-    import argparse
-    try:
-        v = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.05 or 5%, not {text!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), not {text!r}")
-    return v
-
-
 def _assign(text: str) -> tuple[str, str]:
     import argparse
     if text.count("=") != 1 or not all(text.split("=")):
@@ -28,6 +17,8 @@ def _assign(text: str) -> tuple[str, str]:
 
 
 def add_parser(sub) -> None:
+    from . import _args as A
+
     p = sub.add_parser("check", help="latency regression gate: compare a run with a baseline")
     p.add_argument("current", nargs="?", metavar="CURRENT.csv",
                    help="results of the current code (or, alone, an interleaved results file)")
@@ -35,11 +26,11 @@ def add_parser(sub) -> None:
     src.add_argument("--baseline", metavar="NAME", help="a saved baseline of this machine (bench.py baseline)")
     src.add_argument("--against", metavar="BASE.csv", help="a baseline results file given by path")
     p.add_argument("--baseline-dir", default="baselines", help="where baselines live (default baselines/)")
-    p.add_argument("--threshold", type=_frac, default=0.05,
+    p.add_argument("--threshold", type=A.fraction, default=0.05,
                    help="minimum effect that counts as a change (default 0.05 = 5%%)")
     p.add_argument("--threshold-for", type=_assign, action="append", default=[], metavar="MODEL=FRAC",
                    help="per-model threshold, repeatable (e.g. efficientmod_s=0.1)")
-    p.add_argument("--alpha", type=float, default=0.01,
+    p.add_argument("--alpha", type=A.open_unit_float, default=0.01,
                    help="significance level of the test and 1 - confidence of the interval (default 0.01)")
     p.add_argument("--reference", metavar="MODEL",
                    help="judge each model by its latency relative to MODEL, timed in the same runs")
@@ -50,15 +41,15 @@ def add_parser(sub) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 also when a row is not comparable")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (pull-request comment)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
-    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--boot", type=A.positive_int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     ab = p.add_argument_group("interleaved mode (time the baseline's ONNX files and the current code alternately)")
     ab.add_argument("--interleaved", action="store_true",
                     help="time now, against the ONNX files saved with --baseline NAME")
     ab.add_argument("--models", help="interleaved: only these models (comma list)")
-    ab.add_argument("--iters", type=int, default=300, help="interleaved: iterations per side (default 300)")
-    ab.add_argument("--warmup", type=int, default=20)
-    ab.add_argument("--block", type=int, default=25, help="interleaved: iterations per block (default 25)")
+    ab.add_argument("--iters", type=A.iterations, default=300, help="interleaved: iterations per side (default 300)")
+    ab.add_argument("--warmup", type=A.non_negative_int, default=20)
+    ab.add_argument("--block", type=A.positive_int, default=25, help="interleaved: iterations per block (default 25)")
     ab.add_argument("--out", help="interleaved: results file to create (default results/<time>-ab.csv)")
     p.set_defaults(func=run)
 
@@ -66,6 +57,7 @@ def add_parser(sub) -> None:
 def _settings(args):
     from ..errors import UsageError
     from ..gate.verdicts import GateSettings
+    from ._args import fraction
 
     if not 0 < args.alpha < 0.5:
         raise UsageError(f"--alpha must be in (0, 0.5), not {args.alpha}")
@@ -74,7 +66,7 @@ def _settings(args):
     per = {}
     for model, val in args.threshold_for:
         try:
-            per[model] = _frac(val)
+            per[model] = fraction(val)
         except Exception:
             raise UsageError(f"--threshold-for {model}={val}: expected a fraction like 0.1 or 10%") from None
     return GateSettings(threshold=args.threshold, per_model=per, alpha=args.alpha, n_boot=args.boot,
@@ -91,9 +83,7 @@ def run(args) -> int:
     from ..gate.interleaved import compare_ab, run_ab
 
     s = _settings(args)
-    for f in (args.markdown, args.junit):
-        if f and Path(f).is_dir():
-            raise UsageError(f"{f} is a folder; give a file name")
+    _probe_outputs(args)
     if args.interleaved:
         if not args.baseline or args.current:
             raise UsageError("--interleaved times now against --baseline NAME; do not name CURRENT.csv")
@@ -125,9 +115,25 @@ def run(args) -> int:
             base_csv, _ = baselines.resolve(args.baseline, fps.pop(), args.baseline_dir)
         comp = compare_runs(base_csv, args.current, s)
 
-    print(report.text(comp))
+    # Outputs first: a file that cannot be written is exit 2, never a printed verdict + exit 1.
     if args.markdown:
         report.write_atomic(args.markdown, report.markdown(comp))
     if args.junit:
         report.write_atomic(args.junit, report.junit(comp))
+    print(report.text(comp))
     return comp.exit_code(args.strict)
+
+
+def _probe_outputs(args) -> None:
+    """Prove --markdown/--junit/--out can be written before judging anything (exit 1 is
+    for a regression only, so a bad output must fail first, with exit 2)."""
+    from models.fsio import probe_writable
+
+    from ..errors import UsageError
+
+    for opt, f in (("--markdown", args.markdown), ("--junit", args.junit), ("--out", args.out)):
+        if not f:
+            continue
+        if Path(f).is_dir():
+            raise UsageError(f"{opt} {f} is a folder; give a file name")
+        probe_writable(Path(f), f"{opt} file")

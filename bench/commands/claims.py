@@ -16,16 +16,16 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..report import claims
     from ..report.inputs import load
+    from models.fsio import atomic_write, probe_writable
+
     from ..store import ResultsError
 
     if args.out and Path(args.out).exists():
         raise ResultsError(f"{args.out} already exists; reports are never overwritten")
+    if args.out:
+        probe_writable(Path(args.out), "--out file")
     text = claims.report(load(args.results, duplicates=args.duplicates))
     if args.out:
-        try:
-            with open(args.out, "x") as f:
-                f.write(text)
-        except OSError as exc:
-            raise ResultsError(f"cannot write {args.out}: {exc.strerror}") from None
+        atomic_write(Path(args.out), text)  # whole or not at all
     print(text)
     return 0

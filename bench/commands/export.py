@@ -6,15 +6,17 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
+    from . import _args as A
+
     p = sub.add_parser("export", help="export models to a deployment format")
     p.add_argument("models", nargs="+", metavar="MODEL")
     p.add_argument("--format", default="onnx", help="export format: onnx (default) or coreml")
     p.add_argument("--variant", help="model variant (EfficientMod: repeat|reshape)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--resolution", type=int)
+    p.add_argument("--batch", type=A.batch_size, default=1)
+    p.add_argument("--resolution", type=A.resolution)
     p.add_argument("--checkpoint", help="state dict file to load (strict)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
-    p.add_argument("--opset", type=int)
+    p.add_argument("--opset", type=A.opset)
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch axis (slower in ORT)")
     g = p.add_argument_group("Core ML (--format coreml)")
     g.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
@@ -28,6 +30,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from exporters import EXPORTERS
+
+    from models.fsio import atomic_dir, probe_writable
 
     from ..errors import UsageError
     from ..pipeline import RunRequest, plan, prepare
@@ -53,6 +57,7 @@ def run(args) -> int:
         clash = [out / f"{j.model}.mlpackage" for j in jobs if (out / f"{j.model}.mlpackage").exists()]
         if clash:
             raise UsageError(f"{clash[0]} already exists; exports are never overwritten")
+        probe_writable(out / "x.mlpackage", "--out folder")
     for job in jobs:
         p = prepare(job, req, args.format, options)
         meta = p.artifact.meta
@@ -64,9 +69,9 @@ def run(args) -> int:
             how = f"{meta.get('exporter')} opset {meta.get('opset')}"
         path = p.artifact.path
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
             path = out / f"{job.model}.mlpackage"
-            shutil.copytree(p.artifact.path, path)
+            with atomic_dir(path) as tmp:  # a failed copy leaves no half package
+                shutil.copytree(p.artifact.path, tmp, dirs_exist_ok=True)
         print(f"{job.model} ({job.variant}, {job.resolution}px, batch {job.batch}): {path}  "
               f"[{how}, parity {parity}{', cached' if meta.get('cache_hit') else ''}]")
     return 0

@@ -81,7 +81,11 @@ def parse(text: str, source: str = "input") -> list[Entry]:
     if not lines:
         raise IngestError(f"{source}: no header and no rows (write one with --template)")
     head_no, head = lines[0]
-    header = [h.strip().lower() for h in next(csv.reader([head]))]
+    header = [h.strip().lower() for h in next(csv.reader([head.lstrip("\ufeff")]))]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise IngestError(f"{source} line {head_no}: column {dupes[0]!r} appears {header.count(dupes[0])} times "
+                          "in the header; each column once")
     missing = [c for c in REQUIRED if c not in header]
     unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
     if missing or unknown:
@@ -193,6 +197,8 @@ def run(args) -> int:
 
     from ..errors import UsageError
     from ..pipeline import new_run_id
+    from models.fsio import atomic_write
+
     from ..store import ResultsWriter, check_new_path
 
     if args.template:
@@ -202,7 +208,7 @@ def run(args) -> int:
         path = Path(args.file)
         if path.exists():
             raise UsageError(f"{path} already exists; the template never overwrites a file")
-        path.write_text(TEMPLATE)
+        atomic_write(path, TEMPLATE, make_parents=True)
         print(f"wrote {path}: fill in one line per model, then "
               f"bench.py ingest-modelbench {path} --device \"iPhone 13\"")
         return 0
@@ -212,7 +218,7 @@ def run(args) -> int:
         raise UsageError('--device is required, e.g. --device "iPhone 13"')
     path = Path(args.file)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     try:

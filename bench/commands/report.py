@@ -1,10 +1,9 @@
 """bench.py report: the paper's tables, figures and claims from results files, into one folder."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from models.fsio import atomic_dir
 
 
 def add_parser(sub) -> None:
@@ -20,15 +19,14 @@ def add_parser(sub) -> None:
 
 
 def check_out_dir(out: Path) -> None:
+    from models.fsio import probe_writable
+
     from ..store import ResultsError
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ResultsError(f"{out} already exists and is not an empty folder; reports are never overwritten")
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ResultsError(f"cannot write to {out.parent}: permission denied")
+    # os.access says yes to root on a read-only mount: prove it with a real write.
+    probe_writable(out, "report folder")
 
 
 def run(args) -> int:
@@ -39,10 +37,9 @@ def run(args) -> int:
     check_out_dir(out)
     inp = load(args.results, duplicates=args.duplicates)
     built = tables.build_all(inp, args.stat)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Built in a hidden sibling and renamed at the end: an interrupted report leaves no half folder.
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    # Built in a hidden sibling and renamed at the end: an interrupted or failed report
+    # leaves no half folder.
+    with atomic_dir(out) as tmp:
         (tmp / "tables").mkdir()
         index = ["# modbench report", "", "Results: " + ", ".join(str(p) for p in inp.files), ""]
         index += [f"Note: {n}" for n in inp.notes]
@@ -61,12 +58,6 @@ def run(args) -> int:
         if figs:
             index += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in figs if p.suffix == ".png"]
         (tmp / "README.md").write_text("\n".join(index) + "\n")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"{len(built)} tables, {len([p for p in figs if p.suffix == '.png'])} plots and claims.md "
           f"written to {out}")
     return 0

@@ -9,36 +9,6 @@ from pathlib import Path
 from ..errors import UsageError
 
 
-def _int_list(text: str) -> list[int]:
-    import argparse
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, not {text!r}") from None
-
-
-def _iters(text: str):
-    import argparse
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of iterations, not {text!r}") from None
-
-
-def _fraction(text: str) -> float:
-    import argparse
-    import math
-    try:
-        v = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.01 or 1%, not {text!r}") from None
-    if not (math.isfinite(v) and 0 < v < 1):
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), not {text!r}")
-    return v
-
-
 def default_threads() -> tuple[int, str]:
     """The paper's 4 intra-op threads where the machine has 4 physical cores; else as
     many as it has (4 threads on 2 cores were 2.3-2.9x slower here, and unstable)."""
@@ -52,33 +22,35 @@ def default_threads() -> tuple[int, str]:
 
 
 def add_parser(sub) -> None:
+    from . import _args as A
+
     p = sub.add_parser("run", help="benchmark models")
     p.add_argument("models", nargs="*", metavar="MODEL")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
     p.add_argument("--runtime", default="ort-cpu", help="runner (default ort-cpu; also torch-cpu, ...)")
-    p.add_argument("--threads", type=_int_list, default=None,
+    p.add_argument("--threads", type=A.thread_list, default=None,
                    help="intra-op threads, comma list (default: the paper's 4 where the machine has 4 "
                         "physical cores, else its physical cores; --threads 4 is the paper's setting)")
-    p.add_argument("--iters", type=_iters, default="auto",
+    p.add_argument("--iters", type=A.iterations_or_auto, default="auto",
                    help="timed iterations per model: 'auto' (default) times until the 95%% CI of each "
                         "row's headline statistic is within --target-ci, between --min-iters and "
                         "--max-iters; a number N times exactly N (the paper: --iters 4000)")
-    p.add_argument("--target-ci", type=_fraction, default=0.01, metavar="FRACTION",
+    p.add_argument("--target-ci", type=A.open_unit_fraction, default=0.01, metavar="FRACTION",
                    help="wanted 95%% CI half-width of the headline statistic, relative (default 0.01 = 1%%); "
                         "a row whose interval is wider is INVALID")
     p.add_argument("--stat", choices=("median", "mean"), default="median",
                    help="headline statistic the interval is about (default median; the paper reports means)")
-    p.add_argument("--min-iters", type=int, default=300, help="auto: iterations before stopping (default 300)")
-    p.add_argument("--max-iters", type=int, default=4000, help="auto: most iterations per row (default 4000)")
-    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--min-iters", type=A.iterations, default=300, help="auto: iterations before stopping (default 300)")
+    p.add_argument("--max-iters", type=A.iterations, default=4000, help="auto: most iterations per row (default 4000)")
+    p.add_argument("--time-budget", type=A.positive_float, default=None, metavar="SECONDS",
                    help="auto: stop timing after this many seconds per interleave group")
-    p.add_argument("--busy-cores", type=float, default=0.2,
+    p.add_argument("--busy-cores", type=A.positive_float, default=0.2,
                    help="a block is disturbed when other processes used more cores than this (default 0.2)")
-    p.add_argument("--max-disturbed", type=_fraction, default=0.10,
+    p.add_argument("--max-disturbed", type=A.fraction, default=0.10,
                    help="a row with more disturbed blocks than this share is INVALID (default 0.10)")
-    p.add_argument("--warmup", type=int, default=50, help="untimed iterations before timing (default 50)")
-    p.add_argument("--batch", type=_int_list, default=[1], help="batch size(s), comma list")
-    p.add_argument("--resolution", type=_int_list, default=None,
+    p.add_argument("--warmup", type=A.non_negative_int, default=50, help="untimed iterations before timing (default 50)")
+    p.add_argument("--batch", type=A.batch_list, default=[1], help="batch size(s), comma list")
+    p.add_argument("--resolution", type=A.thread_list, default=None,
                    help="input side(s), comma list (default: each model's paper resolution)")
     p.add_argument("--variant", default=None,
                    help="variant(s), comma list; EfficientMod: repeat (released) or reshape")
@@ -87,15 +59,15 @@ def add_parser(sub) -> None:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
     p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin")
-    p.add_argument("--block", type=int, default=50, help="iterations per round-robin block (default 50)")
-    p.add_argument("--block-warmup", type=int, default=2,
+    p.add_argument("--block", type=A.positive_int, default=50, help="iterations per round-robin block (default 50)")
+    p.add_argument("--block-warmup", type=A.non_negative_int, default=2,
                    help="untimed iterations at the start of each block (default 2)")
-    p.add_argument("--interleave", type=int, default=0,
+    p.add_argument("--interleave", type=A.non_negative_int, default=0,
                    help="models timed together per group (default 0: all)")
     p.add_argument("--spinning", choices=("on", "off"), default="on",
                    help="ONNX Runtime intra-op spinning (default on, ORT's default)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
-    p.add_argument("--opset", type=int)
+    p.add_argument("--opset", type=A.opset)
     p.add_argument("--dynamic-batch", action="store_true")
     g = p.add_argument_group("GPU runners (ort-cuda, ort-trt, torch-cuda, torch-compile-cuda)")
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
@@ -109,7 +81,7 @@ def add_parser(sub) -> None:
     g.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
                                               "max-autotune-no-cudagraphs"),
                    help="torch-compile-cuda: torch.compile mode")
-    g.add_argument("--device-id", type=int, help="CUDA device index (default 0)")
+    g.add_argument("--device-id", type=A.non_negative_int, help="CUDA device index (default 0)")
     p.set_defaults(func=run)
 
 
@@ -138,10 +110,7 @@ def _request(args):
         kw.update(auto=False, iters=args.iters)
     threads = args.threads
     if threads is None:
-        n, line = default_threads()
-        threads = [n]
-        if runtime_device(args.runtime) == "cpu":
-            print(line, file=sys.stderr)
+        threads = [default_threads()[0]]
     options = {k: v for k, v in (
         ("precision", args.precision), ("cudnn_algo_search", args.cudnn_algo_search),
         ("cuda_graphs", args.cuda_graphs), ("end_to_end", args.end_to_end),
@@ -195,7 +164,7 @@ def _open_results(args):
         return writer, req, jobs
     req = _request(args)
     out = Path(args.out) if args.out else _default_out(args, req)
-    check_new_path(out)
+    check_new_path(out)  # proves the folder writable by writing, without creating anything
     _check_runner(req)
     return None, req, (out, plan(req))
 
@@ -257,6 +226,8 @@ def run(args) -> int:
         if not jobs:
             raise UsageError("the request plans no job (an empty --threads, --batch or model list?)")
         prepared = _prepare(jobs, req, runner)
+        if not args.resume and args.threads is None and runner.device == "cpu":
+            print(default_threads()[1], file=sys.stderr)  # after preparing: bad input stays one line
         _warn_oversubscribed(req, runner)
         if writer is None:
             writer = ResultsWriter.create(out, req.to_json())

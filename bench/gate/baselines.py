@@ -18,13 +18,14 @@ import tempfile
 from pathlib import Path
 
 from exporters.cache import default_cache_dir, sha256_file
+from models.fsio import atomic_write, ensure_writable_dir
 
 from ..store import read_results, run_config_path, samples_dir
 from .verdicts import GateError, load_run, run_fingerprints
 
 DEFAULT_ROOT = Path("baselines")
 MANIFEST = "baseline.json"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: "$" lets "x\n" through
 
 
 def machine_slug(fp: str) -> str:
@@ -33,7 +34,7 @@ def machine_slug(fp: str) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not NAME_RE.match(name) or ".replaced-" in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".replaced-" in name:
         raise GateError(f"baseline name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
 
 
@@ -68,7 +69,7 @@ def save(results_csv, name: str, root=DEFAULT_ROOT, replace: bool = False,
                         f"`bench.py run --resume {results_csv}` before saving it as a baseline")
     machine = Path(root) / machine_slug(fp)
     target = machine / name
-    machine.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(machine, "baseline folder")
     if target.exists() and not replace:
         old = json.loads((target / MANIFEST).read_text()) if (target / MANIFEST).is_file() else {}
         raise GateError(f"baseline {name!r} already exists for this machine (saved {old.get('saved', '?')} "
@@ -94,7 +95,7 @@ def save(results_csv, name: str, root=DEFAULT_ROOT, replace: bool = False,
                     "source": str(results_csv), "saved": dt.datetime.now().isoformat(timespec="seconds"),
                     "git_commit": commits, "rows": len(df), "models": sorted(set(df["model"])),
                     "artifacts": artifacts}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         read_results(tmp / results_csv.name)  # the copy must load before it becomes the baseline
         if target.exists():
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -4,10 +4,9 @@ Every number printed is a statistic of the rows named in it (base_row / cur_row 
 the two results files), so a reader can trace it back."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
+
+from models.fsio import atomic_write
 
 from ..textable import render
 from .verdicts import Comparison, RowVerdict
@@ -72,32 +71,26 @@ def markdown(c: Comparison) -> str:
 
 
 def junit(c: Comparison) -> str:
-    failures = c.count("slower")
-    skipped = c.count("not comparable")
-    cases = []
+    """JUnit XML built as a tree (every name and message escaped by ElementTree)."""
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name="latency-gate", tests=str(len(c.verdicts)),
+                       failures=str(c.count("slower")), errors="0", skipped=str(c.count("not comparable")))
     for v in c.verdicts:
-        name = quoteattr(f"{v.model} [{_setting(v)}]")
+        case = ET.SubElement(suite, "testcase", classname="latency-gate", name=f"{v.model} [{_setting(v)}]")
         detail = (f"median {v.base_median_ms:.3f} -> {v.cur_median_ms:.3f} ms, change {v.change_pct:+.2f}% "
                   f"(CI {_ci(v)}), p={v.p:.3g}, threshold {v.threshold:.0%}; {v.mode}; {v.note}"
                   if v.ratio is not None else v.note)
-        body = ""
         if v.verdict == "slower":
-            body = f'<failure message={quoteattr("slower: " + detail)}>{escape(detail)}</failure>'
+            ET.SubElement(case, "failure", message="slower: " + detail).text = detail
         elif v.verdict == "not comparable":
-            body = f"<skipped message={quoteattr(detail)}/>"
+            ET.SubElement(case, "skipped", message=detail)
         else:
-            body = f"<system-out>{escape(v.verdict + ': ' + detail)}</system-out>"
-        cases.append(f'  <testcase classname="latency-gate" name={name}>{body}</testcase>')
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuite name="latency-gate" tests="{len(c.verdicts)}" failures="{failures}" '
-            f'errors="0" skipped="{skipped}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+            ET.SubElement(case, "system-out").text = f"{v.verdict}: {detail}"
+    ET.indent(suite, space="  ")
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def write_atomic(path, text_: str) -> None:
     """Reports are rewritten whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text_)
-    os.replace(tmp, path)
+    atomic_write(Path(path), text_, make_parents=True)

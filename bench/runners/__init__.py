@@ -1,5 +1,5 @@
 """Runners, one module each, behind one interface (base.Runner), keyed by --runtime."""
-from .base import RunnerUnavailable, RunSettings, Runner, Session
+from .base import RunnerOptionError, RunnerUnavailable, RunSettings, Runner, Session
 from .coreml import CoreMLAllRunner, CoreMLCpuRunner, CoreMLGpuRunner
 from .ort_cpu import OrtCpuRunner
 from .ort_cuda import OrtCudaRunner
@@ -16,7 +16,7 @@ def get_runner(name: str) -> Runner:
     try:
         return RUNNERS[name]()
     except KeyError:
-        raise ValueError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNNERS))}") from None
+        raise RunnerOptionError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNNERS))}") from None
 
 
-__all__ = ["RUNNERS", "RunSettings", "Runner", "RunnerUnavailable", "Session", "get_runner"]
+__all__ = ["RUNNERS", "RunnerOptionError", "RunSettings", "Runner", "RunnerUnavailable", "Session", "get_runner"]

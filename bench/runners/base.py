@@ -16,6 +16,10 @@ class RunnerUnavailable(ModbenchError):
     """This runner cannot run here (no GPU, wrong OS, missing package, fell back)."""
 
 
+class RunnerOptionError(ModbenchError):
+    """An option or value a runner does not take (a ValueError, as before)."""
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Settings that change latency; every one of them is recorded in the row."""
@@ -63,17 +67,17 @@ class Runner(ABC):
     supported_options: dict = {}
 
     def check_options(self, options: dict) -> None:
-        """Raise ValueError (one line) for an option or value this runner does not take."""
+        """Raise RunnerOptionError (one line) for an option or value this runner does not take."""
         for key, value in options.items():
             allowed = self.supported_options.get(key)
             flag = "--" + key.replace("_", "-")
             if allowed is None:
-                raise ValueError(f"runtime {self.name} does not take {flag}")
+                raise RunnerOptionError(f"runtime {self.name} does not take {flag}")
             if isinstance(allowed, tuple) and value not in allowed:
-                raise ValueError(f"runtime {self.name} takes {flag} "
+                raise RunnerOptionError(f"runtime {self.name} takes {flag} "
                                  f"{' or '.join(map(str, allowed))}, not {value}")
             if isinstance(allowed, type) and not isinstance(value, allowed):
-                raise ValueError(f"runtime {self.name}: {flag} must be {allowed.__name__}, not {value!r}")
+                raise RunnerOptionError(f"runtime {self.name}: {flag} must be {allowed.__name__}, not {value!r}")
 
     def check_available(self) -> None:
         """Raise RunnerUnavailable with one clear line if this runner cannot run here."""

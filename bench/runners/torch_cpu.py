@@ -10,11 +10,41 @@ from ..env import cpu_name
 from .base import RunSettings, Runner, Session, random_input, time_calls
 
 
+class _ThreadsGuard:
+    """torch's thread count is process-wide. The first open session remembers the
+    caller's setting and the last one to close puts it back (sessions of a group are
+    open together and close in any order)."""
+
+    open_sessions = 0
+    saved: int | None = None
+
+    @classmethod
+    def acquire(cls) -> None:
+        import torch
+        if cls.open_sessions == 0:
+            cls.saved = torch.get_num_threads()
+        cls.open_sessions += 1
+
+    @classmethod
+    def release(cls) -> None:
+        import torch
+        cls.open_sessions = max(0, cls.open_sessions - 1)
+        if cls.open_sessions == 0 and cls.saved is not None:
+            torch.set_num_threads(cls.saved)
+            cls.saved = None
+
+
 class TorchCpuSession(Session):
     def __init__(self, module, x, threads: int):
         self._module = module
         self._x = x
         self._threads = threads
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _ThreadsGuard.release()
 
     def _call(self):
         import torch
@@ -49,7 +79,12 @@ class TorchCpuRunner(Runner):
         t0 = time.perf_counter_ns()
         module = artifact.eval()
         x = torch.from_numpy(random_input(input_shape))
-        torch.set_num_threads(settings.threads)
-        s = TorchCpuSession(module, x, torch.get_num_threads())
+        _ThreadsGuard.acquire()
+        try:
+            torch.set_num_threads(settings.threads)
+            s = TorchCpuSession(module, x, torch.get_num_threads())
+        except BaseException:
+            _ThreadsGuard.release()
+            raise
         s.load_ms = (time.perf_counter_ns() - t0) * 1e-6
         return s
