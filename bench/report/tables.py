@@ -103,10 +103,30 @@ def table1(inp: ReportInputs, stat: str) -> Table:
                   _num_cell(any_row, "params_m"), _paper(ref.value("Table 1", model, "flops_g")),
                   _num_cell(any_row, "macs_g"), Cell(f"{int(res)}²" if res else "–", res)]
         t.rows.append(cells)
+    t.rows += user_model_rows(inp, gpus, cpus, stat)
     t.notes += [_stat_note(stat), "Paper: Table 1 (P100 GPU, Xeon E5-2680 CPU with 4 threads, batch 1, mean "
                 "of 4000 ONNX runs); Top-1 in brackets is with strong training (distillation or "
                 "re-parameterization). FLOPs in the paper are multiply-accumulates."] + _columns_note(gpus + cpus)
     return t
+
+
+def user_model_rows(inp: ReportInputs, gpus: list[Column], cpus: list[Column], stat: str) -> list:
+    """Models the user brought (`run timm:NAME`, a .onnx file, module:function), below
+    the paper's rows, with the top-1 given by `run --top1`."""
+    models = [m for c in gpus + cpus for m in c.models()
+              if str(c.find(m).data.get("paper_source") or "").startswith("user")]
+    rows: list = []
+    for model in dict.fromkeys(models):
+        any_row = next(c.find(model) for c in gpus + cpus if c.find(model) is not None)
+        top = any_row.data.get("top1")
+        top = None if top is None or (isinstance(top, float) and math.isnan(top)) else float(top)
+        res = int(any_row["resolution"])
+        rows.append([Cell(model), Cell("–" if top is None else f"{top:.1f}", top), Cell("–")]
+                    + [measured_cell(c.find(model), stat) for c in gpus] + [Cell("–")]
+                    + [measured_cell(c.find(model), stat) for c in cpus]
+                    + [Cell("–"), _num_cell(any_row, "params_m"), Cell("–"), _num_cell(any_row, "macs_g"),
+                       Cell(f"{res}²", res)])
+    return (["Your models (not in the paper)"] + rows) if rows else []
 
 
 def _num_cell(row: Row | None, col: str) -> Cell:
