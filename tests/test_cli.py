@@ -71,7 +71,7 @@ def test_resume_finishes_only_missing_rows(two_model_run, tmp_path, capsys):
     (["run", "efficientmod_xxs", "--threads", "0"], "--threads must be a positive integer"),
     (["run", "efficientmod_xxs", "--batch", "-1"], "--batch must be a positive integer"),
     (["run", "efficientmod_xxs", "--threads", "two"], "expected integers"),
-    (["run", "edgevit_s"], "not available yet"),
+    (["run", "efficientmod_hier_6m"], "not available yet"),
     (["run", "--suite", "nope"], "unknown suite 'nope'"),
     (["run", "efficientmod_xxs", "--runtime", "tpu"], "unknown runtime 'tpu'"),
     (["run", "efficientmod_xxs", "--variant", "shuffle"], "has no variant 'shuffle'"),
