@@ -116,10 +116,21 @@ def resolve_spec(spec: str, *, model_args: dict | None = None,
         from dataclasses import replace
         entry = replace(entry, paper=replace(entry.paper, top1=acc))
     old = registered(entry.name)
-    if old is not None and old.source_id != entry.source_id:
-        raise ModelError(f"two different models would both be called {entry.name!r} "
-                         f"({old.paper.source} and {entry.paper.source}); rename one")
-    return register(entry, replace_same_source=True)
+    if old is not None and not is_user_entry(old):
+        raise ModelError(f"{spec} would be called {entry.name!r}, a registered model's name")
+    # A user's model given again (another file of that name, other --model-args)
+    # replaces the earlier one: one run never holds both (see duplicate_names).
+    return register(entry, replace=True)
+
+
+def duplicate_names(specs: list[str], entries: list[ModelEntry]) -> str | None:
+    """One line if two specs of one run resolve to the same model name."""
+    seen: dict[str, str] = {}
+    for spec, e in zip(specs, entries):
+        if e.name in seen and seen[e.name] != spec:
+            return f"{seen[e.name]} and {spec} would both be called {e.name!r} in the results; rename one"
+        seen[e.name] = spec
+    return None
 
 
 def unknown_top1_names(top1: dict[str, float], specs: list[str], names: list[str]) -> list[str]:

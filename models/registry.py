@@ -109,11 +109,10 @@ def _with_added_suites(entry: ModelEntry) -> ModelEntry:
     return replace(entry, suites=entry.suites + extra) if extra else entry
 
 
-def register(entry: ModelEntry, *, replace_same_source: bool = False) -> ModelEntry:
-    """Add an entry. replace_same_source: a run-time entry (bring-your-own model)
-    given again with the same source replaces itself instead of failing."""
-    old = _REGISTRY.get(entry.name)
-    if old is not None and not (replace_same_source and old.source_id == entry.source_id):
+def register(entry: ModelEntry, *, replace: bool = False) -> ModelEntry:
+    """Add an entry. replace: a run-time entry (a user's own model, models/byo.py)
+    given again replaces the earlier one; a family registering a name twice is a bug."""
+    if entry.name in _REGISTRY and not replace:
         raise RuntimeError(f"model {entry.name!r} registered twice")
     _REGISTRY[entry.name] = entry
     return entry

@@ -156,3 +156,14 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, user_module, 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_two_specs_of_one_name_are_refused(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    export_onnx(tmp_path / "a" / "net.onnx", res=32)
+    export_onnx(tmp_path / "b" / "net.onnx", res=64)
+    assert main(["run", str(tmp_path / "a" / "net.onnx"), str(tmp_path / "b" / "net.onnx"),
+                 "--out", str(tmp_path / "x.csv"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "would both be called 'net.onnx'" in err and err.count("\n") == 1

@@ -111,7 +111,7 @@ def _own_models(args, names: list[str]) -> tuple[dict, dict]:
     --model-arg and --top1 values the request stores for --resume; ONNX specs in
     `names` become absolute paths."""
     from models import is_spec, parse_model_args, parse_top1, resolve_spec
-    from models.byo import check_onnx_shape, unknown_top1_names
+    from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
 
     from ..cli import UsageError
 
@@ -120,6 +120,9 @@ def _own_models(args, names: list[str]) -> tuple[dict, dict]:
     if model_args and not any(":" in s and not s.startswith("timm:") for s in specs):
         raise UsageError("--model-arg applies to module:function models; none is named")
     entries = [resolve_spec(n, model_args=model_args, top1=top1) for n in specs]
+    clash = duplicate_names(specs, entries)
+    if clash:
+        raise UsageError(clash)
     for e in entries:
         if e.onnx_path is not None:
             # A dynamic dim must be given explicitly: --batch and --resolution have no default here.
