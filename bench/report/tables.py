@@ -114,7 +114,7 @@ def user_model_rows(inp: ReportInputs, gpus: list[Column], cpus: list[Column], s
     """Models the user brought (`run timm:NAME`, a .onnx file, module:function), below
     the paper's rows, with the top-1 given by `run --top1`."""
     models = [m for c in gpus + cpus for m in c.models()
-              if str(c.find(m).data.get("paper_source") or "").startswith("user")]
+              if c.find(m) is not None and str(c.find(m).data.get("paper_source") or "").startswith("user")]
     rows: list = []
     for model in dict.fromkeys(models):
         any_row = next(c.find(model) for c in gpus + cpus if c.find(model) is not None)
