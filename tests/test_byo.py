@@ -167,3 +167,18 @@ def test_two_specs_of_one_name_are_refused(tmp_path, capsys):
                  "--out", str(tmp_path / "x.csv"), *FAST]) == 2
     err = capsys.readouterr().err
     assert "would both be called 'net.onnx'" in err and err.count("\n") == 1
+
+
+def test_checkpoint_loads_into_a_callable_model_strictly(tmp_path, user_module):
+    from models import ModelError, create_model, resolve_spec
+
+    entry = resolve_spec(f"{user_module}:build", model_args={"width": 6})
+    state = create_model(entry.name).state_dict()
+    state = {k: torch.full_like(v, 0.5) for k, v in state.items()}
+    torch.save(state, tmp_path / "w.pth")
+    m = create_model(entry.name, checkpoint=tmp_path / "w.pth")
+    assert torch.equal(m.state_dict()["0.weight"], torch.full((6, 3, 3, 3), 0.5))
+    del state["4.bias"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ModelError, match="1 missing"):
+        create_model(entry.name, checkpoint=tmp_path / "bad.pth")
