@@ -182,6 +182,27 @@ def fig9_configs() -> list[IsoConfig]:
     return list(dict.fromkeys(out))
 
 
+_BY_NAME: dict[str, IsoConfig] = {}
+
+
+def iso_config(name: str) -> IsoConfig | None:
+    """The isotropic configuration of a registered name, or None."""
+    return _BY_NAME.get(name)
+
+
+def fig9_points(name: str) -> list[tuple[str, str, int]]:
+    """Where a model sits in Fig. 9: (sweep 'width' or 'kernel', block, x) for each sweep."""
+    cfg = iso_config(name)
+    if cfg is None or cfg.depth != FIG9_DEPTH:
+        return []
+    out = []
+    if cfg.kernel == (7 if cfg.block == "efficientmod" else 3) and cfg.width in FIG9_WIDTHS:
+        out.append(("width", cfg.block, cfg.width))
+    if cfg.width == 196 and cfg.kernel in FIG9_KERNELS:
+        out.append(("kernel", cfg.block, cfg.kernel))
+    return out
+
+
 def _register() -> None:
     here = Path(__file__).resolve().parent
     source_id = "modbench:mbconv-ablation@" + file_digest(Path(__file__)) + file_digest(here / "efficientmod.py")
@@ -189,6 +210,7 @@ def _register() -> None:
 
     def iso_entry(name: str, cfg: IsoConfig, paper: PaperFacts, suites: tuple[str, ...], assumption: str):
         variants = INTERACTIONS if cfg.block == "efficientmod" else ("default",)
+        _BY_NAME[name] = cfg
         register(ModelEntry(
             name=name, family=cfg.block, paper=paper, variants=variants, source_id=source_id,
             builder=_with_checkpoint(lambda v, cfg=cfg: Isotropic(cfg, interaction=v if v != "default" else "repeat")),

@@ -125,3 +125,14 @@ def test_separate_mlp_variant_keeps_the_paper_size():
     assert round(count_params(m) / 1e6, 1) == e.paper.params_m == 12.9
     assert round(count_macs(m, 224) / 1e9, 1) == e.paper.macs_g == 1.5
     assert e.assumption and "appendix_l" in e.suites
+
+
+def test_fig9_points_place_each_network_in_its_sweeps():
+    from models.mbconv_ablation import fig9_points
+
+    assert fig9_points("efficientmod_iso_6m") == [("width", "efficientmod", 196), ("kernel", "efficientmod", 7)]
+    assert fig9_points("mbconv_iso_6m") == [("width", "mbconv", 196), ("kernel", "mbconv", 3)]
+    assert fig9_points("mbconv_iso_c196_d11_k9") == [("kernel", "mbconv", 9)]
+    assert fig9_points("efficientmod_iso_c320_d11_k7") == [("width", "efficientmod", 320)]
+    assert fig9_points("efficientmod_iso_12m") == []  # depth 13: Table 6 only
+    assert fig9_points("efficientmod_xxs") == []

@@ -310,5 +310,26 @@ def build_all(inp: ReportInputs, out_dir: Path) -> list[Path]:
             paths += accuracy_vs_latency(col, out_dir) or []
         paths += distributions(col, out_dir) or []
     paths += variant_bars(inp, out_dir) or []
-    paths += resolution_plots(inp, out_dir) + batch_plots(inp, out_dir)
+    paths += resolution_plots(inp, out_dir) + batch_plots(inp, out_dir) + fig9_plots(inp, out_dir)
     return paths
+
+
+def fig9_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
+    """Paper Fig. 9: latency of isotropic EfficientMod and MBConv vs width and kernel size."""
+    from .tables import fig9_points
+
+    out = []
+    for label, pts in fig9_points(inp).items():
+        for sweep, xlabel in (("width", "Width (channels)"), ("kernel", "Kernel size")):
+            series = {}
+            for (s, block, x), row in sorted(pts.items()):
+                if s != sweep:
+                    continue
+                m = row.measurement()
+                lo, hi = m.median_ci()
+                name = "EfficientMod (r=6)" if block == "efficientmod" else "MBConv (r=7)"
+                series.setdefault(name, []).append((x, m.median, lo, hi))
+            if series:
+                out += _line_plot(series, xlabel, f"EfficientMod vs MBConv (cf. Fig. 9) — {label}", out_dir,
+                                  f"fig9_{sweep}_{slug(label)}")
+    return out
