@@ -159,7 +159,17 @@ def get_entry(name: str) -> ModelEntry:
     except KeyError:
         close = difflib.get_close_matches(name.lower(), _REGISTRY, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `bench.py list`"
+        if _timm_has(name):
+            hint = f"; timm has it: name it timm:{name}"
         raise ModelError(f"unknown model {name!r}{hint}") from None
+
+
+def _timm_has(name: str) -> bool:
+    try:
+        import timm  # only on this error path: it costs seconds
+    except ImportError:
+        return False
+    return bool(name) and ":" not in name and timm.is_model(name)
 
 
 def list_entries(suite: str | None = None) -> list[ModelEntry]:

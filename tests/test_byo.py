@@ -133,6 +133,7 @@ def test_callable_from_pythonpath_in_a_fresh_process(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["timm:convnext_atoo"], "unknown timm model 'convnext_atoo'; did you mean convnext_atto"),
+    (["convnext_atto"], "unknown model 'convnext_atto'; timm has it: name it timm:convnext_atto"),
     (["{tmp}/junk.onnx"], "is not a valid ONNX model"),
     (["{tmp}/absent.onnx"], "does not exist"),
     (["modbench_no_such_module_xyz:build"], "module 'modbench_no_such_module_xyz' does not import"),
