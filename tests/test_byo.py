@@ -183,3 +183,14 @@ def test_checkpoint_loads_into_a_callable_model_strictly(tmp_path, user_module):
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ModelError, match="1 missing"):
         create_model(entry.name, checkpoint=tmp_path / "bad.pth")
+
+
+def test_core_ml_export_of_your_own_models(tmp_path, user_module, capsys):
+    pytest.importorskip("coremltools")
+    out = tmp_path / "pkgs"
+    assert main(["export", f"{user_module}:build", "timm:test_convnext", "--format", "coreml",
+                 "--model-arg", "width=4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{user_module}:build (default, 224px" in printed and "timm:test_convnext (default, 160px" in printed
+    assert (out / f"{user_module}:build.mlpackage").is_dir()
+    assert (out / "timm:test_convnext.mlpackage").is_dir()
