@@ -60,6 +60,7 @@ def catalog(suite: str | None = None, measure: bool = True) -> list[dict]:
             "top1": p.top1, "top1_distilled": p.top1_distilled,
             "paper_gpu_ms": p.gpu_ms, "paper_cpu_ms": p.cpu_ms,
             "suites": "|".join(e.suites), "source": p.source,
-            "note": e.unavailable_reason or ", ".join(e.tags),
+            "note": e.unavailable_reason or ", ".join(e.tags + (("assumed config",) if e.assumption else ())),
+            "assumption": e.assumption,
         })
     return rows

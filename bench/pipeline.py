@@ -14,7 +14,7 @@ from typing import Callable
 
 from exporters import ExportRequest, get_exporter
 from exporters.cache import sha256_file
-from models import create_model, get_entry
+from models import ModelEntry, ModelError, create_model, get_entry, resolve_spec
 from models.complexity import count_macs, count_params
 
 from .env import machine_env, now_iso
@@ -79,6 +79,10 @@ class RunRequest:
     # Runner-specific settings (precision, cudnn_algo_search, cuda_graphs, ...);
     # only those asked for, so a CPU run's request stays as it was.
     options: dict = field(default_factory=dict)
+    # Bring-your-own models (models/byo.py): `models` may hold specs (timm:NAME,
+    # PATH.onnx, module:function); these rebuild them on --resume.
+    model_args: dict = field(default_factory=dict)
+    top1: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -117,20 +121,40 @@ def plan(req: RunRequest) -> list[Job]:
     if req.checkpoint and len(set(req.models)) > 1:
         raise PlanError("--checkpoint applies to one model; name exactly one")
     jobs, seen = [], set()
-    for name in req.models:
-        entry = get_entry(name)
+    for spec in req.models:
+        entry = resolve_entry(spec, req)
+        name = entry.name
         if not entry.available:
             raise PlanError(f"model {name} is not available yet: {entry.unavailable_reason}")
         for variant, threads, batch, res in itertools.product(
                 req.variants, req.threads, req.batches, req.resolutions):
             if variant is not None and variant not in entry.variants and len(req.models) == 1:
                 raise PlanError(f"model {name} has no variant {variant!r}; it has {', '.join(entry.variants)}")
+            if entry.onnx_path is not None:
+                check_onnx_job(entry, batch, res, req)
             job = Job(name, entry.resolve_variant(variant), req.runtime, threads, batch,
                       res or entry.default_resolution, req.checkpoint)
             if job.row_id not in seen:
                 seen.add(job.row_id)
                 jobs.append(job)
     return jobs
+
+
+def resolve_entry(spec: str, req: RunRequest) -> ModelEntry:
+    """A registry name, or a bring-your-own spec registered for this run."""
+    return resolve_spec(spec, model_args=req.model_args, top1=req.top1)
+
+
+def check_onnx_job(entry: ModelEntry, batch: int, res: int | None, req: RunRequest) -> None:
+    """An ONNX file runs as it is: its fixed dims must be the ones asked for."""
+    from models.byo import check_onnx_shape
+
+    if req.checkpoint:
+        raise PlanError(f"{entry.name} is an ONNX file and carries its own weights; --checkpoint does not apply")
+    try:
+        check_onnx_shape(entry, batch, res)
+    except ModelError as exc:
+        raise PlanError(str(exc)) from None
 
 
 @dataclass
@@ -153,6 +177,8 @@ def prepare(job: Job, req: RunRequest, artifact_format: str,
     import torch
 
     entry = get_entry(job.model)
+    if entry.onnx_path is not None:
+        return prepare_onnx_file(job, entry, artifact_format)
     torch.manual_seed(0)
     try:
         module = create_model(job.model, variant=job.variant, resolution=job.resolution,
@@ -182,6 +208,32 @@ def prepare(job: Job, req: RunRequest, artifact_format: str,
     cols.update(exporter=art.meta.get("exporter"), opset=art.meta.get("opset"),
                 export_parity_rel_err=art.meta.get("parity_rel_err"),
                 artifact_sha256=art.meta.get("sha256"))
+    return Prepared(job, art, cols)
+
+
+def prepare_onnx_file(job: Job, entry: ModelEntry, artifact_format: str) -> Prepared:
+    """A user's ONNX file is the artifact: no build, no export (so no parity gate),
+    params counted from its initializers, MACs not counted, its SHA-256 recorded."""
+    from exporters import ExportedModel
+    from models.byo import load_onnx, onnx_input, onnx_param_count
+
+    if artifact_format != "onnx":
+        raise PlanError(f"{entry.name} is an ONNX file; the {job.runtime} runtime needs a PyTorch model")
+    proto = load_onnx(entry.onnx_path)
+    input_name, _ = onnx_input(proto)
+    sha = sha256_file(Path(entry.onnx_path))
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    art = ExportedModel(Path(entry.onnx_path), "onnx", input_name,
+                        (job.batch, 3, job.resolution, job.resolution),
+                        {"sha256": sha, "exporter": "none (ONNX file)", "opset": opset})
+    p = entry.paper
+    cols = {
+        "params_m": onnx_param_count(proto) / 1e6, "macs_g": None, "top1": p.top1,
+        "paper_params_m": None, "paper_macs_g": None, "paper_gpu_ms": None, "paper_cpu_ms": None,
+        "paper_resolution": p.resolution, "paper_source": p.source, "checkpoint": "weights in the ONNX file",
+        "artifact_format": "onnx", "exporter": "none (ONNX file)", "opset": opset,
+        "export_parity_rel_err": None, "artifact_sha256": sha,
+    }
     return Prepared(job, art, cols)
 
 

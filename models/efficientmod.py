@@ -232,7 +232,8 @@ def _register() -> None:
     from dataclasses import replace
     from pathlib import Path
 
-    from .registry import ModelEntry, PaperFacts, file_digest, load_checkpoint, load_paper_table, register
+    from .registry import (ModelEntry, PaperFacts, add_to_suite, file_digest, load_checkpoint,
+                           load_paper_table, register)
 
     table1 = load_paper_table("paper_table1.tsv", "Table 1")
     # s-Conv is not in Table 1: Table 2 gives its accuracy and size, Table 6 (hier.
@@ -274,6 +275,10 @@ def _register() -> None:
             variants=INTERACTIONS, source_id=source_id, suites=("appendix_l",),
             tags=("ablation", "conv"),
         ))
+    # Later tables that put these beside their peers: Table 4 (modulation models),
+    # Table 6 (hier. EfficientMod 12.9M is s-Conv).
+    add_to_suite("efficientmod_xxs", "table4")
+    add_to_suite("efficientmod_s_conv", "table6")
 
 
 _register()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .efficientmod import CONFIGS, INTERACTIONS, EfficientMod
 from .efficientmod_mobile import XXS_CONV, efficientmod_cf, fuse_batchnorm
-from .registry import (ModelEntry, _REGISTRY, add_to_suite, file_digest, load_checkpoint,
+from .registry import (ModelEntry, add_to_suite, file_digest, get_entry, load_checkpoint,
                        load_paper_table, register)
 
 BN_VARIANTS = ("fused", "bn")  # deploy form (BN folded into the conv) | training form
@@ -46,7 +46,7 @@ def _register() -> None:
 
     # The released configurations, channels-first: same weights, same logits.
     for size in CONFIGS:
-        base = _REGISTRY[f"efficientmod_{size}"]
+        base = get_entry(f"efficientmod_{size}")
         register(ModelEntry(
             name=f"efficientmod_{size}_cf", family="efficientmod", builder=_cf_builder(size),
             paper=replace(base.paper, paper_name=base.paper.paper_name + " (channels-first)"),
@@ -54,7 +54,7 @@ def _register() -> None:
             tags=base.tags + ("channels-first",)))
     register(ModelEntry(
         name="efficientmod_xxs_bn", family="efficientmod", builder=_cf_builder("xxs", "batchnorm"),
-        paper=replace(_REGISTRY["efficientmod_xxs"].paper, paper_name="EfficientMod-xxs (no LN, BN)",
+        paper=replace(get_entry("efficientmod_xxs").paper, paper_name="EfficientMod-xxs (no LN, BN)",
                       top1=None),
         variants=BN_VARIANTS, source_id=source_id, suites=("mobile",),
         tags=("hybrid", "channels-first", "batchnorm")))
@@ -80,9 +80,9 @@ def _register() -> None:
         paper=t12["efficientmod_xxs_conv_adj"], source_id=source_id, suites=("table12",),
         unavailable_reason="the paper does not give the adjusted channel and block numbers"))
 
+    # The Table 1 peers (timm_peers, edgevit) join Table 12 whenever they register.
     for name in t12:
-        if name in _REGISTRY:
-            add_to_suite(name, "table12")
+        add_to_suite(name, "table12")
 
 
 _register()

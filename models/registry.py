@@ -1,7 +1,9 @@
 """One registry of every model the suite knows, keyed by a stable timm-style name.
 
-Each family module registers its entries; the paper's metadata for them comes from
-data files (paper_table1.tsv and friends), never from code.
+Each family module registers its own entries with `register(...)` when imported,
+as timm's do; this module imports none of them (models/__init__.py discovers and
+imports the families). The paper's metadata comes from data files
+(paper_table1.tsv and friends), never from code.
 """
 from __future__ import annotations
 
@@ -54,10 +56,17 @@ class ModelEntry:
     unavailable_reason: str | None = None
     suites: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # A model given as an ONNX file (bring-your-own): timed as the file is, never
+    # built or exported; builder is None.
+    onnx_path: str | None = None
+    # What was assumed where the paper is silent (configs it does not publish).
+    assumption: str = ""
 
     @property
     def available(self) -> bool:
-        return self.builder is not None and self.unavailable_reason is None
+        if self.unavailable_reason is not None:
+            return False
+        return self.builder is not None or self.onnx_path is not None
 
     @property
     def default_variant(self) -> str:
@@ -78,22 +87,43 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# suite -> models another family puts into it (a later paper table reusing a peer).
+# Kept apart and merged on lookup, so families can register in any order.
+_SUITE_ADDITIONS: dict[str, list[str]] = {}
 
 
 def add_to_suite(name: str, suite: str) -> None:
-    """Put an already registered model into one more suite (a later paper table)."""
+    """Put a model, registered by any family (before or after this call), into one more suite."""
+    members = _SUITE_ADDITIONS.setdefault(suite, [])
+    if name not in members:
+        members.append(name)
+
+
+def suite_additions() -> dict[str, list[str]]:
+    return {k: list(v) for k, v in _SUITE_ADDITIONS.items()}
+
+
+def _with_added_suites(entry: ModelEntry) -> ModelEntry:
     from dataclasses import replace
 
-    entry = _REGISTRY[name]
-    if suite not in entry.suites:
-        _REGISTRY[name] = replace(entry, suites=entry.suites + (suite,))
+    extra = tuple(s for s, names in _SUITE_ADDITIONS.items()
+                  if entry.name in names and s not in entry.suites)
+    return replace(entry, suites=entry.suites + extra) if extra else entry
 
 
-def register(entry: ModelEntry) -> ModelEntry:
-    if entry.name in _REGISTRY:
+def register(entry: ModelEntry, *, replace: bool = False) -> ModelEntry:
+    """Add an entry. replace: a run-time entry (a user's own model, models/byo.py)
+    given again replaces the earlier one; a family registering a name twice is a bug."""
+    if entry.name in _REGISTRY and not replace:
         raise RuntimeError(f"model {entry.name!r} registered twice")
     _REGISTRY[entry.name] = entry
     return entry
+
+
+def registered(name: str) -> ModelEntry | None:
+    """The entry of that name, or None (no suggestions, no error)."""
+    e = _REGISTRY.get(name)
+    return _with_added_suites(e) if e is not None else None
 
 
 def _num(text: str) -> float | None:
@@ -126,18 +156,26 @@ def file_digest(path: Path) -> str:
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
     try:
-        return _REGISTRY[name]
+        return _with_added_suites(_REGISTRY[name])
     except KeyError:
         close = difflib.get_close_matches(name.lower(), _REGISTRY, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `bench.py list`"
+        if _timm_has(name):
+            hint = f"; timm has it: name it timm:{name}"
         raise ModelError(f"unknown model {name!r}{hint}") from None
 
 
+def _timm_has(name: str) -> bool:
+    try:
+        import timm  # only on this error path: it costs seconds
+    except ImportError:
+        return False
+    return bool(name) and ":" not in name and timm.is_model(name)
+
+
 def list_entries(suite: str | None = None) -> list[ModelEntry]:
-    _ensure_loaded()
-    entries = list(_REGISTRY.values())
+    entries = [_with_added_suites(e) for e in _REGISTRY.values()]
     if suite is not None:
         entries = [e for e in entries if suite in e.suites]
     return sorted(entries, key=lambda e: (e.paper.group or 99, _row_number(e), e.name))
@@ -151,8 +189,7 @@ def _row_number(e: ModelEntry) -> int:
 
 
 def suites() -> list[str]:
-    _ensure_loaded()
-    return sorted({s for e in _REGISTRY.values() for s in e.suites})
+    return sorted({s for e in list_entries() for s in e.suites})
 
 
 def create_model(name: str, *, variant: str | None = None, resolution: int | None = None,
@@ -164,6 +201,8 @@ def create_model(name: str, *, variant: str | None = None, resolution: int | Non
     checkpoint: a state dict file, loaded strictly (no missing or unexpected keys).
     """
     entry = get_entry(name)
+    if entry.onnx_path is not None:
+        raise ModelError(f"model {name!r} is an ONNX file; it has no PyTorch module to build")
     if not entry.available:
         raise ModelError(f"model {name!r} is not available yet: {entry.unavailable_reason}")
     variant = variant or entry.default_variant
@@ -202,16 +241,3 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
                 parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
         raise ModelError(f"checkpoint {str(path)!r} does not fit the model: " + ", ".join(parts))
     model.load_state_dict(state, strict=True)
-
-
-_LOADED = False
-
-
-def _ensure_loaded() -> None:
-    # Family modules register on import; import them lazily so `import models`
-    # stays cheap (timm alone costs seconds).
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        from . import efficientmod, regressed, timm_peers, unavailable  # noqa: F401
-        from . import mobile_variants  # noqa: F401  (after the models it adds to Table 12)

@@ -73,7 +73,7 @@ def test_resume_finishes_only_missing_rows(two_model_run, tmp_path, capsys):
     (["run", "efficientmod_xxs", "--threads", "0"], "--threads: expected a thread count"),
     (["run", "efficientmod_xxs", "--batch", "-1"], "--batch: expected a batch size"),
     (["run", "efficientmod_xxs", "--threads", "two"], "expected an integer"),
-    (["run", "edgevit_s"], "not available yet"),
+    (["run", "efficientmod_hier_6m"], "not available yet"),
     (["run", "--suite", "nope"], "unknown suite 'nope'"),
     (["run", "efficientmod_xxs", "--runtime", "tpu"], "unknown runtime 'tpu'"),
     (["run", "efficientmod_xxs", "--variant", "shuffle"], "has no variant 'shuffle'"),

@@ -15,6 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=A.batch_size, default=1)
     p.add_argument("--resolution", type=A.resolution)
     p.add_argument("--checkpoint", help="state dict file to load (strict)")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="keyword argument for module:function models (repeatable)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
     p.add_argument("--opset", type=A.opset)
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch axis (slower in ORT)")
@@ -30,6 +32,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from exporters import EXPORTERS
+    from models import parse_model_args
 
     from models.fsio import atomic_dir, probe_writable
 
@@ -50,7 +53,7 @@ def run(args) -> int:
     req = RunRequest(models=args.models, variants=[args.variant], batches=[args.batch],
                      resolutions=[args.resolution], checkpoint=args.checkpoint,
                      exporter=args.exporter, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                     iters=1)
+                     iters=1, model_args=parse_model_args(args.model_arg))
     out = Path(args.out) if args.out else None
     jobs = plan(req)
     if out is not None:

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     from . import _args as A
 
     p = sub.add_parser("run", help="benchmark models")
-    p.add_argument("models", nargs="*", metavar="MODEL")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
     p.add_argument("--runtime", default="ort-cpu", help="runner (default ort-cpu; also torch-cpu, ...)")
     p.add_argument("--threads", type=A.thread_list, default=None,
@@ -49,12 +50,17 @@ def add_parser(sub) -> None:
     p.add_argument("--max-disturbed", type=A.fraction, default=0.10,
                    help="a row with more disturbed blocks than this share is INVALID (default 0.10)")
     p.add_argument("--warmup", type=A.non_negative_int, default=50, help="untimed iterations before timing (default 50)")
-    p.add_argument("--batch", type=A.batch_list, default=[1], help="batch size(s), comma list")
-    p.add_argument("--resolution", type=A.thread_list, default=None,
+    p.add_argument("--batch", type=A.batch_list, default=None, help="batch size(s), comma list (default 1)")
+    p.add_argument("--resolution", type=A.resolution_list, default=None,
                    help="input side(s), comma list (default: each model's paper resolution)")
     p.add_argument("--variant", default=None,
                    help="variant(s), comma list; EfficientMod: repeat (released) or reshape")
     p.add_argument("--checkpoint", help="state dict to load into the (single) model, strictly")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="keyword argument for module:function models (repeatable; Python literals)")
+    p.add_argument("--top1", action="append", metavar="NAME=ACC|TSV",
+                   help="top-1 accuracy of your own models for tables and the accuracy-latency plot "
+                        "(repeatable), or a TSV of NAME<TAB>TOP1 lines")
     p.add_argument("--out", help="results CSV to create (default: a new file under --results-dir)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
@@ -102,6 +108,7 @@ def _request(args):
     names += [m for m in args.models if m not in names]
     if not names:
         raise UsageError("name at least one MODEL or a --suite")
+    model_args, top1 = _own_models(args, names)
     variants = [v.strip() for v in args.variant.split(",")] if args.variant else [None]
     kw = {}
     if args.iters == "auto":
@@ -117,13 +124,48 @@ def _request(args):
         ("compile_mode", args.compile_mode), ("device_id", args.device_id)) if v is not None}
     return RunRequest(
         options=options, models=names, runtime=args.runtime, variants=variants, threads=threads,
-        batches=args.batch, resolutions=args.resolution or [None], target_ci=args.target_ci,
+        batches=args.batch or [1], resolutions=args.resolution or [None], target_ci=args.target_ci,
         stat=args.stat, min_iters=args.min_iters, time_budget=args.time_budget,
         busy_cores=args.busy_cores, max_disturbed=args.max_disturbed,
         warmup=args.warmup, block=args.block, block_warmup=args.block_warmup,
         schedule=args.schedule, interleave=args.interleave, spinning=args.spinning == "on",
         checkpoint=args.checkpoint, exporter=args.exporter, opset=args.opset,
-        dynamic_batch=args.dynamic_batch, **kw)
+        dynamic_batch=args.dynamic_batch, model_args=model_args, top1=top1, **kw)
+
+
+def _own_models(args, names: list[str]) -> tuple[dict, dict]:
+    """Check the bring-your-own specs now (one line on bad input) and return the
+    --model-arg and --top1 values the request stores for --resume; ONNX specs in
+    `names` become absolute paths."""
+    from models import is_spec, parse_model_args, parse_top1, resolve_spec
+    from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
+
+    from ..cli import UsageError
+
+    model_args, top1 = parse_model_args(args.model_arg), parse_top1(args.top1)
+    specs = [n for n in names if is_spec(n)]
+    if model_args and not any(":" in s and not s.startswith("timm:") for s in specs):
+        raise UsageError("--model-arg applies to module:function models; none is named")
+    entries = [resolve_spec(n, model_args=model_args, top1=top1) for n in specs]
+    clash = duplicate_names(specs, entries)
+    if clash:
+        raise UsageError(clash)
+    for e in entries:
+        if e.onnx_path is not None:
+            # A dynamic dim must be given explicitly: --batch and --resolution have no default here.
+            check_onnx_shape(e, args.batch[0] if args.batch else None,
+                             args.resolution[0] if args.resolution else None)
+    unknown = unknown_top1_names(top1, specs, [e.name for e in entries])
+    if unknown:
+        raise UsageError(f"--top1 names {', '.join(unknown)}, not one of your own models in this run "
+                         "(registered models keep the paper's top-1)")
+    # Stored for --resume: ONNX files by absolute path, accuracies by model name.
+    for spec, e in zip(specs, entries):
+        if spec in top1:
+            top1[e.name] = top1.pop(spec)
+        if e.onnx_path is not None:
+            names[names.index(spec)] = e.onnx_path
+    return model_args, top1
 
 
 def runtime_device(runtime: str) -> str | None:

@@ -116,16 +116,29 @@ def pareto(latency, accuracy) -> list[int]:
     return front
 
 
+def user_top1(row) -> tuple[float, bool] | None:
+    """A model of the user's own (not in the paper) placed by the top-1 given with
+    `run --top1`, which its results row carries."""
+    if not str(row.data.get("paper_source") or "").startswith("user"):
+        return None  # registered models are placed by the paper's figures only
+    v = row.data.get("top1")
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
+        return None
+    return float(v), False
+
+
 def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
-    pts = []
+    pts, users = [], 0
     for model in col.models():
         row = col.find(model)
-        top = ref.paper_top1(model)
+        paper_top = ref.paper_top1(model)
+        top = paper_top or (user_top1(row) if row is not None else None)
         if row is None or top is None:
             continue
         m = row.measurement()
         lo, hi = m.median_ci()
         label = ref.paper_label(model) + (" †" if top[1] else "")
+        users += paper_top is None
         pts.append((m.median, lo, hi, top[0], label, model))
     if len(pts) < 2:
         return None
@@ -154,7 +167,7 @@ def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
     yspan = y.max() - y.min() or 1
     ax.set_ylim(y.min() - 0.15 * yspan, y.max() + 0.2 * yspan)
     ax.set_xlabel(f"Measured latency, median ms (95% CI) — {col.label}")
-    ax.set_ylabel("ImageNet-1K top-1 (%), paper")
+    ax.set_ylabel("ImageNet-1K top-1 (%), paper" + (" (yours: run --top1)" if users else ""))
     ax.set_title(f"Accuracy vs latency, {col.device.upper()} (cf. paper Fig. 3 / Fig. 7)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.scatter([], [], marker="*", s=90, color=HIGHLIGHT, label="EfficientMod")
@@ -297,5 +310,26 @@ def build_all(inp: ReportInputs, out_dir: Path) -> list[Path]:
             paths += accuracy_vs_latency(col, out_dir) or []
         paths += distributions(col, out_dir) or []
     paths += variant_bars(inp, out_dir) or []
-    paths += resolution_plots(inp, out_dir) + batch_plots(inp, out_dir)
+    paths += resolution_plots(inp, out_dir) + batch_plots(inp, out_dir) + fig9_plots(inp, out_dir)
     return paths
+
+
+def fig9_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
+    """Paper Fig. 9: latency of isotropic EfficientMod and MBConv vs width and kernel size."""
+    from .tables import fig9_points
+
+    out = []
+    for label, pts in fig9_points(inp).items():
+        for sweep, xlabel in (("width", "Width (channels)"), ("kernel", "Kernel size")):
+            series = {}
+            for (s, block, x), row in sorted(pts.items()):
+                if s != sweep:
+                    continue
+                m = row.measurement()
+                lo, hi = m.median_ci()
+                name = "EfficientMod (r=6)" if block == "efficientmod" else "MBConv (r=7)"
+                series.setdefault(name, []).append((x, m.median, lo, hi))
+            if series:
+                out += _line_plot(series, xlabel, f"EfficientMod vs MBConv (cf. Fig. 9) — {label}", out_dir,
+                                  f"fig9_{sweep}_{slug(label)}")
+    return out

@@ -103,10 +103,30 @@ def table1(inp: ReportInputs, stat: str) -> Table:
                   _num_cell(any_row, "params_m"), _paper(ref.value("Table 1", model, "flops_g")),
                   _num_cell(any_row, "macs_g"), Cell(f"{int(res)}²" if res else "–", res)]
         t.rows.append(cells)
+    t.rows += user_model_rows(inp, gpus, cpus, stat)
     t.notes += [_stat_note(stat), "Paper: Table 1 (P100 GPU, Xeon E5-2680 CPU with 4 threads, batch 1, mean "
                 "of 4000 ONNX runs); Top-1 in brackets is with strong training (distillation or "
                 "re-parameterization). FLOPs in the paper are multiply-accumulates."] + _columns_note(gpus + cpus)
     return t
+
+
+def user_model_rows(inp: ReportInputs, gpus: list[Column], cpus: list[Column], stat: str) -> list:
+    """Models the user brought (`run timm:NAME`, a .onnx file, module:function), below
+    the paper's rows, with the top-1 given by `run --top1`."""
+    models = [m for c in gpus + cpus for m in c.models()
+              if c.find(m) is not None and str(c.find(m).data.get("paper_source") or "").startswith("user")]
+    rows: list = []
+    for model in dict.fromkeys(models):
+        any_row = next(c.find(model) for c in gpus + cpus if c.find(model) is not None)
+        top = any_row.data.get("top1")
+        top = None if top is None or (isinstance(top, float) and math.isnan(top)) else float(top)
+        res = int(any_row["resolution"])
+        rows.append([Cell(model), Cell("–" if top is None else f"{top:.1f}", top), Cell("–")]
+                    + [measured_cell(c.find(model), stat) for c in gpus] + [Cell("–")]
+                    + [measured_cell(c.find(model), stat) for c in cpus]
+                    + [Cell("–"), _num_cell(any_row, "params_m"), Cell("–"), _num_cell(any_row, "macs_g"),
+                       Cell(f"{res}²", res)])
+    return (["Your models (not in the paper)"] + rows) if rows else []
 
 
 def _num_cell(row: Row | None, col: str) -> Cell:
@@ -266,7 +286,41 @@ def build_all(inp: ReportInputs, stat: str = "median") -> list[Table]:
     v = variant_table(inp)
     if v is not None:
         tables.append(v)
-    return tables + batch_sweeps(inp, stat) + resolution_sweeps(inp, stat)
+    return tables + fig9_tables(inp, stat) + batch_sweeps(inp, stat) + resolution_sweeps(inp, stat)
+
+
+def fig9_points(inp: ReportInputs) -> dict[str, dict[tuple[str, str, int], Row]]:
+    """Column label -> {(sweep, block, x): row} for the measured Fig. 9 networks."""
+    from models.mbconv_ablation import fig9_points as points
+
+    out: dict[str, dict] = {}
+    for c in inp.columns:
+        for m in c.models():
+            row = c.find(m)
+            for p in points(m) if row is not None else []:
+                out.setdefault(c.label, {})[p] = row
+    return out
+
+
+def fig9_tables(inp: ReportInputs, stat: str) -> list[Table]:
+    """Paper Fig. 9: isotropic EfficientMod vs MBConv as width and kernel size grow."""
+    found = fig9_points(inp)
+    tables = []
+    for sweep, unit in (("width", "Width (channels)"), ("kernel", "Kernel size")):
+        cols = [label for label, pts in found.items() if any(p[0] == sweep for p in pts)]
+        if not cols:
+            continue
+        heads = [unit] + [f"{b}: {label}" for label in cols for b in ("EfficientMod", "MBConv")]
+        t = Table(f"fig9_{sweep}", f"Fig. 9: EfficientMod vs MBConv blocks, latency vs {sweep} (isotropic)", heads)
+        xs = sorted({p[2] for label in cols for p in found[label] if p[0] == sweep})
+        for x in xs:
+            t.rows.append([Cell(str(x), x)] + [measured_cell(found[label].get((sweep, b, x)), stat)
+                                                for label in cols for b in ("efficientmod", "mbconv")])
+        t.notes += [_stat_note(stat), "Paper: Fig. 9 (values shown only in the figure; the swept widths and "
+                    "kernels here are assumed, see docs/models.md). Width sweep: EfficientMod 7x7 context, "
+                    "MBConv 3x3 depth-wise; kernel sweep: both at width 196; depth 11, r = 6 / 7."]
+        tables.append(t)
+    return tables
 
 
 # --- Rendering -----------------------------------------------------------------

@@ -1,0 +1,293 @@
+"""Bring your own model: run a network of your own beside the registered ones.
+
+Three forms of model spec, mixed freely with registry names:
+
+* ``timm:NAME``             any model timm lists, random init, its default input size;
+* ``PATH.onnx``             an ONNX file, timed as it is (never re-exported);
+  its input name and shape come from the graph;
+* ``module.path:function``  a Python callable returning an ``nn.Module``
+  (importable from the current directory or PYTHONPATH), called with the
+  ``--model-arg KEY=VALUE`` pairs; input 224 unless asked otherwise.
+
+`resolve_spec` turns a spec into a ModelEntry and registers it for this process,
+so the rest of the suite (planning, export, timing, results) treats it like any
+registered model. Bad input raises ModelError with one line naming the problem.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import difflib
+import hashlib
+import importlib
+import inspect
+import os
+import re
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+from torch import nn
+
+from .registry import (ModelEntry, ModelError, PaperFacts, get_entry, load_checkpoint, register,
+                       registered)
+
+TIMM_PREFIX = "timm:"
+USER_SOURCE = "user"  # PaperFacts.source of every bring-your-own entry starts with this
+DEFAULT_RESOLUTION = 224
+_CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
+def is_spec(text: str) -> bool:
+    """Whether `text` names a bring-your-own model rather than a registry name."""
+    return text.startswith(TIMM_PREFIX) or text.lower().endswith(".onnx") or bool(_CALLABLE.match(text))
+
+
+def is_user_entry(entry: ModelEntry) -> bool:
+    return entry.paper.source.startswith(USER_SOURCE)
+
+
+# --- command-line values --------------------------------------------------------
+
+def parse_model_args(pairs: list[str] | None) -> dict:
+    """KEY=VALUE pairs; values are Python literals where they parse (2, 0.5, True,
+    (1, 2)), else strings."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ModelError(f"--model-arg takes KEY=VALUE with KEY a Python name, not {pair!r}")
+        try:
+            out[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            out[key] = raw.strip()
+    return out
+
+
+def parse_top1(items: list[str] | None) -> dict[str, float]:
+    """NAME=78.4 pairs, or paths of a TSV with lines 'NAME<TAB>TOP1' ('#' comments,
+    an optional header line 'name<TAB>top1')."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        if "=" in item and not Path(item).is_file():
+            name, _, raw = item.rpartition("=")
+            out[name.strip()] = _accuracy(raw, f"--top1 {item}")
+            continue
+        path = Path(item)
+        if not path.is_file():
+            raise ModelError(f"--top1 takes NAME=ACCURACY or a TSV file; {item!r} is neither")
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        for i, row in enumerate(csv.reader(lines, delimiter="\t"), 1):
+            if i == 1 and [c.strip().lower() for c in row[:2]] == ["name", "top1"]:
+                continue
+            if len(row) < 2:
+                raise ModelError(f"{item}: line {i} is not 'NAME<TAB>TOP1'")
+            out[row[0].strip()] = _accuracy(row[1], f"{item}: line {i}")
+    return out
+
+
+def _accuracy(raw: str, where: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ModelError(f"{where}: top-1 must be a number, not {raw.strip()!r}") from None
+    if not 0 <= v <= 100:
+        raise ModelError(f"{where}: top-1 is a percentage, {v} is outside 0-100")
+    return v
+
+
+# --- resolving a spec -------------------------------------------------------------
+
+def resolve_spec(spec: str, *, model_args: dict | None = None,
+                 top1: dict[str, float] | None = None) -> ModelEntry:
+    """The entry for a registry name or a bring-your-own spec (registered on first use)."""
+    top1 = top1 or {}
+    if not is_spec(spec):
+        return get_entry(spec)
+    if spec.startswith(TIMM_PREFIX):
+        entry = _timm_entry(spec[len(TIMM_PREFIX):])
+    elif spec.lower().endswith(".onnx"):
+        entry = _onnx_entry(spec)
+    else:
+        entry = _callable_entry(spec, dict(model_args or {}))
+    acc = top1.get(spec, top1.get(entry.name))
+    if acc is not None:
+        from dataclasses import replace
+        entry = replace(entry, paper=replace(entry.paper, top1=acc))
+    old = registered(entry.name)
+    if old is not None and not is_user_entry(old):
+        raise ModelError(f"{spec} would be called {entry.name!r}, a registered model's name")
+    # A user's model given again (another file of that name, other --model-args)
+    # replaces the earlier one: one run never holds both (see duplicate_names).
+    return register(entry, replace=True)
+
+
+def duplicate_names(specs: list[str], entries: list[ModelEntry]) -> str | None:
+    """One line if two specs of one run resolve to the same model name."""
+    seen: dict[str, str] = {}
+    for spec, e in zip(specs, entries):
+        if e.name in seen and seen[e.name] != spec:
+            return f"{seen[e.name]} and {spec} would both be called {e.name!r} in the results; rename one"
+        seen[e.name] = spec
+    return None
+
+
+def unknown_top1_names(top1: dict[str, float], specs: list[str], names: list[str]) -> list[str]:
+    """--top1 names that match no model of the run (a typo would silently drop a point)."""
+    return [n for n in top1 if n not in specs and n not in names]
+
+
+def _facts(name: str, source: str, resolution: int) -> PaperFacts:
+    return PaperFacts(paper_name=name, source=f"{USER_SOURCE}: {source}", resolution=resolution)
+
+
+def _timm_entry(name: str) -> ModelEntry:
+    import timm  # seconds; only when a timm model is asked for
+
+    if not name or not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=4, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ModelError(f"unknown timm model {name!r}{hint}")
+    size = timm.get_pretrained_cfg(name).input_size if timm.get_pretrained_cfg(name) else None
+    default = int(size[-1]) if size else DEFAULT_RESOLUTION
+
+    def build(variant: str, resolution: int, checkpoint=None):
+        model = None
+        if resolution != default:
+            # Models that bake the input size into the graph (ViTs) take it at build.
+            try:
+                model = timm.create_model(name, pretrained=False, img_size=resolution)
+            except TypeError:
+                model = None
+        if model is None:
+            model = timm.create_model(name, pretrained=False)
+        if checkpoint is not None:
+            load_checkpoint(model, checkpoint)
+        return model
+
+    return ModelEntry(name=TIMM_PREFIX + name, family="timm", builder=build,
+                      paper=_facts(TIMM_PREFIX + name, f"timm {version('timm')}", default),
+                      source_id=f"timm=={version('timm')}:{name}", tags=("user",))
+
+
+def _import_callable(spec: str):
+    module_name, _, attr = spec.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)  # after PYTHONPATH: a local file never shadows an installed package
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelError(f"{spec}: module {module_name!r} does not import "
+                         f"({type(exc).__name__}: {first})") from None
+    fn = getattr(module, attr, None)
+    if fn is None or not callable(fn):
+        raise ModelError(f"{spec}: module {module_name!r} has no callable {attr!r}")
+    return module, fn
+
+
+def _call(spec: str, fn, args: dict) -> nn.Module:
+    try:
+        model = fn(**args)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelError(f"{spec}({_args_text(args)}) failed: {type(exc).__name__}: {first}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _args_text(args: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(args.items()))
+
+
+def _callable_entry(spec: str, args: dict) -> ModelEntry:
+    module, fn = _import_callable(spec)
+    _call(spec, fn, args)  # bad input fails here, before anything is exported or timed
+    try:
+        src = Path(inspect.getsourcefile(fn) or module.__file__)
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    except (TypeError, OSError):
+        digest = "unknown"
+
+    def build(variant: str, resolution: int, checkpoint=None):
+        model = _call(spec, fn, args)
+        if checkpoint is not None:
+            load_checkpoint(model, checkpoint)
+        return model
+
+    label = f"{spec}({_args_text(args)})" if args else spec
+    return ModelEntry(name=spec, family="user", builder=build,
+                      paper=_facts(label, f"Python callable {label}", DEFAULT_RESOLUTION),
+                      source_id=f"user:{label}@{digest}", tags=("user",))
+
+
+# --- ONNX files -------------------------------------------------------------------
+
+def load_onnx(path: str | Path):
+    """The ModelProto of an ONNX file, checked; ModelError if it is not one."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"ONNX file {str(path)!r} does not exist")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{str(path)!r} is not a valid ONNX model: {first[:160]}") from None
+    return model
+
+
+def onnx_input(model) -> tuple[str, list[int | str | None]]:
+    """(name, dims) of the graph's one image input; a dim is an int, or a name (or
+    None) where it is dynamic."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ModelError(f"the ONNX graph has {len(inputs)} inputs; the suite feeds one image tensor")
+    inp = inputs[0]
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in inp.type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise ModelError(f"the ONNX input {inp.name!r} has shape {dims}; the suite feeds N x 3 x H x W")
+    if isinstance(dims[1], int) and dims[1] != 3:
+        raise ModelError(f"the ONNX input {inp.name!r} has {dims[1]} channels; the suite feeds 3")
+    h, w = dims[2], dims[3]
+    if isinstance(h, int) and isinstance(w, int) and h != w:
+        raise ModelError(f"the ONNX input {inp.name!r} is {h}x{w}; the suite feeds square images")
+    return inp.name, dims
+
+
+def onnx_param_count(model) -> int:
+    import numpy as np
+
+    return int(sum(int(np.prod(list(t.dims))) for t in model.graph.initializer))
+
+
+def check_onnx_shape(entry: ModelEntry, batch: int | None, resolution: int | None) -> None:
+    """One line if the graph cannot take (batch, resolution): a fixed dim asked to
+    change, or a dynamic one not given (None)."""
+    _, dims = onnx_input(load_onnx(entry.onnx_path))
+    for label, flag, dim, asked in (("batch", "--batch", dims[0], batch),
+                                    ("image size", "--resolution", dims[2], resolution)):
+        if not isinstance(dim, int) and asked is None:
+            raise ModelError(f"{entry.name}: the ONNX input's {label} is dynamic ({dim or '?'}); give {flag}")
+        if isinstance(dim, int) and asked is not None and asked != dim:
+            raise ModelError(f"{entry.name}: the ONNX graph fixes {label} at {dim}; it cannot run {flag} {asked}")
+
+
+def _onnx_entry(spec: str) -> ModelEntry:
+    from exporters.cache import sha256_file
+
+    path = Path(spec).expanduser().resolve()
+    model = load_onnx(path)
+    _, dims = onnx_input(model)
+    sha = sha256_file(path)
+    res = dims[2] if isinstance(dims[2], int) else DEFAULT_RESOLUTION
+    return ModelEntry(name=path.name, family="onnx", builder=None, onnx_path=str(path),
+                      paper=_facts(path.name, f"ONNX file {path}", res),
+                      source_id=f"onnx:sha256:{sha}", tags=("user", "onnx-file"))
