@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bench.cli import main
-from bench.results import read_results, read_run_config
+from bench.store import read_results, read_run_config
 from exporters.cache import sha256_file
 from models.complexity import count_params
 

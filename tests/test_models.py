@@ -94,8 +94,9 @@ def test_registry_imports_no_family_and_suite_additions_name_registered_models()
     from models.registry import suite_additions
 
     tree = ast.parse((Path(models.__file__).parent / "registry.py").read_text())
-    relative = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
-    assert relative == []
+    # Only the layer's own plumbing (the error type, file writing); no family module.
+    relative = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
+    assert set(relative) <= {"errors", "fsio"}
     for suite, names in suite_additions().items():
         for name in names:
             assert suite in get_entry(name).suites, (suite, name)
