@@ -168,3 +168,19 @@ def test_damaged_or_foreign_input_fails_in_one_line(runs, tmp_path, capsys):
 
 def test_latex_escaping():
     assert latex_escape("a_b 3 ± 1 50%") == r"a\_b 3 $\pm$ 1 50\%"
+
+
+def test_table1_claims_are_judged_when_both_rows_were_timed_together(tmp_path, capsys):
+    """EfficientMod-xxs vs EfficientFormerV2-S0 on CPU (Table 1's own pair), timed
+    interleaved: the claim gets a paired verdict, with the statistic it used."""
+    out = tmp_path / "pair.csv"
+    assert main(["run", "efficientmod_xxs", "efficientformerv2_s0", "--out", str(out), "--iters", "40",
+                 "--warmup", "3", "--block", "10", "--threads", "1"]) == 0
+    capsys.readouterr()
+    for stat in ("median", "mean"):
+        assert main(["claims", str(out), "--stat", stat]) == 0
+        text = capsys.readouterr().out
+        line = next(ln for ln in text.splitlines() if "EfficientMod-xxs is faster than EfficientFormerV2-S0 on CPU" in ln)
+        assert f"| {stat} |" in line and "paired, 4 interleaved blocks" in line
+        assert any(f"**{v}**" in line for v in ("holds", "does not hold", "inconclusive"))
+        assert f"uses the **{stat}**" in text

@@ -10,6 +10,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="also write the Markdown to this new file (never overwritten)")
     p.add_argument("--duplicates", choices=("refuse", "latest"), default="refuse",
                    help="a model measured twice in one column: refuse (default) or keep the latest row")
+    p.add_argument("--stat", choices=("median", "mean"), default="median",
+                   help="statistic every verdict uses (default median; the paper's tables are means)")
     p.set_defaults(func=run)
 
 
@@ -24,7 +26,7 @@ def run(args) -> int:
         raise ResultsError(f"{args.out} already exists; reports are never overwritten")
     if args.out:
         probe_writable(Path(args.out), "--out file")
-    text = claims.report(load(args.results, duplicates=args.duplicates))
+    text = claims.report(load(args.results, duplicates=args.duplicates), args.stat)
     if args.out:
         atomic_write(Path(args.out), text)  # whole or not at all
     print(text)

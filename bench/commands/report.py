@@ -51,7 +51,7 @@ def run(args) -> int:
             (tmp / "tables" / f"{t.name}.tex").write_text(tables.to_latex(t))
             (tmp / "tables" / f"{t.name}.csv").write_text(tables.to_csv(t))
             index += [tables.to_markdown(t), f"(tables/{t.name}.md, .tex, .csv)", ""]
-        claims_md = claims.report(inp)
+        claims_md = claims.report(inp, args.stat)
         (tmp / "claims.md").write_text(claims_md)
         index += ["## Claims and rank agreement", "", "See [claims.md](claims.md).", ""]
         figs = [] if args.no_plots else plots.build_all(inp, tmp / "plots")

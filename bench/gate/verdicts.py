@@ -236,6 +236,11 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
 
 
 def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> None:
+    busy = [side for side, r in (("baseline", b), ("current", c)) if "machine busy" in str(r.get("invalid_reason"))]
+    if busy:
+        # A busy machine's row says how busy the machine was, not how fast the code is.
+        v.note = "; ".join(n for n in (v.note, f"the {' and '.join(busy)} row was timed on a busy machine") if n)
+        return
     try:
         xb, xc = base.samples(b), cur.samples(c)
     except SamplesError as exc:

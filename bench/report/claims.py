@@ -35,10 +35,15 @@ def judge_claim(claim: ref.Claim, r: Ratio) -> str:
         return HOLDS if hi < 1 else FAILS if lo > 1 else UNCLEAR
     if claim.relation == "slower":
         return HOLDS if lo > 1 else FAILS if hi < 1 else UNCLEAR
+    if claim.relation == "same":
+        tol = ref.SAME_TOLERANCE
+        inside = 1 / (1 + tol) <= lo and hi <= 1 + tol
+        outside = hi < 1 / (1 + tol) or lo > 1 + tol
+        return HOLDS if inside else FAILS if outside else UNCLEAR
     return FAILS if lo > 1 else HOLDS  # no_slower
 
 
-def evaluate(inp: ReportInputs) -> list[ClaimVerdict]:
+def evaluate(inp: ReportInputs, stat: str = "median") -> list[ClaimVerdict]:
     out = []
     for claim in ref.claims():
         cols = [c for c in inp.columns if c.device == claim.device and int(c.key[5]) == 1]
@@ -54,7 +59,7 @@ def evaluate(inp: ReportInputs) -> list[ClaimVerdict]:
             if int(a["resolution"]) != int(b["resolution"]) and claim.a == claim.b:
                 out.append(ClaimVerdict(claim, col, NOT_MEASURED, why="variants measured at different resolutions"))
                 continue
-            r = ratio(a, b)
+            r = ratio(a, b, stat)
             out.append(ClaimVerdict(claim, col, judge_claim(claim, r), r, f"{a.ref} vs {b.ref}"))
     return out
 
@@ -64,14 +69,14 @@ def _pct(v: float) -> str:
 
 
 def to_markdown(verdicts: list[ClaimVerdict]) -> str:
-    lines = ["| Claim | Source | Device column | Paper | Measured (A/B − 1) [95% CI] | Paper inside CI | Timing | "
-             "Verdict | Rows |", "|---|---|---|---:|---:|---|---|---|---|"]
+    lines = ["| Claim | Source | Device column | Paper | Measured (A/B − 1) [95% CI] | Statistic | Paper inside CI "
+             "| Timing | Verdict | Rows |", "|---|---|---|---:|---:|---|---|---|---|---|"]
     for v in verdicts:
         c = v.claim
         paper = "–" if c.paper_change_pct is None else _pct(c.paper_change_pct)
         if v.ratio is None:
             lines.append(f"| {c.statement} | {c.source} | {v.column.label if v.column else '–'} | {paper} | – | – "
-                         f"| – | **{v.status}** ({v.why}) | – |")
+                         f"| – | – | **{v.status}** ({v.why}) | – |")
             continue
         r = v.ratio
         lo, hi = r.change_ci_pct
@@ -79,12 +84,13 @@ def to_markdown(verdicts: list[ClaimVerdict]) -> str:
         inside = "–" if c.paper_change_pct is None or math.isnan(lo) else (
             "yes" if lo <= c.paper_change_pct <= hi else "no")
         lines.append(f"| {c.statement} | {c.source} | {v.column.label} | {paper} | {_pct(r.change_pct)}{ci} | "
-                     f"{inside} | {pairing_label(r)} | **{v.status}** | {v.refs} |")
+                     f"{r.stat} | {inside} | {pairing_label(r)} | **{v.status}** | {v.refs} |")
     counts = {s: sum(v.status == s for v in verdicts) for s in (HOLDS, FAILS, UNCLEAR, NOT_MEASURED)}
     lines += ["", "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
               "", "A claim holds when the 95% CI of the measured ratio lies entirely on the claimed side of "
               "no difference, does not hold when it lies entirely on the other side, and is inconclusive "
-              "when it straddles it. The paper's size of the effect is shown beside, not tested. Paired "
+              "when it straddles it; a 'same latency' claim holds when the CI lies within "
+              f"±{ref.SAME_TOLERANCE:.0%} of no difference. The paper's size of the effect is shown beside, not tested. Paired "
               "ratios come from the two rows' interleaved blocks; unpaired ones (rows timed separately) "
               "do not include drift of the machine between runs."]
     return "\n".join(lines) + "\n"
@@ -99,7 +105,7 @@ class RankAgreement:
     models: list[str]
 
 
-def rank_agreement(inp: ReportInputs) -> list[RankAgreement]:
+def rank_agreement(inp: ReportInputs, stat: str = "median") -> list[RankAgreement]:
     """How well the measured latency order matches the paper's (Table 1 and friends), per column."""
     out = []
     for col in inp.columns:
@@ -112,7 +118,8 @@ def rank_agreement(inp: ReportInputs) -> list[RankAgreement]:
             if p is None or row is None:
                 continue
             models.append(model)
-            measured.append(row.measurement().median)
+            m = row.measurement()
+            measured.append(m.median if stat == "median" else m.mean)
             paper.append(p[0])
         out.append(RankAgreement(col, len(models), spearman(measured, paper), kendall(measured, paper), models))
     return out
@@ -130,10 +137,12 @@ def rank_markdown(ranks: list[RankAgreement]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(inp: ReportInputs) -> str:
+def report(inp: ReportInputs, stat: str = "median") -> str:
     files = ", ".join(str(p) for p in inp.files)
-    parts = ["# The paper's latency claims vs measured results", "", f"Results: {files}", ""]
+    parts = ["# The paper's latency claims vs measured results", "", f"Results: {files}", "",
+             f"Every verdict below uses the **{stat}** of each row (`--stat`; the paper's tables are means "
+             "of its 4000 runs).", ""]
     parts += [f"Note: {n}" for n in inp.notes]
-    parts += ["## Claims", "", to_markdown(evaluate(inp)), "## Rank agreement with the paper", "",
-              rank_markdown(rank_agreement(inp))]
+    parts += ["## Claims", "", to_markdown(evaluate(inp, stat)), "## Rank agreement with the paper", "",
+              rank_markdown(rank_agreement(inp, stat))]
     return "\n".join(parts)

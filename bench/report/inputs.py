@@ -49,7 +49,10 @@ class Row:
         return load_samples(self.source, self.data)
 
     def measurement(self) -> Measurement:
-        return Measurement(self.samples())
+        """The row's samples with the blocks they were timed in (for honest intervals)."""
+        b = self.data.get("block_size")
+        block = int(b) if isinstance(b, (int, float)) and b == b and b > 0 else None
+        return Measurement(self.samples(), block=block)
 
 
 @dataclass

@@ -15,7 +15,9 @@ PAPER_GPU = "P100"
 PAPER_CPU = "Xeon E5-2680"
 PAPER_DEVICE_CLASS = {PAPER_GPU: "gpu", PAPER_CPU: "cpu", "T4": "gpu", "V100-SXM2": "gpu", "A100": "gpu",
                       "iPhone 13": "mobile"}
-RELATIONS = ("faster", "slower", "no_slower")
+RELATIONS = ("faster", "slower", "no_slower", "same")
+# "same latency": the measured ratio's interval must lie within this of 1.
+SAME_TOLERANCE = 0.10
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,11 @@ def measured_cell(row: Row | None, stat: str) -> Cell:
         return Cell(NOT_MEASURED)
     m = row.measurement()
     mark = "" if _truthy(row.data.get("valid")) else INVALID_MARK
-    if stat == "mean":
-        return Cell(f"{_fmt(m.mean)} ± {_fmt(m.std)}{mark}", m.mean, m.mean - m.std, m.mean + m.std, row.ref)
-    lo, hi = m.median_ci()
-    return Cell(f"{_fmt(m.median)} [{_fmt(lo)}, {_fmt(hi)}]{mark}", m.median, lo, hi, row.ref)
+    iv = m.interval(stat)  # 95% CI from block statistics
+    if iv.low != iv.low:  # one block: no interval
+        return Cell(f"{_fmt(iv.estimate)}{mark}", iv.estimate, None, None, row.ref)
+    return Cell(f"{_fmt(iv.estimate)} [{_fmt(iv.low)}, {_fmt(iv.high)}]{mark}", iv.estimate, iv.low, iv.high,
+                row.ref)
 
 
 def _truthy(v) -> bool:
@@ -64,9 +65,9 @@ def _paper(v: float | None) -> Cell:
 
 
 def _stat_note(stat: str) -> str:
-    what = ("median [95% CI of the median]" if stat == "median" else "mean ± std")
-    return (f"Measured cells: {what} in ms over each row's stored samples. {INVALID_MARK}: the row failed "
-            "its validity check (too few iterations or too noisy); see invalid_reason in its results file. "
+    return (f"Measured cells: {stat} [its 95% CI, from the row's timing blocks] in ms over each row's stored "
+            f"samples. {INVALID_MARK}: the row failed its validity check (its interval wider than its target, "
+            "or the machine busy while it was timed); see invalid_reason in its results file. "
             "Each measured cell's file and row_id are in this table's CSV (column `source`).")
 
 
