@@ -1,0 +1,288 @@
+"""Benchmarks of the measuring itself: are the default numbers trustworthy?
+
+    python -m bench.targets transient       # the block-switch transient, with and without settling
+    python -m bench.targets suite-vs-bare   # the suite vs a bare session.run loop, process by process
+    python -m bench.targets repeatability   # 5 default invocations: CV of ratios between models
+    python -m bench.targets busy            # rows flagged busy with and without a busy-loop competitor
+    python -m bench.targets default-run     # the default table1 run: wall time, validity, vs 4000 fixed
+
+Each prints its measurements and targets and, with --out DIR, writes them to DIR/<name>.txt
+beside the results files it made (DIR/<name>/...). Run alone on the machine: anything
+else running corrupts the numbers (the busy detector will say so).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+TRIO = ["efficientmod_s", "efficientformerv2_s2", "mobilenetv2_100"]
+
+
+def _bench(*args: str, log=None) -> float:
+    """Run bench.py in its own process; returns its wall seconds."""
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, str(REPO / "bench.py"), *args], cwd=REPO, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if log is not None:
+        log(f"$ bench.py {' '.join(args)}  ({wall:.0f} s, exit {r.returncode})")
+    if r.returncode != 0:
+        raise SystemExit(f"bench.py {' '.join(args)} failed: {r.stderr.strip().splitlines()[-1:]}")
+    return wall
+
+
+def _rows(csv: Path) -> dict:
+    from .store import read_rows
+    return {r["model"]: r for r in read_rows(csv)}
+
+
+class Report:
+    def __init__(self, name: str, out: Path | None):
+        self.name, self.lines = name, []
+        self.dir = (out / name) if out else Path(os.environ.get("TMPDIR", "/tmp")) / f"modbench-{name}-{os.getpid()}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.out = out
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def save(self) -> None:
+        if self.out:
+            from models.fsio import atomic_write
+            atomic_write(self.out / f"{self.name}.txt", "\n".join(self.lines) + "\n")
+
+
+# --- the block-switch transient ---------------------------------------------------------
+
+def transient(args, log: Report) -> None:
+    """Iteration position within a block vs the block's median, three models round-robin."""
+    from . import schedule
+    from .pipeline import RunRequest, plan, prepare_all
+    from .runners import RunSettings, get_runner
+
+    req = RunRequest(models=TRIO, threads=[args.threads])
+    prep = prepare_all(plan(req), req, "onnx")
+    runner = get_runner("ort-cpu")
+    log(f"3 models round-robin, ORT CPU {args.threads} threads, blocks of 50, {args.rounds} rounds each setting")
+    for label, settle_max in (("fixed 2 untimed iterations per block (before)", 0),
+                              (f"2 + settle until within {schedule.SETTLE_TOL:.0%} (now)", schedule.SETTLE_MAX)):
+        saved = schedule.SETTLE_MAX
+        schedule.SETTLE_MAX = settle_max
+        try:
+            sessions = [runner.open(p.artifact, (1, 3, p.job.resolution, p.job.resolution),
+                                    RunSettings(threads=args.threads)) for p in prep]
+            ms = schedule.time_sessions(sessions, 50 * args.rounds, 20, 50, "round-robin", 2)
+        finally:
+            schedule.SETTLE_MAX = saved
+            for s in sessions:
+                s.close()
+        log(f"\n{label}")
+        for p, m in zip(prep, ms):
+            x = m.samples_ms.reshape(-1, 50)
+            rel = np.median(x / np.median(x, axis=1, keepdims=True), axis=0)
+            bias = m.mean / np.mean(x[:, 10:])  # the mean vs the mean without each block's first 10
+            log(f"  {p.job.model:22s} iteration 1..5 / block median: {' '.join(f'{v:.3f}' for v in rel[:5])}; "
+                f"mean / mean-without-first-10: {bias:.4f}; settle iterations per block "
+                f"{np.mean(m.settle):.1f}")
+
+
+# --- suite vs bare loop, process by process ------------------------------------------------
+
+def _bare_child(args) -> None:
+    """In its own process: a hand-written loop over each file, as a user would write it."""
+    from .runners.base import RunSettings, random_input
+    from .runners.ort_cpu import cpu_session_options
+    import onnxruntime as ort
+
+    out = {}
+    for name, path, res in json.loads(args.files):
+        sess = ort.InferenceSession(path, cpu_session_options(RunSettings(threads=args.threads)),
+                                    providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: random_input((1, 3, res, res))}
+        for _ in range(args.warmup):
+            sess.run(None, feed)
+        t = np.empty(args.iters)
+        for i in range(args.iters):
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            t[i] = (time.perf_counter() - t0) * 1e3
+        out[name] = [float(np.median(t)), float(np.mean(t))]
+    print(json.dumps(out))
+
+
+def suite_vs_bare(args, log: Report) -> None:
+    from .pipeline import RunRequest, plan, prepare_all
+    from .stats import block_bootstrap
+
+    req = RunRequest(models=TRIO, threads=[args.threads])
+    prep = prepare_all(plan(req), req, "onnx")  # the cache both sides then load the same files from
+    files = json.dumps([[p.job.model, str(p.artifact.path), p.job.resolution] for p in prep])
+    log(f"suite: `bench.py run {' '.join(TRIO)} --iters {args.iters} --threads {args.threads}` (round-robin, "
+        f"one process); bare: a perf_counter loop of {args.iters} session.run per model, sequential, another "
+        f"process; same ONNX files; {args.pairs} pairs alternating suite/bare")
+    ratios = {m: [] for m in TRIO}
+    for k in range(args.pairs):
+        csv = log.dir / f"suite-{k}.csv"
+        _bench("run", *TRIO, "--iters", str(args.iters), "--threads", str(args.threads), "--out", str(csv))
+        suite = {m: (r["median_ms"], r["mean_ms"]) for m, r in _rows(csv).items()}
+        r = subprocess.run([sys.executable, "-m", "bench.targets", "_bare", "--files", files, "--iters",
+                            str(args.iters), "--threads", str(args.threads)], cwd=REPO, capture_output=True,
+                           text=True, check=True)
+        bare = json.loads(r.stdout.strip().splitlines()[-1])
+        for m in TRIO:
+            ratios[m].append((suite[m][0] / bare[m][0], suite[m][1] / bare[m][1]))
+        log(f"pair {k + 1}: " + "; ".join(f"{m} median {suite[m][0]:.3f}/{bare[m][0]:.3f} mean "
+                                          f"{suite[m][1]:.3f}/{bare[m][1]:.3f} ms" for m in TRIO))
+    log("\nsuite / bare (geometric mean over pairs, 95% bootstrap CI over pairs); targets: median <= 1.01, "
+        "mean <= 1.015")
+    for m in TRIO:
+        for j, what, goal in ((0, "median", 1.01), (1, "mean", 1.015)):
+            logs = np.log([p[j] for p in ratios[m]])
+            lo, hi = block_bootstrap(lambda d: np.exp(d.mean(axis=1)), logs, block=1)
+            est = math.exp(logs.mean())
+            log(f"  {m:22s} {what:6s} {est:.4f} [{lo:.4f}, {hi:.4f}]  {'met' if est <= goal else 'NOT met'}")
+
+
+# --- repeatability of ratios across invocations ----------------------------------------------
+
+def repeatability(args, log: Report) -> None:
+    runs = []
+    log(f"{args.runs} separate default invocations of `bench.py run {' '.join(TRIO)}` (auto iterations, "
+        "default threads); target: CV of each ratio <= 1%")
+    for k in range(args.runs):
+        csv = log.dir / f"run-{k}.csv"
+        wall = _bench("run", *TRIO, "--out", str(csv))
+        rows = _rows(csv)
+        runs.append({m: rows[m]["median_ms"] for m in TRIO})
+        log(f"run {k + 1} ({wall:.0f} s): " + ", ".join(
+            f"{m} {rows[m]['median_ms']:.3f} ms ({int(rows[m]['iters'])} it, ±{rows[m]['ci_rel_half_width']:.2%}, "
+            f"{'VALID' if rows[m]['valid'] else 'INVALID'})" for m in TRIO))
+    cv = lambda v: float(np.std(v, ddof=1) / np.mean(v))  # noqa: E731
+    log("\nCV across invocations")
+    for m in TRIO:
+        log(f"  median of {m:22s} {cv([r[m] for r in runs]):.2%}")
+    for a, b in ((TRIO[0], TRIO[1]), (TRIO[0], TRIO[2]), (TRIO[1], TRIO[2])):
+        v = cv([r[a] / r[b] for r in runs])
+        log(f"  ratio {a} / {b}: {v:.2%}  {'met' if v <= 0.01 else 'NOT met'}")
+
+
+# --- busy machine detection --------------------------------------------------------------------
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def busy(args, log: Report) -> None:
+    import multiprocessing as mp
+
+    models = ["mobilenetv2_100", "efficientmod_xxs", "efficientformerv2_s0"]
+    log(f"{args.runs} runs with a busy-loop competitor on one core and {args.runs} without, alternating: "
+        f"`bench.py run {' '.join(models)} --iters {args.iters}` (default threads); targets: >= 95% of rows "
+        "flagged busy with it, <= 5% without")
+    flagged = {True: [], False: []}
+    for k in range(args.runs):
+        for competitor in (True, False):
+            hog = None
+            if competitor:
+                hog = mp.get_context("spawn").Process(target=_spin, args=(600,))
+                hog.start()
+            try:
+                csv = log.dir / f"{'busy' if competitor else 'quiet'}-{k}.csv"
+                _bench("run", *models, "--iters", str(args.iters), "--out", str(csv))
+            finally:
+                if hog is not None:
+                    hog.terminate()
+                    hog.join()
+            rows = _rows(csv).values()
+            f = [("machine busy" in str(r["invalid_reason"])) for r in rows]
+            flagged[competitor] += f
+            log(f"{'with' if competitor else 'without'} competitor, run {k + 1}: "
+                + ", ".join(f"{r['model']} others {r['others_cpu_mean']:.2f} cores (max {r['others_cpu_max']:.2f}), "
+                            f"{int(r['disturbed_blocks'])}/{int(r['blocks'])} blocks disturbed, median "
+                            f"{r['median_ms']:.2f} ms" for r in rows))
+    b, q = np.mean(flagged[True]), np.mean(flagged[False])
+    log(f"\nflagged busy: with competitor {b:.0%} of {len(flagged[True])} rows ({'met' if b >= 0.95 else 'NOT met'}); "
+        f"without {q:.0%} of {len(flagged[False])} ({'met' if q <= 0.05 else 'NOT met'})")
+
+
+# --- the default run ------------------------------------------------------------------------------
+
+def default_run(args, log: Report) -> None:
+    auto, fixed = log.dir / "default.csv", log.dir / "fixed-4000.csv"
+    wall = _bench("run", "--suite", args.suite, "--out", str(auto), log=log)
+    a = _rows(auto)
+    valid = sum(bool(r["valid"]) for r in a.values())
+    log(f"default `bench.py run --suite {args.suite}`: {wall / 60:.1f} min wall (target <= 10), "
+        f"{valid}/{len(a)} rows VALID (target all)")
+    for m, r in a.items():
+        if not r["valid"]:
+            log(f"  INVALID {m}: {r['invalid_reason']}")
+    threads = str(int(next(iter(a.values()))["threads"]))
+    if args.skip_fixed:
+        return
+    wall_f = _bench("run", "--suite", args.suite, "--iters", "4000", "--threads", threads, "--out", str(fixed),
+                    log=log)
+    f = _rows(fixed)
+    log(f"fixed 4000-iteration round-robin run, same threads: {wall_f / 60:.1f} min")
+    common = sorted(set(a) & set(f))
+    # The machine's speed moves between two invocations; the ratio to each run's
+    # geometric mean removes that shift and leaves the per-model agreement.
+    g = math.exp(np.mean([math.log(a[m]["median_ms"] / f[m]["median_ms"]) for m in common]))
+    log(f"machine speed between the two runs (geometric mean of median ratios): {g:.4f}")
+    within_raw = within_norm = 0
+    for m in common:
+        raw = a[m]["median_ms"] / f[m]["median_ms"]
+        norm = raw / g
+        within_raw += abs(raw - 1) <= 0.01
+        within_norm += abs(norm - 1) <= 0.01
+        log(f"  {m:32s} auto {a[m]['median_ms']:8.3f} ms ({int(a[m]['iters'])} it)  fixed {f[m]['median_ms']:8.3f} ms"
+            f"  ratio {raw:.4f}  speed-corrected {norm:.4f}")
+    log(f"within 1% of the fixed run: {within_raw}/{len(common)} as measured, {within_norm}/{len(common)} "
+        "after the between-run speed correction")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    for name, fn in (("transient", transient), ("suite-vs-bare", suite_vs_bare),
+                     ("repeatability", repeatability), ("busy", busy), ("default-run", default_run)):
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        p.add_argument("--out", type=Path, help="folder for the report and the results files it made")
+        p.add_argument("--threads", type=int, default=2)
+    sub.choices["transient"].add_argument("--rounds", type=int, default=30)
+    sub.choices["suite-vs-bare"].add_argument("--pairs", type=int, default=5)
+    sub.choices["suite-vs-bare"].add_argument("--iters", type=int, default=2000)
+    sub.choices["repeatability"].add_argument("--runs", type=int, default=5)
+    sub.choices["busy"].add_argument("--runs", type=int, default=5)
+    sub.choices["busy"].add_argument("--iters", type=int, default=300)
+    sub.choices["default-run"].add_argument("--suite", default="table1")
+    sub.choices["default-run"].add_argument("--skip-fixed", action="store_true")
+    bare = sub.add_parser("_bare")
+    bare.add_argument("--files", required=True)
+    bare.add_argument("--iters", type=int, required=True)
+    bare.add_argument("--threads", type=int, default=2)
+    bare.add_argument("--warmup", type=int, default=50)
+    args = ap.parse_args(argv)
+    if args.what == "_bare":
+        _bare_child(args)
+        return 0
+    log = Report(args.what, args.out)
+    args.fn(args, log)
+    log.save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
