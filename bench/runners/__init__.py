@@ -1,15 +1,15 @@
-"""Runners, one module each, behind one interface (base.Runner), keyed by --runtime."""
-from .base import RunnerOptionError, RunnerUnavailable, RunSettings, Runner, Session
-from .coreml import CoreMLAllRunner, CoreMLCpuRunner, CoreMLGpuRunner
-from .ort_cpu import OrtCpuRunner
-from .ort_cuda import OrtCudaRunner
-from .ort_trt import OrtTrtRunner
-from .torch_cpu import TorchCpuRunner
-from .torch_cuda import TorchCompileCudaRunner, TorchCudaRunner
+"""Runners, one module each, behind one interface (base.Runner), keyed by --runtime.
 
-RUNNERS: dict[str, type[Runner]] = {r.name: r for r in (
-    OrtCpuRunner, TorchCpuRunner, OrtCudaRunner, OrtTrtRunner, TorchCudaRunner, TorchCompileCudaRunner,
-    CoreMLCpuRunner, CoreMLGpuRunner, CoreMLAllRunner)}
+Adding a runtime is one new module here: its Runner subclasses register themselves
+(base.Runner.__init_subclass__), and every module of this package is imported below."""
+import importlib
+import pkgutil
+
+from .base import RUNNERS, RunnerOptionError, RunnerUnavailable, RunSettings, Runner, Session
+
+for _m in pkgutil.iter_modules(__path__):
+    if _m.name != "base" and not _m.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_m.name}")
 
 
 def get_runner(name: str) -> Runner:

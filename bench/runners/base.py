@@ -57,6 +57,11 @@ class Session(ABC):
         pass
 
 
+# Every concrete runner class, by its --runtime name: a runner module registers its
+# classes by defining them (Runner.__init_subclass__); runners/__init__ imports the modules.
+RUNNERS: dict[str, type["Runner"]] = {}
+
+
 class Runner(ABC):
     name: str           # the --runtime value, e.g. "ort-cpu"
     artifact: str       # what it loads: "onnx" file or "torch" module
@@ -65,6 +70,13 @@ class Runner(ABC):
     # (a tuple of choices, or a type). Anything else is refused before any work:
     # an option silently ignored would label a number with a setting it never had.
     supported_options: dict = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "name" in cls.__dict__:  # a concrete runner (abstract bases name none)
+            from ..vocab import device
+            device(cls.device)  # its device must be in the one vocabulary
+            RUNNERS[cls.name] = cls
 
     def check_options(self, options: dict) -> None:
         """Raise RunnerOptionError (one line) for an option or value this runner does not take."""
