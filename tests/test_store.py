@@ -272,3 +272,19 @@ def test_every_device_a_runner_or_ingest_writes_goes_through_report_and_claims(t
     assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
     assert main(["claims", str(out)]) == 0
     capsys.readouterr()
+
+
+def test_a_busy_machine_row_is_not_comparable_in_the_gate(small_run, tmp_path, capsys):
+    """A row the busy detector flagged says how busy the machine was, not how fast
+    the code is: the gate never judges it (and --strict fails on it)."""
+    import pandas as pd
+    out = _copy(small_run, tmp_path)
+    df = pd.read_csv(out, dtype=str, keep_default_na=False)
+    df.loc[0, "valid"] = "False"
+    df.loc[0, "invalid_reason"] = "machine busy: 60% of blocks had other processes using > 0.2 cores (up to 1.01)"
+    df.to_csv(out, index=False)
+    capsys.readouterr()
+    assert main(["check", str(out), "--against", str(small_run)]) == 0
+    text = capsys.readouterr().out
+    assert "busy machine" in text and "NOT COMPARABLE" in text
+    assert main(["check", str(out), "--against", str(small_run), "--strict"]) == 1

@@ -140,7 +140,6 @@ def _own_models(args, names: list[str]) -> tuple[dict, dict]:
     from models import is_spec, parse_model_args, parse_top1, resolve_spec
     from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
 
-    from ..cli import UsageError
 
     model_args, top1 = parse_model_args(args.model_arg), parse_top1(args.top1)
     specs = [n for n in names if is_spec(n)]
