@@ -7,6 +7,7 @@ written), and `execute` times them and appends a row per finished job.
 from __future__ import annotations
 
 import itertools
+import platform
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,11 +39,14 @@ class Job:
     batch: int
     resolution: int
     checkpoint: str | None = None
+    # The fleet target (`--on` label) this job is timed on, when a run names several:
+    # the same job on two devices is two rows, so the target is part of the row id.
+    target: str | None = None
 
     @property
     def row_id(self) -> str:
         return (f"{self.model}.{self.variant}.{self.runtime}.t{self.threads}"
-                f".b{self.batch}.r{self.resolution}")
+                f".b{self.batch}.r{self.resolution}") + (f"@{self.target}" if self.target else "")
 
 
 @dataclass
@@ -68,6 +72,9 @@ class RunRequest:
     dynamic_batch: bool = False
     min_valid_iters: int = MIN_VALID_ITERS
     max_cv: float = MAX_VALID_CV
+    # Fleet runs (--cluster): the node labels jobs are placed on (--on); empty = any
+    # node with a bench slot. Stored so --resume plans the same rows.
+    on: list[str] = field(default_factory=list)
     # Runner-specific settings (precision, cudnn_algo_search, cuda_graphs, ...);
     # only those asked for, so a CPU run's request stays as it was.
     options: dict = field(default_factory=dict)
@@ -93,16 +100,19 @@ def plan(req: RunRequest) -> list[Job]:
     if req.checkpoint and len(set(req.models)) > 1:
         raise PlanError("--checkpoint applies to one model; name exactly one")
     jobs, seen = [], set()
+    # One target: every job goes there, and row ids stay those of a local run.
+    # Several: every job once per target.
+    targets = list(req.on) if len(req.on) > 1 else [None]
     for name in req.models:
         entry = get_entry(name)
         if not entry.available:
             raise PlanError(f"model {name} is not available yet: {entry.unavailable_reason}")
-        for variant, threads, batch, res in itertools.product(
-                req.variants, req.threads, req.batches, req.resolutions):
+        for target, variant, threads, batch, res in itertools.product(
+                targets, req.variants, req.threads, req.batches, req.resolutions):
             if variant is not None and variant not in entry.variants and len(req.models) == 1:
                 raise PlanError(f"model {name} has no variant {variant!r}; it has {', '.join(entry.variants)}")
             job = Job(name, entry.resolve_variant(variant), req.runtime, threads, batch,
-                      res or entry.default_resolution, req.checkpoint)
+                      res or entry.default_resolution, req.checkpoint, target)
             if job.row_id not in seen:
                 seen.add(job.row_id)
                 jobs.append(job)
@@ -199,6 +209,9 @@ def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, st
         "block_size": block, "block_warmup": block_warmup, "timestamp": now_iso(),
     })
     row.setdefault("precision", "fp32")
+    # Where it ran: a fleet run passes its cluster and node in `env`.
+    row.setdefault("cluster", "local")
+    row.setdefault("node", f"-:{row.get('hostname') or platform.node()}")
     if extra:
         row["extra"] = extra
     return row
@@ -239,11 +252,13 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
 
 
 def interleave_groups(prepared: list[Prepared], size: int) -> list[list[Prepared]]:
-    """Jobs are interleaved by model: all settings of one model stay in one group."""
-    by_model: dict[str, list[Prepared]] = {}
+    """Jobs are interleaved by model: all settings of one model stay in one group.
+    A group never mixes fleet targets (it is timed on one machine)."""
+    by_target: dict[str | None, dict[str, list[Prepared]]] = {}
     for p in prepared:
-        by_model.setdefault(p.job.model, []).append(p)
-    return [[p for m in models for p in by_model[m]] for models in groups(list(by_model), size)]
+        by_target.setdefault(p.job.target, {}).setdefault(p.job.model, []).append(p)
+    return [[p for m in models for p in by_model[m]]
+            for by_model in by_target.values() for models in groups(list(by_model), size)]
 
 
 def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, run_id: str,

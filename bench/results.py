@@ -40,6 +40,8 @@ COLUMNS = [
     "runtime_settings",
     # the machine and software
     "cpu_name", "cpu_logical", "cpu_physical", "hostname", "os", "python",
+    # where it ran: the Ray cluster address (or 'local') and node id:hostname
+    "cluster", "node",
     "gpu_driver", "cuda_version", "cudnn_version", "gpu_clock_mhz", "gpu_mem_clock_mhz",
     "gpu_memory_mb",
     "torch_version", "onnx_version", "onnxruntime_gpu_version", "onnxruntime_version",

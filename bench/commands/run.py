@@ -57,6 +57,12 @@ def add_parser(sub) -> None:
                                               "max-autotune-no-cudagraphs"),
                    help="torch-compile-cuda: torch.compile mode")
     g.add_argument("--device-id", type=int, help="CUDA device index (default 0)")
+    f = p.add_argument_group("several machines (Ray; see README 'Running on several machines')")
+    f.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the jobs as Ray tasks on a running Ray cluster (HEAD:6379, or auto)")
+    f.add_argument("--on", metavar="LABEL[,LABEL]",
+                   help="with --cluster: the nodes to time on, by custom resource, accelerator type "
+                        "(e.g. T4) or key=value label; each job runs once per label (default: any node)")
     p.add_argument("--min-valid-iters", type=int, default=None)
     p.add_argument("--max-cv", type=float, default=None)
     p.set_defaults(func=run)
@@ -96,7 +102,13 @@ def _request(args):
         warmup=args.warmup, block=args.block, block_warmup=args.block_warmup,
         schedule=args.schedule, interleave=args.interleave, spinning=args.spinning == "on",
         checkpoint=args.checkpoint, exporter=args.exporter, opset=args.opset,
-        dynamic_batch=args.dynamic_batch, **kw)
+        dynamic_batch=args.dynamic_batch, on=_fleet().parse_on(args.on), **kw)
+
+
+def _fleet():
+    from .. import fleet
+
+    return fleet
 
 
 def _default_out(args, req) -> Path:
@@ -111,19 +123,27 @@ def _default_out(args, req) -> Path:
 
 def run(args) -> int:
     from ..errors import UsageError
-    from ..env import logical_cores
-    from ..pipeline import RunRequest, execute, new_run_id, plan, prepare_all
-    from ..progress import Progress
-    from ..results import ResultsWriter, check_writable_new, read_results, read_run_config
+    from ..pipeline import RunRequest, plan
+    from ..results import COLUMNS, check_writable_new, read_results, read_run_config
     from ..runners import get_runner
-    from ..schedule import total_work
 
+    if args.on is not None and not args.cluster:
+        raise UsageError("--on places jobs on the nodes of a Ray cluster; give --cluster ADDRESS too")
     if args.resume:
-        if args.models or args.suite or args.out:
-            raise UsageError("--resume takes the run's own request; do not name models, a suite or --out")
+        if args.models or args.suite or args.out or args.on is not None:
+            raise UsageError("--resume takes the run's own request; do not name models, a suite, --on or --out")
         out = Path(args.resume)
-        done = set(read_results(out)["row_id"])
+        df = read_results(out)
+        if list(df.columns) != COLUMNS:
+            missing = [c for c in COLUMNS if c not in df.columns]
+            raise UsageError(f"{out} was written with another results schema"
+                             + (f" (no column {missing[0]!r})" if missing else "")
+                             + "; it cannot be resumed by this version, start a new run")
+        done = set(df["row_id"])
         req = RunRequest.from_json(read_run_config(out))
+        if req.on and not args.cluster:
+            raise UsageError(f"{out} is a fleet run on {','.join(req.on)}; finish it with "
+                             f"--resume {out} --cluster ADDRESS")
     else:
         req = _request(args)
         out = Path(args.out) if args.out else _default_out(args, req)
@@ -138,11 +158,31 @@ def run(args) -> int:
         runner.check_options(req.options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    runner.check_available()
     jobs = [j for j in plan(req) if j.row_id not in done]
     if not jobs:
         print(f"{out}: every row is already complete; nothing to do")
         return 0
+    if not args.cluster:
+        return _run_here(args, req, runner, jobs, out)
+    # A fleet run: the nodes check their own runtime; the driver may have none.
+    fleet = _fleet()
+    from ..env import REPO_ROOT
+
+    try:
+        cluster = fleet.connect(args.cluster, REPO_ROOT)
+        gpu = runner.device != "cpu"
+        nodes = fleet.live_nodes()
+        targets = dict(zip(req.on or [None], fleet.resolve_targets(req.on, nodes, gpu)))
+        for line in fleet.check_slots(nodes):
+            print(line, file=sys.stderr)
+        return _run_on_fleet(args, req, runner, jobs, out, cluster, targets, gpu)
+    finally:
+        fleet.disconnect()
+
+
+def _prepare(req, runner, jobs):
+    from ..pipeline import prepare_all
+
     # Bad input must end in one line: progress goes to a terminal only (it is
     # overwritten in place), and the warning comes once everything is prepared.
     tty = sys.stderr.isatty()
@@ -162,11 +202,28 @@ def run(args) -> int:
         raise
     done_line = f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s (built, exported, parity-checked)"
     print("\r" + done_line + "\033[K" if tty else done_line, file=sys.stderr)
+    return prepared
+
+
+def _writer(args, req, out):
+    from ..results import ResultsWriter
+
+    return ResultsWriter(out) if args.resume else ResultsWriter.create(out, req.to_json())
+
+
+def _run_here(args, req, runner, jobs, out) -> int:
+    from ..env import logical_cores
+    from ..pipeline import execute, new_run_id
+    from ..progress import Progress
+    from ..schedule import total_work
+
+    runner.check_available()
+    prepared = _prepare(req, runner, jobs)
     if runner.device == "cpu" and max(req.threads) > logical_cores():
         print(f"warning: {max(req.threads)} threads asked on {logical_cores()} logical cores: "
               "oversubscribed; timing it anyway and recording the threads used", file=sys.stderr)
 
-    writer = ResultsWriter(out) if args.resume else ResultsWriter.create(out, req.to_json())
+    writer = _writer(args, req, out)
     run_id = new_run_id()
     n_sessions = len(prepared)
     bar = Progress(total_work(n_sessions, req.iters, req.warmup, req.block, req.block_warmup),
@@ -182,23 +239,60 @@ def run(args) -> int:
     return 0
 
 
+def _run_on_fleet(args, req, runner, jobs, out, cluster, targets, gpu) -> int:
+    from ..env import machine_env
+    from ..pipeline import interleave_groups, new_run_id
+
+    fleet = _fleet()
+    # Prepared here too: bad input fails before anything runs, as in a local run,
+    # and the driver's artifact SHA-256s are what each node's are compared with.
+    prepared = _prepare(req, runner, jobs)
+    groups = interleave_groups(prepared, req.interleave)
+    writer = _writer(args, req, out)
+    where = ", ".join(t.label or "any node" for t in targets.values())
+    print(f"submitting {len(groups)} groups ({len(prepared)} jobs) to the cluster at {cluster} ({where})",
+          file=sys.stderr)
+    try:
+        outcome = fleet.execute(groups, targets, req, writer, new_run_id(), cluster, gpu, machine_env())
+    except KeyboardInterrupt:
+        raise _Interrupted(out, cluster) from None
+    if outcome.rows:
+        print(summary(outcome.rows, where=True))
+    print(f"\n{len(outcome.rows)} rows written to {out}")
+    if outcome.missing:
+        why = outcome.missing[0][1]
+        raise fleet.FleetError(f"{len(outcome.missing)} of {len(jobs)} rows missing ({why}); finish with "
+                               f"`python bench.py run --resume {out} --cluster {args.cluster}`")
+    return 0
+
+
+def _host(node: str) -> str:
+    """'hostname (node id prefix)' from a row's node column 'id:hostname'."""
+    node_id, _, host = str(node).partition(":")
+    return f"{host} ({node_id[:8]})" if node_id and node_id != "-" else host
+
+
 class _Interrupted(KeyboardInterrupt):
-    def __init__(self, out):
+    def __init__(self, out, cluster=None):
         super().__init__()
+        again = f" --cluster {cluster}" if cluster else ""
         print(f"\ninterrupted: completed rows are kept in {out}; finish with "
-              f"`python bench.py run --resume {out}`", file=sys.stderr)
+              f"`python bench.py run --resume {out}{again}`", file=sys.stderr)
 
 
-def summary(rows: list[dict]) -> str:
+def summary(rows: list[dict], where: bool = False) -> str:
     from ..table import render
 
     view = [dict(r, ci=f"{r['median_ci_low_ms']:.2f}-{r['median_ci_high_ms']:.2f}",
                  mean_std=f"{r['mean_ms']:.2f} ± {r['std_ms']:.2f}",
                  validity="VALID" if r["valid"] else f"INVALID ({r['invalid_reason']})",
-                 paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"])
+                 paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"],
+                 host=_host(r.get("node", "")))
             for r in rows]
     cols = ["model", "variant", "runtime", "threads", "batch", "resolution", "median_ms", "ci",
             "mean_std", "p99_ms", "first_run_ms", "iters", "paper", "validity"]
+    if where:  # a fleet run: which machine each number is from
+        cols.insert(1, "host")
     heads = {"median_ms": "median ms", "ci": "95% CI", "mean_std": "mean ± std", "p99_ms": "p99",
              "first_run_ms": "first run", "resolution": "res", "paper": "paper ms"}
     return render(view, cols, heads)
