@@ -1,0 +1,177 @@
+"""Fleet runs against a real Ray cluster: several nodes on this machine
+(ray.cluster_utils.Cluster), each with a bench slot and its own custom resource.
+
+Everything is real (Ray scheduling, node loss, exports, ONNX Runtime sessions); the
+models are small and timed for a few iterations at 64 px, and no test asserts a
+latency. The cluster starts once for the module and listens on 127.0.0.1 only.
+"""
+import os
+import threading
+import time
+
+# Ray rewrites a loopback cluster address to the machine's routable IP unless told
+# not to; this must be set before ray is imported (bench.fleet does the same for
+# the command line when ray is not imported yet).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import pytest  # noqa: E402
+
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from bench import fleet  # noqa: E402
+from bench.cli import main  # noqa: E402
+from bench.results import COLUMNS, load_samples, read_results, run_config_path  # noqa: E402
+
+FAST = ["--resolution", "64", "--iters", "10", "--warmup", "2", "--block", "5", "--block-warmup", "1",
+        "--threads", "1", "--interleave", "1"]
+MODELS = ["mobilenetv2_100", "efficientmod_xxs"]
+LOCAL = dict(num_cpus=1, node_ip_address="127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Node death is noticed in about 3 s instead of Ray's default 30 s or so.
+    head_args = dict(LOCAL, include_dashboard=False, resources={"bench_slot": 1, "cpu_a": 1},
+                     _system_config={"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000,
+                                     "health_check_failure_threshold": 3})
+    c = Cluster(initialize_head=True, head_node_args=head_args)
+    try:
+        c.node_b = c.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_b": 1})
+        yield c
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture
+def short_grace(monkeypatch):
+    monkeypatch.setattr(fleet, "GRACE_S", 4.0)
+
+
+def _run(out, *extra, models=MODELS):
+    return main(["run", *models, *FAST, "--out", str(out), *extra])
+
+
+def _remove_when_busy(cluster, node, out, after_rows=0):
+    """Remove `node` once `out` has `after_rows` rows and the node is running a
+    modbench task (a worker under its raylet busy with one): a node lost mid-job."""
+    raylet = node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+    def busy():
+        try:
+            return any("modbench" in " ".join(p.cmdline()) for p in psutil.Process(raylet).children())
+        except psutil.Error:
+            return False
+
+    def rows():
+        try:
+            return max(len(out.read_text().splitlines()) - 1, 0)
+        except OSError:
+            return 0
+
+    def watch():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if rows() >= after_rows and busy():
+                cluster.remove_node(node, allow_graceful=False)
+                return
+            time.sleep(0.2)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def test_local_rows_say_local(tmp_path):
+    out = tmp_path / "local.csv"
+    assert _run(out, models=MODELS[:1]) == 0
+    df = read_results(out)
+    assert list(df.cluster) == ["local"]
+    assert df.node[0] == f"-:{df.hostname[0]}"
+
+
+def test_jobs_land_on_the_nodes_asked(cluster, tmp_path, capsys):
+    out = tmp_path / "both.csv"
+    assert _run(out, "--cluster", cluster.address, "--on", "cpu_a,cpu_b") == 0
+    df = read_results(out)
+    assert list(df.columns) == COLUMNS
+    # each job once per target, each on the node that offers it
+    assert sorted(df.row_id) == sorted(f"{m}.{v}.ort-cpu.t1.b1.r64@{t}" for m, v in
+                                       (("mobilenetv2_100", "default"), ("efficientmod_xxs", "repeat"))
+                                       for t in ("cpu_a", "cpu_b"))
+    node_of = {"cpu_a": cluster.head_node.node_id, "cpu_b": cluster.node_b.node_id}
+    for r in df.itertuples():
+        assert r.node.split(":")[0] == node_of[r.row_id.split("@")[1]]
+        assert r.cluster == cluster.address
+        assert load_samples(out, r.samples_file).size == 10
+    # every node built the same artifacts with the same software as the driver
+    assert "drift" not in capsys.readouterr().err
+    assert run_config_path(out).exists()
+
+
+def test_hardware_nobody_offers_is_refused_before_anything_runs(cluster, tmp_path, capsys):
+    out = tmp_path / "gpu.csv"
+    assert _run(out, "--cluster", cluster.address, "--on", "cpu_a,A100") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'A100'" in err
+    assert "resource cpu_a" in err and "resource cpu_b" in err  # what the cluster has
+    assert not out.exists() and not run_config_path(out).exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--on", "cpu_a"], "give --cluster ADDRESS too"),
+    (["--cluster", "nohost"], "--cluster takes HOST:PORT"),
+    (["--cluster", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
+    (["--cluster", "127.0.0.1:1", "--on", "a,,b"], "--on takes labels"),
+])
+def test_bad_fleet_input_is_one_line(tmp_path, capsys, argv, message):
+    out = tmp_path / "bad.csv"
+    assert _run(out, *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_node_lost_mid_job_is_retried_on_another_matching_node(cluster, tmp_path):
+    # A second node offering cpu_b; the two groups start on both, and one of them
+    # loses its node while timing: Ray retries it on the node that is left.
+    node_c = cluster.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_b": 1})
+    out = tmp_path / "retry.csv"
+    watcher = _remove_when_busy(cluster, node_c, out)
+    assert _run(out, "--cluster", cluster.address, "--on", "cpu_b") == 0
+    watcher.join(timeout=5)
+    assert node_c not in cluster.worker_nodes  # it really was removed mid-run
+    df = read_results(out)  # complete rows, each once, samples present
+    assert sorted(df.row_id) == sorted(["mobilenetv2_100.default.ort-cpu.t1.b1.r64",
+                                        "efficientmod_xxs.repeat.ort-cpu.t1.b1.r64"])
+    assert set(n.split(":")[0] for n in df.node) == {cluster.node_b.node_id}
+
+
+def test_lost_target_is_reported_missing_and_resume_finishes(cluster, tmp_path, capsys, short_grace):
+    # The only node with cpu_c is lost after the first group: that row is kept, the
+    # other is reported missing (no hang), and --resume on a new cpu_c node finishes.
+    node_c = cluster.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_c": 1})
+    out = tmp_path / "lost.csv"
+    watcher = _remove_when_busy(cluster, node_c, out, after_rows=1)
+    assert _run(out, "--cluster", cluster.address, "--on", "cpu_c") == 2
+    watcher.join(timeout=5)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "1 of 2 rows missing" in err[-1] and f"--resume {out} --cluster" in err[-1]
+    first = read_results(out)
+    assert len(first) == 1
+
+    # a resumed fleet run needs the cluster again
+    assert main(["run", "--resume", str(out)]) == 2
+    assert "is a fleet run on cpu_c" in capsys.readouterr().err
+    node_c2 = cluster.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_c": 1})
+    assert main(["run", "--resume", str(out), "--cluster", cluster.address]) == 0
+    df = read_results(out)
+    assert sorted(df.row_id) == sorted(["mobilenetv2_100.default.ort-cpu.t1.b1.r64",
+                                        "efficientmod_xxs.repeat.ort-cpu.t1.b1.r64"])
+    assert df.row_id[0] == first.row_id[0]  # the kept row is untouched
+    assert df.node[1].split(":")[0] == node_c2.node_id
+    cluster.remove_node(node_c2)
