@@ -23,7 +23,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from bench import fleet  # noqa: E402
 from bench.cli import main  # noqa: E402
-from bench.results import COLUMNS, load_samples, read_results, run_config_path  # noqa: E402
+from bench.results import COLUMNS, ResultsWriter, load_samples, read_results, run_config_path  # noqa: E402
 
 FAST = ["--resolution", "64", "--iters", "10", "--warmup", "2", "--block", "5", "--block-warmup", "1",
         "--threads", "1", "--interleave", "1"]
@@ -56,10 +56,23 @@ def _run(out, *extra, models=MODELS):
     return main(["run", *models, *FAST, "--out", str(out), *extra])
 
 
-def _remove_when_busy(cluster, node, out, after_rows=0):
-    """Remove `node` once `out` has `after_rows` rows and the node is running a
-    modbench task (a worker under its raylet busy with one): a node lost mid-job."""
-    raylet = node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+def _raylet(node):
+    return psutil.Process(node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+
+
+def _lose(cluster, node):
+    """The machine dies: its workers (children of its raylet, which Cluster does
+    not track; left alone they would finish their task and report it) and then
+    every Ray process of the node."""
+    for worker in _raylet(node).children():
+        worker.kill()
+    cluster.remove_node(node, allow_graceful=False)
+
+
+def _remove_when_busy(cluster, node):
+    """Lose `node` once it is running a modbench task (a worker under its raylet
+    busy with one): a node lost mid-job."""
+    raylet = _raylet(node).pid
 
     def busy():
         try:
@@ -67,17 +80,11 @@ def _remove_when_busy(cluster, node, out, after_rows=0):
         except psutil.Error:
             return False
 
-    def rows():
-        try:
-            return max(len(out.read_text().splitlines()) - 1, 0)
-        except OSError:
-            return 0
-
     def watch():
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            if rows() >= after_rows and busy():
-                cluster.remove_node(node, allow_graceful=False)
+            if busy():
+                _lose(cluster, node)
                 return
             time.sleep(0.2)
 
@@ -141,7 +148,7 @@ def test_node_lost_mid_job_is_retried_on_another_matching_node(cluster, tmp_path
     # loses its node while timing: Ray retries it on the node that is left.
     node_c = cluster.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_b": 1})
     out = tmp_path / "retry.csv"
-    watcher = _remove_when_busy(cluster, node_c, out)
+    watcher = _remove_when_busy(cluster, node_c)
     assert _run(out, "--cluster", cluster.address, "--on", "cpu_b") == 0
     watcher.join(timeout=5)
     assert node_c not in cluster.worker_nodes  # it really was removed mid-run
@@ -151,14 +158,24 @@ def test_node_lost_mid_job_is_retried_on_another_matching_node(cluster, tmp_path
     assert set(n.split(":")[0] for n in df.node) == {cluster.node_b.node_id}
 
 
-def test_lost_target_is_reported_missing_and_resume_finishes(cluster, tmp_path, capsys, short_grace):
+def test_lost_target_is_reported_missing_and_resume_finishes(cluster, tmp_path, capsys, short_grace,
+                                                              monkeypatch):
     # The only node with cpu_c is lost after the first group: that row is kept, the
     # other is reported missing (no hang), and --resume on a new cpu_c node finishes.
     node_c = cluster.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_c": 1})
     out = tmp_path / "lost.csv"
-    watcher = _remove_when_busy(cluster, node_c, out, after_rows=1)
+    append = ResultsWriter.append
+
+    def append_then_lose_the_node(self, row, samples):
+        # The node is timing the second group when the first one's row is written
+        # (a real write, then a real node loss, at a known point of the run).
+        append(self, row, samples)
+        if node_c in cluster.worker_nodes:
+            _lose(cluster, node_c)
+
+    monkeypatch.setattr(ResultsWriter, "append", append_then_lose_the_node)
     assert _run(out, "--cluster", cluster.address, "--on", "cpu_c") == 2
-    watcher.join(timeout=5)
+    monkeypatch.setattr(ResultsWriter, "append", append)
     err = capsys.readouterr().err.strip().splitlines()
     assert "1 of 2 rows missing" in err[-1] and f"--resume {out} --cluster" in err[-1]
     first = read_results(out)
