@@ -101,9 +101,21 @@ def test_local_rows_say_local(tmp_path):
     assert df.node[0] == f"-:{df.hostname[0]}"
 
 
-def test_jobs_land_on_the_nodes_asked(cluster, tmp_path, capsys):
-    out = tmp_path / "both.csv"
-    assert _run(out, "--cluster", cluster.address, "--on", "cpu_a,cpu_b") == 0
+@pytest.fixture(scope="module")
+def on_both(cluster, tmp_path_factory):
+    """A fleet run of two models on cpu_a and on cpu_b; (results file, stderr)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("both") / "both.csv"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert _run(out, "--cluster", cluster.address, "--on", "cpu_a,cpu_b") == 0
+    return out, err.getvalue()
+
+
+def test_jobs_land_on_the_nodes_asked(cluster, on_both):
+    out, err = on_both
     df = read_results(out)
     assert list(df.columns) == COLUMNS
     # each job once per target, each on the node that offers it
@@ -116,8 +128,36 @@ def test_jobs_land_on_the_nodes_asked(cluster, tmp_path, capsys):
         assert r.cluster == cluster.address
         assert load_samples(out, r.samples_file).size == 10
     # every node built the same artifacts with the same software as the driver
-    assert "drift" not in capsys.readouterr().err
+    assert "drift" not in err and "done on" in err
     assert run_config_path(out).exists()
+
+
+def test_report_keeps_each_device_apart(on_both, tmp_path):
+    # As if cpu_b were another machine: its rows name another CPU and host.
+    import csv
+    import shutil
+
+    from bench.report.inputs import load
+
+    src, _ = on_both
+    two = tmp_path / src.name
+    shutil.copytree(src.with_name(src.stem + ".samples"), tmp_path / (src.stem + ".samples"))
+    with open(src, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        if r["row_id"].endswith("@cpu_b"):
+            r.update(device_name="Other CPU 9000", cpu_name="Other CPU 9000", hostname="other",
+                     node=r["node"].split(":")[0] + ":other")
+    with open(two, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    inp = load([two])
+    assert sorted(c.key[1] for c in inp.columns) == sorted({rows[0]["device_name"], "Other CPU 9000"})
+    assert all(len(c.rows) == 2 for c in inp.columns)  # one row per model per device, none merged
+    report = tmp_path / "report"
+    assert main(["report", str(two), "--out", str(report)]) == 0
+    assert (report / "plots" / "accuracy_vs_latency_by_device.png").stat().st_size > 0
 
 
 def test_hardware_nobody_offers_is_refused_before_anything_runs(cluster, tmp_path, capsys):
