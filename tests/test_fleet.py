@@ -232,3 +232,85 @@ def test_lost_target_is_reported_missing_and_resume_finishes(cluster, tmp_path, 
     assert df.row_id[0] == first.row_id[0]  # the kept row is untouched
     assert df.node[1].split(":")[0] == node_c2.node_id
     cluster.remove_node(node_c2)
+
+
+@pytest.fixture
+def node_with_pythonpath(cluster, tmp_path, monkeypatch):
+    """Add a node whose processes see `tmp_path/site` first on their Python path
+    (a node's environment is the one it was started with)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    added = []
+
+    def add(resources):
+        with monkeypatch.context() as m:
+            m.setenv("PYTHONPATH", str(site))
+            added.append(cluster.add_node(**LOCAL, resources=dict(resources, bench_slot=1)))
+        return added[-1]
+
+    yield site, add
+    for node in added:
+        if node in cluster.worker_nodes:
+            cluster.remove_node(node)
+
+
+def test_node_that_cannot_import_the_suite_is_one_line_not_a_hang(node_with_pythonpath, cluster,
+                                                                  tmp_path, capsys):
+    site, add = node_with_pythonpath
+    (site / "torch").mkdir()
+    (site / "torch" / "__init__.py").write_text("raise ImportError('torch is broken on this node')\n")
+    add({"cpu_d": 1})
+    out = tmp_path / "broken.csv"
+    assert _run(out, "--cluster", cluster.address, "--on", "cpu_d", models=MODELS[:1]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    node_lines = [line for line in err if line.startswith("node ") and "cannot import the suite" in line]
+    assert len(node_lines) == 1 and "torch is broken on this node" in node_lines[0]
+    assert "1 of 1 rows missing" in err[-1]
+    assert len(read_results(out)) == 0
+
+
+def test_a_node_with_other_library_versions_is_shown_as_drift(node_with_pythonpath, cluster,
+                                                              tmp_path, capsys):
+    site, add = node_with_pythonpath
+    # Another timm version as the node's metadata reports it (the package is the same).
+    meta = site / "timm-0.0.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: timm\nVersion: 0.0.1\n")
+    add({"cpu_e": 1})
+    out = tmp_path / "drift.csv"
+    assert _run(out, "--cluster", cluster.address, "--on", "cpu_e", models=MODELS[:1]) == 0
+    drift = [line for line in capsys.readouterr().err.splitlines() if line.startswith("drift:")]
+    assert len(drift) == 1 and "timm" in drift[0] and "0.0.1 there" in drift[0]
+    assert read_results(out).timm_version[0] == "0.0.1"  # the row says what the node ran
+
+
+def test_ctrl_c_cancels_remote_tasks_and_keeps_finished_rows(cluster, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "interrupted.csv"
+    driver = subprocess.Popen(
+        [sys.executable, "bench.py", "run", *MODELS, "mobilenetv2_140", *FAST, "--iters", "30",
+         "--out", str(out), "--cluster", cluster.address, "--on", "cpu_b"],
+        cwd=str(fleet.__file__).rsplit("/bench/", 1)[0], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if out.exists() and len(out.read_text().splitlines()) >= 2:  # a finished row
+            break
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert "completed rows are kept" in err and f"--resume {out} --cluster" in err
+    kept = read_results(out)
+    assert 1 <= len(kept) < 3
+    # nothing goes on timing on the node for a driver that is gone
+    raylet = _raylet(cluster.node_b).pid
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        busy = [p for p in psutil.Process(raylet).children() if "modbench" in " ".join(p.cmdline())]
+        if not busy:
+            break
+        time.sleep(0.5)
+    assert not busy
