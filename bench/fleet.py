@@ -247,7 +247,9 @@ def _make_task():
 
     def modbench_group(payload: dict) -> dict:
         import platform
+        import time
 
+        entered = time.monotonic()
         host = platform.node()
         try:
             import ray
@@ -261,13 +263,14 @@ def _make_task():
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return {"error": f"cannot import the suite ({type(exc).__name__}: {msg})",
                     "node_id": node_id, "hostname": host}
-        return run_group_here(payload, node_id)
+        return run_group_here(payload, node_id, entered)
 
     return modbench_group
 
 
-def run_group_here(payload: dict, node_id: str) -> dict:
-    """On a node: prepare (build, export) and time one group; rows and samples back."""
+def run_group_here(payload: dict, node_id: str, entered: float | None = None) -> dict:
+    """On a node: prepare (build, export) and time one group; rows and samples back,
+    with how long the node spent importing, preparing and timing (seconds)."""
     import platform
 
     from .env import machine_env
@@ -276,23 +279,28 @@ def run_group_here(payload: dict, node_id: str) -> dict:
 
     host = platform.node()
     out = {"node_id": node_id, "hostname": host, "group": payload["group"]}
+    t0 = time.monotonic()
+    seconds = {"import": t0 - entered if entered is not None else 0.0}
     try:
         req = RunRequest.from_json(payload["request"])
         jobs = [Job(**j) for j in payload["jobs"]]
         runner = get_runner(req.runtime)
         runner.check_available()
         prepared = prepare_all(jobs, req, runner.artifact)
+        t1 = time.monotonic()
+        seconds["prepare"] = t1 - t0
         env = dict(machine_env())
         # The code that ran is the driver's (shipped as working_dir, no .git here).
         env.update(payload["driver_git"])
         env.update(cluster=payload["cluster"], node=f"{node_id}:{host}")
         pairs = time_group(prepared, req, payload["run_id"], payload["group"], runner=runner, env=env)
+        seconds["timing"] = time.monotonic() - t1
     except ModbenchError as exc:
         return dict(out, error=str(exc).strip().splitlines()[0])
     except Exception as exc:  # noqa: BLE001 - one line to the driver, not a traceback in a log
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return dict(out, error=f"{type(exc).__name__}: {msg}"[:300])
-    return dict(out, rows=pairs, versions={k: env.get(k) for k in VERSION_KEYS})
+    return dict(out, rows=pairs, versions={k: env.get(k) for k in VERSION_KEYS}, seconds=seconds)
 
 
 # ---------------------------------------------------------------- the driver
@@ -369,8 +377,9 @@ def execute(groups: list[list], targets: dict, req, writer, run_id: str, cluster
                         drift_seen.add(line)
                         out.drift.append(line)
                         log(f"drift: {line}")
+                spent = ", ".join(f"{k} {v:.1f} s" for k, v in result.get("seconds", {}).items())
                 log(f"group {i + 1}/{n_groups} ({', '.join(dict.fromkeys(p.job.model for p in members))}) "
-                    f"done on {where}")
+                    f"done on {where} ({spent})")
             now = time.monotonic()
             if pending and now - last_check >= 2.0:
                 last_check = now
