@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import platform
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,8 +46,11 @@ class Job:
 
     @property
     def row_id(self) -> str:
+        # The row id names the samples file: a label such as
+        # ray.io/accelerator-type=H100 must not become a folder.
+        where = f"@{re.sub(r'[^A-Za-z0-9_.=+-]', '_', self.target)}" if self.target else ""
         return (f"{self.model}.{self.variant}.{self.runtime}.t{self.threads}"
-                f".b{self.batch}.r{self.resolution}") + (f"@{self.target}" if self.target else "")
+                f".b{self.batch}.r{self.resolution}") + where
 
 
 @dataclass

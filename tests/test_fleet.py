@@ -39,7 +39,7 @@ def cluster():
                                      "health_check_failure_threshold": 3})
     c = Cluster(initialize_head=True, head_node_args=head_args)
     try:
-        c.node_b = c.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_b": 1})
+        c.node_b = c.add_node(**LOCAL, resources={"bench_slot": 1, "cpu_b": 1}, labels={"lab": "b"})
         yield c
     finally:
         if ray.is_initialized():
@@ -103,14 +103,15 @@ def test_local_rows_say_local(tmp_path):
 
 @pytest.fixture(scope="module")
 def on_both(cluster, tmp_path_factory):
-    """A fleet run of two models on cpu_a and on cpu_b; (results file, stderr)."""
+    """A fleet run of two models on cpu_a (a custom resource) and on lab=b (a node
+    label, cpu_b's node); (results file, stderr)."""
     import contextlib
     import io
 
     out = tmp_path_factory.mktemp("both") / "both.csv"
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        assert _run(out, "--cluster", cluster.address, "--on", "cpu_a,cpu_b") == 0
+        assert _run(out, "--cluster", cluster.address, "--on", "cpu_a,lab=b") == 0
     return out, err.getvalue()
 
 
@@ -121,8 +122,8 @@ def test_jobs_land_on_the_nodes_asked(cluster, on_both):
     # each job once per target, each on the node that offers it
     assert sorted(df.row_id) == sorted(f"{m}.{v}.ort-cpu.t1.b1.r64@{t}" for m, v in
                                        (("mobilenetv2_100", "default"), ("efficientmod_xxs", "repeat"))
-                                       for t in ("cpu_a", "cpu_b"))
-    node_of = {"cpu_a": cluster.head_node.node_id, "cpu_b": cluster.node_b.node_id}
+                                       for t in ("cpu_a", "lab=b"))
+    node_of = {"cpu_a": cluster.head_node.node_id, "lab=b": cluster.node_b.node_id}
     for r in df.itertuples():
         assert r.node.split(":")[0] == node_of[r.row_id.split("@")[1]]
         assert r.cluster == cluster.address
@@ -133,7 +134,7 @@ def test_jobs_land_on_the_nodes_asked(cluster, on_both):
 
 
 def test_report_keeps_each_device_apart(on_both, tmp_path):
-    # As if cpu_b were another machine: its rows name another CPU and host.
+    # As if lab=b were another machine: its rows name another CPU and host.
     import csv
     import shutil
 
@@ -146,7 +147,7 @@ def test_report_keeps_each_device_apart(on_both, tmp_path):
         rows = list(csv.DictReader(f))
     here = rows[0]["device_name"]
     for r in rows:
-        if r["row_id"].endswith("@cpu_b"):
+        if r["row_id"].endswith("@lab=b"):
             r.update(device_name="Other CPU 9000", cpu_name="Other CPU 9000", hostname="other",
                      node=r["node"].split(":")[0] + ":other")
     with open(two, "w", newline="") as f:
@@ -166,7 +167,10 @@ def test_hardware_nobody_offers_is_refused_before_anything_runs(cluster, tmp_pat
     assert _run(out, "--cluster", cluster.address, "--on", "cpu_a,A100") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'A100'" in err
-    assert "resource cpu_a" in err and "resource cpu_b" in err  # what the cluster has
+    # what the cluster has
+    assert "resource cpu_a" in err and "resource cpu_b" in err and "label lab=b" in err
+    assert _run(out, "--cluster", cluster.address, "--on", "lab=c") == 2
+    assert "'lab=c'" in capsys.readouterr().err
     assert not out.exists() and not run_config_path(out).exists()
 
 
@@ -277,9 +281,10 @@ def test_a_node_with_other_library_versions_is_shown_as_drift(node_with_pythonpa
     meta = site / "timm-0.0.1.dist-info"
     meta.mkdir()
     (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: timm\nVersion: 0.0.1\n")
-    add({"cpu_e": 1})
+    # ... and, as a GPU node would, an accelerator type (Ray's accelerator_type:<T> resource)
+    add({"accelerator_type:FAKE9": 1})
     out = tmp_path / "drift.csv"
-    assert _run(out, "--cluster", cluster.address, "--on", "cpu_e", models=MODELS[:1]) == 0
+    assert _run(out, "--cluster", cluster.address, "--on", "FAKE9", models=MODELS[:1]) == 0
     drift = [line for line in capsys.readouterr().err.splitlines() if line.startswith("drift:")]
     assert len(drift) == 1 and "timm" in drift[0] and "0.0.1 there" in drift[0]
     assert read_results(out).timm_version[0] == "0.0.1"  # the row says what the node ran
