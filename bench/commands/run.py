@@ -158,6 +158,9 @@ def run(args) -> int:
         runner.check_options(req.options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.cluster and "device_id" in req.options:
+        raise UsageError("--device-id does not apply to --cluster: Ray gives each task one GPU, "
+                         "its only visible device; pick machines with --on")
     jobs = [j for j in plan(req) if j.row_id not in done]
     if not jobs:
         print(f"{out}: every row is already complete; nothing to do")
