@@ -23,6 +23,11 @@ code; each node's own torch, ONNX Runtime, ... build the artifacts. Rows record
 the driver's git commit (the code that ran) and the node's library versions; the
 driver compares those and each artifact's SHA-256 with its own and prints drift.
 
+Start-up: while the driver prepares, one warm-up task per node that may be used
+imports the suite and the runtime in the worker the node's groups then reuse (so
+a run's first group does not pay for it, and a node that cannot import the suite
+is refused before anything is written).
+
 Faults: a task whose node dies is retried by Ray on another node that matches
 (`max_retries`); one whose target no live node offers any more is cancelled after
 a grace period and reported missing, as is a node that cannot import the suite
@@ -48,6 +53,9 @@ MAX_RETRIES = 3
 # as missing (a node just lost needs a few seconds to be declared dead, and a
 # replacement may join meanwhile).
 GRACE_S = float(os.environ.get("MODBENCH_FLEET_GRACE_S", "30"))
+# How long the driver waits, once it has prepared, for the nodes' warm-ups (import
+# of the suite and runtime); a node slower than that is left to its first group.
+WARM_UP_WAIT_S = float(os.environ.get("MODBENCH_FLEET_WARM_UP_WAIT_S", "20"))
 # Ray's working_dir: the suite's code only, not results, plots or environments.
 SHIP_EXCLUDES = [".git", ".venv", "results", "plots", "docs", "tests", "__pycache__", "*.egg-info",
                  "exports", "build", ".pytest_cache", ".cache"]
@@ -266,6 +274,94 @@ def _make_task():
         return run_group_here(payload, node_id, entered)
 
     return modbench_group
+
+
+def _make_warmup():
+    """A first task per node (by value, as _make_task): import the suite and the
+    runtime's libraries in the worker the node's groups will then reuse, while the
+    driver prepares; a node that cannot is refused before anything runs."""
+
+    def modbench_warmup(runtime: str) -> dict:
+        import platform
+
+        host = platform.node()
+        try:
+            import ray
+
+            node_id = ray.get_runtime_context().get_node_id()
+        except Exception:  # noqa: BLE001 - only for the label of the error
+            node_id = "-"
+        try:
+            from bench.fleet import warm_here
+        except BaseException as exc:  # noqa: BLE001 - any import failure is the node's setup
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return {"error": f"cannot import the suite ({type(exc).__name__}: {msg})",
+                    "node_id": node_id, "hostname": host}
+        return warm_here(runtime, node_id)
+
+    return modbench_warmup
+
+
+def warm_here(runtime: str, node_id: str) -> dict:
+    """On a node: load what preparing and timing will need; one error line if it cannot."""
+    import importlib
+    import platform
+
+    out = {"node_id": node_id, "hostname": platform.node()}
+    try:
+        from models import get_entry  # noqa: F401 - the registry, torch and timm
+        from exporters import get_exporter  # noqa: F401
+
+        from .runners import get_runner
+
+        runner = get_runner(runtime)
+        runner.check_available()
+        for lib in ("timm", "onnx") if runner.artifact == "onnx" else ("timm",):
+            importlib.import_module(lib)
+    except ModbenchError as exc:
+        return dict(out, error=str(exc).strip().splitlines()[0])
+    except Exception as exc:  # noqa: BLE001 - one line to the driver
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return dict(out, error=f"{type(exc).__name__}: {msg}"[:300])
+    return out
+
+
+def warm_up(targets, nodes: list[Node], runtime: str, gpu: bool) -> dict:
+    """Start one warm-up task on every node a target may use (it waits for the
+    node's bench slot, so it never disturbs a benchmark already running there)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(_make_warmup())
+    chosen = {n.node_id: n for n in nodes for t in targets if t.matches(n)}
+    refs = {}
+    for node in chosen.values():
+        opts = dict(Target().task_options(gpu), max_retries=0, name="modbench:warm-up",
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False))
+        refs[task.options(**opts).remote(runtime)] = node
+    return refs
+
+
+def warm_up_errors(refs: dict, timeout: float) -> list[str]:
+    """One line per node whose warm-up failed; nodes not done within `timeout` are
+    left to their groups (which report the same failure if there is one)."""
+    import ray
+    from ray.exceptions import RayError
+
+    if not refs:
+        return []
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+    errors = []
+    for ref in ready:
+        node = refs[ref]
+        try:
+            result = ray.get(ref)
+        except RayError:
+            continue  # the node was lost: its groups go elsewhere or are reported missing
+
+        if result.get("error"):
+            errors.append(f"node {node.hostname} ({node.node_id[:8]}): {result['error']}")
+    return errors
 
 
 def run_group_here(payload: dict, node_id: str, entered: float | None = None) -> dict:

@@ -178,7 +178,8 @@ def run(args) -> int:
         targets = dict(zip(req.on or [None], fleet.resolve_targets(req.on, nodes, gpu)))
         for line in fleet.check_slots(nodes):
             print(line, file=sys.stderr)
-        return _run_on_fleet(args, req, runner, jobs, out, cluster, targets, gpu)
+        warm = fleet.warm_up(list(targets.values()), nodes, req.runtime, gpu)
+        return _run_on_fleet(args, req, runner, jobs, out, cluster, targets, gpu, warm)
     finally:
         fleet.disconnect()
 
@@ -242,7 +243,7 @@ def _run_here(args, req, runner, jobs, out) -> int:
     return 0
 
 
-def _run_on_fleet(args, req, runner, jobs, out, cluster, targets, gpu) -> int:
+def _run_on_fleet(args, req, runner, jobs, out, cluster, targets, gpu, warm) -> int:
     from ..env import machine_env
     from ..pipeline import interleave_groups, new_run_id
 
@@ -250,6 +251,10 @@ def _run_on_fleet(args, req, runner, jobs, out, cluster, targets, gpu) -> int:
     # Prepared here too: bad input fails before anything runs, as in a local run,
     # and the driver's artifact SHA-256s are what each node's are compared with.
     prepared = _prepare(req, runner, jobs)
+    broken = fleet.warm_up_errors(warm, timeout=fleet.WARM_UP_WAIT_S)
+    if broken:
+        more = f" (and {len(broken) - 1} more nodes)" if len(broken) > 1 else ""
+        raise fleet.FleetError(f"{broken[0]}{more}; nothing was run")
     groups = interleave_groups(prepared, req.interleave)
     writer = _writer(args, req, out)
     where = ", ".join(t.label or "any node" for t in targets.values())
