@@ -185,13 +185,18 @@ def connect(address: str, repo_root) -> str:
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import logging
 
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise FleetError("--cluster needs Ray, which this environment lacks; install the suite with "
+                         "the README's set-up command") from None
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                  runtime_env={"working_dir": str(repo_root), "excludes": SHIP_EXCLUDES})
-    except ConnectionError as exc:
-        raise FleetError(f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        # e.g. nothing at 'auto', a Ray version other than the cluster's
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FleetError(f"cannot connect to the Ray cluster at {address}: {first}") from None
     return ray.get_runtime_context().gcs_address
 
 
