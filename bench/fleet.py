@@ -147,7 +147,9 @@ def parse_on(text: str | None) -> list[str]:
     labels = [t.strip() for t in text.split(",")]
     if not all(labels):
         raise UsageError(f"--on takes labels separated by commas, not {text!r}")
-    if len(set(labels)) != len(labels):
+    from .pipeline import target_slug
+
+    if len({target_slug(t) for t in labels}) != len(labels):  # row ids would clash
         raise UsageError(f"--on names a label twice: {text!r}")
     return labels
 

@@ -46,11 +46,15 @@ class Job:
 
     @property
     def row_id(self) -> str:
-        # The row id names the samples file: a label such as
-        # ray.io/accelerator-type=H100 must not become a folder.
-        where = f"@{re.sub(r'[^A-Za-z0-9_.=+-]', '_', self.target)}" if self.target else ""
+        where = f"@{target_slug(self.target)}" if self.target else ""
         return (f"{self.model}.{self.variant}.{self.runtime}.t{self.threads}"
                 f".b{self.batch}.r{self.resolution}") + where
+
+
+def target_slug(label: str) -> str:
+    """A fleet label as it appears in row ids, which name samples files: a label such
+    as ray.io/accelerator-type=H100 must not become a folder."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", label)
 
 
 @dataclass

@@ -180,6 +180,7 @@ def test_hardware_nobody_offers_is_refused_before_anything_runs(cluster, tmp_pat
     (["--cluster", "nohost"], "--cluster takes HOST:PORT"),
     (["--cluster", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
     (["--cluster", "127.0.0.1:1", "--on", "a,,b"], "--on takes labels"),
+    (["--cluster", "127.0.0.1:1", "--on", "x/y=1,x_y=1"], "--on names a label twice"),
     (["--cluster", "127.0.0.1:1", "--runtime", "ort-cuda", "--device-id", "1"], "--device-id does not apply"),
 ])
 def test_bad_fleet_input_is_one_line(tmp_path, capsys, argv, message):
