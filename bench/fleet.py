@@ -171,6 +171,20 @@ def parse_address(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def _reachable_outside(port: int) -> bool:
+    """Whether something listens on `port` at this machine's network address."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("8.8.8.8", 80))  # as Ray does: picks the outgoing interface, sends nothing
+            ip = probe.getsockname()[0]
+        if ip.startswith("127."):
+            return False
+        socket.create_connection((ip, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
 def connect(address: str, repo_root) -> str:
     """Connect this process to the cluster, shipping the suite's code; the GCS address."""
     hostport = parse_address(address)
@@ -180,10 +194,12 @@ def connect(address: str, repo_root) -> str:
             socket.create_connection(hostport, timeout=5).close()
         except OSError as exc:
             raise FleetError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}") from None
-        if _is_loopback(hostport[0]) and "ray" not in sys.modules:
-            # Ray rewrites a loopback address to the machine's routable IP before
-            # connecting, which misses a cluster bound to 127.0.0.1 only (a
+        if _is_loopback(hostport[0]) and "ray" not in sys.modules and not _reachable_outside(hostport[1]):
+            # Ray rewrites a loopback address to the machine's network address
+            # before connecting, which misses a cluster bound to 127.0.0.1 only (a
             # single-machine cluster); this documented switch keeps loopback as is.
+            # A cluster started the usual way listens on the network address too,
+            # and then Ray's rewrite is what finds its nodes.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import logging
 
