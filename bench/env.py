@@ -82,6 +82,10 @@ def machine_env() -> dict:
         "python": platform.python_version(),
         "git_commit": commit,
         "git_dirty": dirty,
+        # Where it ran; a fleet run replaces both with its cluster address and the
+        # node's Ray id (bench/fleet.py).
+        "cluster": "local",
+        "node": f"-:{platform.node()}",
     }
     for dist in VERSIONED:
         env[f"{dist.replace('-', '_')}_version"] = _pkg_version(dist)

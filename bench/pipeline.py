@@ -7,6 +7,8 @@ written), and `execute` times them and appends a row per finished job.
 from __future__ import annotations
 
 import itertools
+import platform
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,13 +41,23 @@ class Job:
     batch: int
     resolution: int
     checkpoint: str | None = None
+    # The fleet target (`--on` label) this job is timed on, when a run names several:
+    # the same job on two devices is two rows, so the target is part of the row id.
+    target: str | None = None
 
     @property
     def row_id(self) -> str:
         """The row's identity in its file (see store.IDENTITY; the device and precision
         follow from the runtime and the run's options, one per run)."""
+        where = f"@{target_slug(self.target)}" if self.target else ""
         return (f"{self.model}.{self.variant}.{self.runtime}.t{self.threads}"
-                f".b{self.batch}.r{self.resolution}")
+                f".b{self.batch}.r{self.resolution}") + where
+
+
+def target_slug(label: str) -> str:
+    """A fleet label as it appears in row ids, which name samples files: a label such
+    as ray.io/accelerator-type=H100 must not become a folder."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", label)
 
 
 @dataclass
@@ -76,6 +88,9 @@ class RunRequest:
     exporter: str = "torchscript"
     opset: int | None = None
     dynamic_batch: bool = False
+    # Fleet runs (--cluster): the node labels jobs are placed on (--on); empty = any
+    # node with a bench slot. Stored so --resume plans the same rows.
+    on: list[str] = field(default_factory=list)
     # Runner-specific settings (precision, cudnn_algo_search, cuda_graphs, ...);
     # only those asked for, so a CPU run's request stays as it was.
     options: dict = field(default_factory=dict)
@@ -121,19 +136,22 @@ def plan(req: RunRequest) -> list[Job]:
     if req.checkpoint and len(set(req.models)) > 1:
         raise PlanError("--checkpoint applies to one model; name exactly one")
     jobs, seen = [], set()
+    # One target: every job goes there, and row ids stay those of a local run.
+    # Several: every job once per target.
+    targets = list(req.on) if len(req.on) > 1 else [None]
     for spec in req.models:
         entry = resolve_entry(spec, req)
         name = entry.name
         if not entry.available:
             raise PlanError(f"model {name} is not available yet: {entry.unavailable_reason}")
-        for variant, threads, batch, res in itertools.product(
-                req.variants, req.threads, req.batches, req.resolutions):
+        for target, variant, threads, batch, res in itertools.product(
+                targets, req.variants, req.threads, req.batches, req.resolutions):
             if variant is not None and variant not in entry.variants and len(req.models) == 1:
                 raise PlanError(f"model {name} has no variant {variant!r}; it has {', '.join(entry.variants)}")
             if entry.onnx_path is not None:
                 check_onnx_job(entry, batch, res, req)
             job = Job(name, entry.resolve_variant(variant), req.runtime, threads, batch,
-                      res or entry.default_resolution, req.checkpoint)
+                      res or entry.default_resolution, req.checkpoint, target)
             if job.row_id not in seen:
                 seen.add(job.row_id)
                 jobs.append(job)
@@ -277,8 +295,9 @@ def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, st
     row.update({
         "row_id": row_id or job.row_id, "run_id": run_id, "model": job.model,
         "variant": job.variant, "batch": job.batch, "resolution": job.resolution,
-        "runtime": job.runtime, "cluster": where.get("cluster", "local"),
-        "node": where.get("node") or f"-:{env.get('hostname', '')}",
+        # Where it ran: a fleet run passes its cluster and node in `env` (or `where`).
+        "runtime": job.runtime, "cluster": where.get("cluster") or env.get("cluster") or "local",
+        "node": where.get("node") or env.get("node") or f"-:{env.get('hostname') or platform.node()}",
         "threads_requested": job.threads, "schedule": schedule, "interleave_group": group,
         "block_size": block, "block_warmup": block_warmup, "timestamp": now_iso(),
     })
@@ -326,11 +345,13 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
 
 
 def interleave_groups(prepared: list[Prepared], size: int) -> list[list[Prepared]]:
-    """Jobs are interleaved by model: all settings of one model stay in one group."""
-    by_model: dict[str, list[Prepared]] = {}
+    """Jobs are interleaved by model: all settings of one model stay in one group.
+    A group never mixes fleet targets (it is timed on one machine)."""
+    by_target: dict[str | None, dict[str, list[Prepared]]] = {}
     for p in prepared:
-        by_model.setdefault(p.job.model, []).append(p)
-    return [[p for m in models for p in by_model[m]] for models in groups(list(by_model), size)]
+        by_target.setdefault(p.job.target, {}).setdefault(p.job.model, []).append(p)
+    return [[p for m in models for p in by_model[m]]
+            for by_model in by_target.values() for models in groups(list(by_model), size)]
 
 
 def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, run_id: str,

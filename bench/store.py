@@ -91,7 +91,7 @@ TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "
                 "runtime_settings", "cpu_name", "hostname", "os", "python", "git_commit", "timestamp",
                 "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))
 SAMPLES_KEY = "samples_ms"
-_ROW_ID = re.compile(r"[A-Za-z0-9_.+:=-]{1,200}")
+_ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@-]{1,200}")
 
 
 class ResultsError(ModbenchError):
@@ -234,6 +234,13 @@ class ResultsWriter:
         try:
             _cut_torn_tail(path)
             df = read_results(path)
+            if list(df.columns) != COLUMNS:
+                # Rows are appended in COLUMNS' order: under another header they would
+                # land in the wrong columns.
+                missing = [c for c in COLUMNS if c not in df.columns]
+                raise ResultsError(f"{path} was written with another results schema"
+                                   + (f" (no column {missing[0]!r})" if missing else "")
+                                   + "; this version cannot append to it, start a new run")
             config = read_run_config(path)
         except BaseException:
             lock.release()

@@ -88,6 +88,12 @@ def add_parser(sub) -> None:
                                               "max-autotune-no-cudagraphs"),
                    help="torch-compile-cuda: torch.compile mode")
     g.add_argument("--device-id", type=A.non_negative_int, help="CUDA device index (default 0)")
+    f = p.add_argument_group("several machines (Ray; see README 'Running on several machines')")
+    f.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the jobs as Ray tasks on a running Ray cluster (HEAD:6379, or auto)")
+    f.add_argument("--on", metavar="LABEL[,LABEL]",
+                   help="with --cluster: the nodes to time on, by custom resource, accelerator type "
+                        "(e.g. T4) or key=value label; each job runs once per label (default: any node)")
     p.set_defaults(func=run)
 
 
@@ -130,7 +136,8 @@ def _request(args):
         warmup=args.warmup, block=args.block, block_warmup=args.block_warmup,
         schedule=args.schedule, interleave=args.interleave, spinning=args.spinning == "on",
         checkpoint=args.checkpoint, exporter=args.exporter, opset=args.opset,
-        dynamic_batch=args.dynamic_batch, model_args=model_args, top1=top1, **kw)
+        dynamic_batch=args.dynamic_batch, model_args=model_args, top1=top1,
+        on=_fleet().parse_on(args.on), **kw)
 
 
 def _own_models(args, names: list[str]) -> tuple[dict, dict]:
@@ -173,6 +180,12 @@ def runtime_device(runtime: str) -> str | None:
     return r.device if r else None
 
 
+def _fleet():
+    from .. import fleet
+
+    return fleet
+
+
 def _default_out(args, req) -> Path:
     label = args.suite or (req.models[0] if len(req.models) == 1 else "models")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -184,33 +197,35 @@ def _default_out(args, req) -> Path:
 
 
 def _open_results(args):
-    """(writer, request, jobs still to time) for a new run or a --resume.
-
-    Everything that can fail on bad input happens before a file is created; the
-    writer holds the results file's lock from here on."""
+    """(writer or None, request, jobs still to time, results path) for a new run or a
+    --resume. Everything that can fail on bad input happens before a file is created;
+    a resumed file's writer holds its lock from here on."""
     from ..pipeline import RunRequest, plan
     from ..store import ResultsWriter, check_new_path
 
+    if args.on is not None and not args.cluster:
+        raise UsageError("--on places jobs on the nodes of a Ray cluster; give --cluster ADDRESS too")
     if args.resume:
-        if args.models or args.suite or args.out:
-            raise UsageError("--resume takes the run's own request; do not name models, a suite or --out")
+        if args.models or args.suite or args.out or args.on is not None:
+            raise UsageError("--resume takes the run's own request; do not name models, a suite, --on or --out")
         writer, config, done = ResultsWriter.resume(Path(args.resume))
         try:
             req = RunRequest.from_json(config)
-            _check_runner(req)
+            if req.on and not args.cluster:
+                raise UsageError(f"{writer.path} is a fleet run on {','.join(req.on)}; finish it with "
+                                 f"--resume {writer.path} --cluster ADDRESS")
             jobs = [j for j in plan(req) if j.row_id not in set(done["row_id"])]
         except BaseException:
             writer.close()
             raise
-        return writer, req, jobs
+        return writer, req, jobs, writer.path
     req = _request(args)
     out = Path(args.out) if args.out else _default_out(args, req)
     check_new_path(out)  # proves the folder writable by writing, without creating anything
-    _check_runner(req)
-    return None, req, (out, plan(req))
+    return None, req, plan(req), out
 
 
-def _check_runner(req):
+def _runner_for(req, here: bool):
     from ..runners import get_runner
 
     try:
@@ -218,7 +233,8 @@ def _check_runner(req):
         runner.check_options(req.options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    runner.check_available()
+    if here:  # a fleet run's nodes check their own runtime; the driver may have none
+        runner.check_available()
     return runner
 
 
@@ -249,46 +265,111 @@ def _warn_oversubscribed(req, runner) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline import execute, new_run_id
-    from ..progress import Progress
-    from ..schedule import total_work
-    from ..store import ResultsWriter
-
-    writer, req, jobs = _open_results(args)
-    runner = _check_runner(req)
+    writer, req, jobs, out = _open_results(args)
     try:
-        if writer is None:
-            out, jobs = jobs
-        else:
-            out = writer.path
+        runner = _runner_for(req, here=not args.cluster)
+        if args.cluster and "device_id" in req.options:
+            raise UsageError("--device-id does not apply to --cluster: Ray gives each task one GPU, "
+                             "its only visible device; pick machines with --on")
         if not jobs and args.resume:
             print(f"{out}: every row is already complete; nothing to do")
             return 0
         if not jobs:
             raise UsageError("the request plans no job (an empty --threads, --batch or model list?)")
-        prepared = _prepare(jobs, req, runner)
-        if not args.resume and args.threads is None and runner.device == "cpu":
-            print(default_threads()[1], file=sys.stderr)  # after preparing: bad input stays one line
-        _warn_oversubscribed(req, runner)
-        if writer is None:
-            writer = ResultsWriter.create(out, req.to_json())
+        if args.cluster:
+            rows, missing = _run_on_fleet(args, req, runner, jobs, out, writer)
+        else:
+            rows, missing = _run_here(args, req, runner, jobs, out, writer), None
+    finally:
+        if writer is not None:
+            writer.close()
+    print(summary(rows, where=bool(args.cluster)))
+    print(f"\n{len(rows)} rows written to {out}")
+    if missing:
+        raise missing
+    return 0
+
+
+def _run_here(args, req, runner, jobs, out, writer) -> list[dict]:
+    from ..pipeline import execute, new_run_id
+    from ..progress import Progress
+    from ..schedule import total_work
+    from ..store import ResultsWriter
+
+    prepared = _prepare(jobs, req, runner)
+    if not args.resume and args.threads is None and runner.device == "cpu":
+        print(default_threads()[1], file=sys.stderr)  # after preparing: bad input stays one line
+    _warn_oversubscribed(req, runner)
+    own = writer is None
+    if own:
+        writer = ResultsWriter.create(out, req.to_json())
+    try:
         bar = Progress(total_work(len(prepared), req.iters, req.warmup, req.block, req.block_warmup),
                        label=f"timing {len(prepared)} on {req.runtime}")
         print(_protocol_line(req), file=sys.stderr)
         try:
-            rows = execute(prepared, req, writer, new_run_id(), progress=bar, on_round=bar.precision)
+            return execute(prepared, req, writer, new_run_id(), progress=bar, on_round=bar.precision)
         except KeyboardInterrupt:
             bar.close()
             _say_interrupted(out, writer.rows_written)
             raise
-        bar.close()
+        finally:
+            bar.close()
     finally:
-        if writer is not None:
-            # A new run that wrote no row leaves nothing behind.
-            writer.close(discard_empty=True)
-    print(summary(rows))
-    print(f"\n{len(rows)} rows written to {out}")
-    return 0
+        if own:
+            writer.close(discard_empty=True)  # a new run that wrote no row leaves nothing behind
+
+
+def _run_on_fleet(args, req, runner, jobs, out, writer):
+    """(rows, the error to raise for missing rows or None): the run's groups as Ray tasks."""
+    from ..env import REPO_ROOT, machine_env
+    from ..pipeline import interleave_groups, new_run_id
+    from ..store import ResultsWriter
+
+    fleet = _fleet()
+    try:
+        cluster = fleet.connect(args.cluster, REPO_ROOT)
+        gpu = runner.device != "cpu"
+        nodes = fleet.live_nodes()
+        targets = dict(zip(req.on or [None], fleet.resolve_targets(req.on, nodes, gpu)))
+        for line in fleet.check_slots(nodes):
+            print(line, file=sys.stderr)
+        warm = fleet.warm_up(list(targets.values()), nodes, req.runtime, gpu)
+        # Prepared here too: bad input fails before anything runs, as in a local run,
+        # and the driver's artifact SHA-256s are what each node's are compared with.
+        prepared = _prepare(jobs, req, runner)
+        broken = fleet.warm_up_errors(warm, timeout=fleet.WARM_UP_WAIT_S)
+        if broken:
+            more = f" (and {len(broken) - 1} more nodes)" if len(broken) > 1 else ""
+            raise fleet.FleetError(f"{broken[0]}{more}; nothing was run")
+        groups = interleave_groups(prepared, req.interleave)
+        own = writer is None
+        if own:
+            writer = ResultsWriter.create(out, req.to_json())
+        try:
+            where = ", ".join(t.label or "any node" for t in targets.values())
+            print(f"submitting {len(groups)} groups ({len(prepared)} jobs) to the cluster at {cluster} ({where})",
+                  file=sys.stderr)
+            print(_protocol_line(req), file=sys.stderr)
+            try:
+                outcome = fleet.execute(groups, targets, req, writer, new_run_id(), cluster, gpu, machine_env())
+            except KeyboardInterrupt:
+                _say_interrupted(out, writer.rows_written, cluster)
+                raise
+        except BaseException:
+            if own:
+                writer.close(discard_empty=True)  # a new run that wrote no row leaves nothing behind
+            raise
+        if own:
+            writer.close()  # kept even with no row: missing rows are finished with --resume
+    finally:
+        fleet.disconnect()
+    missing = None
+    if outcome.missing:
+        why = outcome.missing[0][1]
+        missing = fleet.FleetError(f"{len(outcome.missing)} of {len(jobs)} rows missing ({why}); finish with "
+                                   f"`python bench.py run --resume {out} --cluster {args.cluster}`")
+    return outcome.rows, missing
 
 
 def _protocol_line(req) -> str:
@@ -302,15 +383,22 @@ def _protocol_line(req) -> str:
             f"timing {count}")
 
 
-def _say_interrupted(out, n_rows: int) -> None:
+def _say_interrupted(out, n_rows: int, cluster=None) -> None:
+    again = f" --cluster {cluster}" if cluster else ""
     if n_rows:
         print(f"\ninterrupted: the {n_rows} completed rows are kept in {out}; finish with "
-              f"`python bench.py run --resume {out}`", file=sys.stderr)
+              f"`python bench.py run --resume {out}{again}`", file=sys.stderr)
     else:
         print("\ninterrupted before any row was complete; nothing was written", file=sys.stderr)
 
 
-def summary(rows: list[dict]) -> str:
+def _host(node: str) -> str:
+    """'hostname (node id prefix)' from a row's node column 'id:hostname'."""
+    node_id, _, host = str(node).partition(":")
+    return f"{host} ({node_id[:8]})" if node_id and node_id != "-" else host
+
+
+def summary(rows: list[dict], where: bool = False) -> str:
     from ..textable import render
 
     def ci(r):
@@ -321,10 +409,13 @@ def summary(rows: list[dict]) -> str:
                  mean_std=f"{r['mean_ms']:.2f} ± {r['std_ms']:.2f}",
                  known=None if r.get("ci_rel_half_width") is None else f"±{r['ci_rel_half_width']:.1%}",
                  validity="VALID" if r["valid"] else f"INVALID ({r['invalid_reason']})",
-                 paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"])
+                 paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"],
+                 host=_host(r.get("node", "")))
             for r in rows]
     cols = ["model", "variant", "runtime", "threads", "batch", "resolution", "median_ms", "ci",
             "mean_std", "known", "p99_ms", "first_run_ms", "iters", "paper", "validity"]
+    if where:  # a fleet run: which machine each number is from
+        cols.insert(1, "host")
     heads = {"median_ms": "median ms", "ci": "95% CI", "mean_std": "mean ± std", "p99_ms": "p99",
              "first_run_ms": "first run", "resolution": "res", "paper": "paper ms", "known": "CI ±"}
     return render(view, cols, heads)

@@ -127,8 +127,10 @@ def user_top1(row) -> tuple[float, bool] | None:
     return float(v), False
 
 
-def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
-    pts, users = [], 0
+def _accuracy_points(col: Column) -> list[tuple]:
+    """(median, CI low, CI high, top-1, label, model) of each model in the column: the
+    paper's top-1, or for a user's own model the one given with run --top1."""
+    pts = []
     for model in col.models():
         row = col.find(model)
         paper_top = ref.paper_top1(model)
@@ -138,10 +140,15 @@ def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
         m = row.measurement()
         lo, hi = m.median_ci()
         label = ref.paper_label(model) + (" †" if top[1] else "")
-        users += paper_top is None
         pts.append((m.median, lo, hi, top[0], label, model))
+    return pts
+
+
+def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
+    pts = _accuracy_points(col)
     if len(pts) < 2:
         return None
+    users = sum(ref.paper_top1(p[5]) is None for p in pts)
     # Drawn at the PNG's dpi: labels are placed from text extents, which do not
     # scale exactly with dpi, so placing at another dpi lets them collide when saved.
     # Twenty labels need more room than a handful to sit next to their points.
@@ -180,6 +187,41 @@ def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
     if any(" †" in p[4] for p in pts):
         fig.text(0.01, -0.02, "† top-1 with strong training (the paper gives no plain figure)", fontsize=7)
     return _save(fig, out_dir, f"accuracy_vs_latency_{slug(col.label)}")
+
+
+def accuracy_vs_latency_by_device(inp: ReportInputs, out_dir: Path) -> list[Path] | None:
+    """One panel per device column (batch 1), side by side with a shared accuracy
+    axis: results from several machines are compared by position, never merged.
+    Each panel's latency axis is its own (a GPU and a CPU differ tenfold)."""
+    cols = [(c, pts) for c in inp.columns if int(c.key[5]) == 1
+            for pts in [_accuracy_points(c)] if len(pts) >= 2]
+    if len(cols) < 2:
+        return None
+    n = len(cols)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), dpi=PNG_DPI,
+                             sharey=True, squeeze=False)
+    for ax, (col, pts) in zip(axes.flat, cols):
+        x = np.array([p[0] for p in pts])
+        y = np.array([p[3] for p in pts])
+        colors = [HIGHLIGHT if _is_efficientmod(p[5]) else OTHER for p in pts]
+        for i, p in enumerate(pts):
+            ax.errorbar(x[i], y[i], xerr=[[p[0] - p[1]], [p[2] - p[0]]],
+                        fmt="*" if _is_efficientmod(p[5]) else "o", ms=10 if _is_efficientmod(p[5]) else 5,
+                        color=colors[i], ecolor=colors[i], elinewidth=0.8, capsize=2, zorder=3)
+        span = x.max() - x.min() or x.max()
+        ax.set_xlim(max(0, x.min() - 0.12 * span), x.max() + 0.3 * span)
+        ax.set_title(col.label, fontsize=8.5)
+        ax.set_xlabel("median ms (95% CI)", fontsize=8)
+        ax.grid(alpha=0.3)
+        place_labels(ax, list(x), list(y), [p[4] for p in pts], colors, fontsize=6.5)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ImageNet-1K top-1 (%), paper")
+    fig.suptitle("Accuracy vs latency, one panel per device", fontsize=10)
+    return _save(fig, out_dir, "accuracy_vs_latency_by_device")
 
 
 def distributions(col: Column, out_dir: Path) -> list[Path] | None:
@@ -309,6 +351,7 @@ def build_all(inp: ReportInputs, out_dir: Path) -> list[Path]:
         if col.key[5] == 1:
             paths += accuracy_vs_latency(col, out_dir) or []
         paths += distributions(col, out_dir) or []
+    paths += accuracy_vs_latency_by_device(inp, out_dir) or []
     paths += variant_bars(inp, out_dir) or []
     paths += resolution_plots(inp, out_dir) + batch_plots(inp, out_dir) + fig9_plots(inp, out_dir)
     return paths
