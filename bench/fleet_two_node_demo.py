@@ -1,6 +1,6 @@
 """A fleet run on a two-node Ray cluster on this machine (127.0.0.1 only), through the CLI.
 
-    .venv/bin/python docs/fleet-two-node-demo.py results/fleet-2node-demo.csv
+    .venv/bin/python bench/fleet_two_node_demo.py results/fleet-2node-demo.csv
 
 Head node: bench_slot 1 and resource cpu_a; second node: bench_slot 1, resource cpu_b,
 label lab=b. Both share this machine's cores and time at the same time, so the numbers
