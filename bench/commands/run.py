@@ -43,8 +43,9 @@ def add_parser(sub) -> None:
                    help="headline statistic the interval is about (default median; the paper reports means)")
     p.add_argument("--min-iters", type=A.iterations, default=300, help="auto: iterations before stopping (default 300)")
     p.add_argument("--max-iters", type=A.iterations, default=4000, help="auto: most iterations per row (default 4000)")
-    p.add_argument("--time-budget", type=A.positive_float, default=None, metavar="SECONDS",
-                   help="auto: stop timing after this many seconds per interleave group")
+    p.add_argument("--time-budget", type=A.positive_float, default=480, metavar="SECONDS",
+                   help="auto: stop timing after this many seconds per interleave group (default 480: "
+                        "the default run ends in about 10 minutes; a row not yet precise is INVALID)")
     p.add_argument("--busy-cores", type=A.positive_float, default=0.2,
                    help="a block is disturbed when other processes used more cores than this (default 0.2)")
     p.add_argument("--max-disturbed", type=A.fraction, default=0.10,
