@@ -158,7 +158,7 @@ def validate_samples(samples, where: str, expected_n: int | None = None) -> np.n
     bad = ~np.isfinite(x) | (x <= 0)
     if bad.any():
         i = int(np.argmax(bad))
-        raise SamplesError(f"{where}: sample {i} is {x[i]!r}; every sample must be a finite, "
+        raise SamplesError(f"{where}: sample {i} is {float(x[i])!r}; every sample must be a finite, "
                            f"positive number of milliseconds ({int(bad.sum())} are not)")
     if expected_n is not None and x.size != expected_n:
         raise SamplesError(f"{where}: {x.size} samples, but the row says {expected_n} iterations")
