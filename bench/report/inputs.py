@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..measurement import Measurement
-from ..store import ResultsError, load_samples, read_results
+from ..store import ResultsError, StoredRow, read_results
 from ..vocab import UnknownDevice, device_kind
 
 # What a results row must carry for the reports to place it.
@@ -26,27 +26,8 @@ COLUMN_KEY = ("device", "device_name", "runtime", "precision", "threads", "batch
 HEADLINE_VARIANTS = ("repeat", "default")
 
 
-@dataclass
-class Row:
-    """One results row, with where it came from."""
-
-    data: dict
-    source: Path
-
-    def __getitem__(self, key):
-        return self.data[key]
-
-    @property
-    def id(self) -> str:
-        return self.data["row_id"]
-
-    @property
-    def ref(self) -> str:
-        """How a printed number points back at its row: file and row_id."""
-        return f"{self.source.name}:{self.id}"
-
-    def samples(self) -> np.ndarray:
-        return load_samples(self.source, self.data)
+class Row(StoredRow):
+    """One results row as the reports use it: the store's row, plus its Measurement."""
 
     def measurement(self) -> Measurement:
         """The row's samples with the blocks they were timed in (for honest intervals)."""
