@@ -57,6 +57,9 @@ class _State:
     settle: list
     first: float | None = None
     last_median: float | None = None
+    # Relative half-width of the headline interval after the last block (precision-driven
+    # runs only): the stopping rule and the progress line both read it.
+    width: float = math.inf
     done: bool = False
 
     @property
@@ -104,6 +107,8 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
         st.marks.append((a, b))
         st.settle.append(extra)
         st.last_median = float(np.median(x))
+        if target is not None:
+            st.width = Measurement(st.samples(), block=block).interval(target.stat).rel_half_width
         progress(n)
 
     def finished(st: _State) -> bool:
@@ -111,8 +116,7 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
             return True
         if target is None or st.n < target.min_iters:
             return False
-        m = Measurement(st.samples(), block=block)
-        return m.interval(target.stat).rel_half_width <= target.target_ci
+        return st.width <= target.target_ci
 
     def over_budget() -> bool:
         return (target is not None and target.time_budget_s is not None
@@ -168,7 +172,7 @@ def _status(states: list[_State], target: Target, block: int, iters: int, round_
         return RoundStatus(0, 0.0, 0.0)
     widths, rounds_left = [], 0.0
     for st in active:
-        w = Measurement(st.samples(), block=block).interval(target.stat).rel_half_width
+        w = st.width
         widths.append(w)
         need = iters if not math.isfinite(w) else min(iters, max(target.min_iters, st.n * (w / target.target_ci) ** 2))
         rounds_left = max(rounds_left, (need - st.n) / block)

@@ -248,6 +248,8 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
         # (exit 1 with --strict), with the reason.
         v.note = "; ".join(n for n in (v.note, f"samples cannot be trusted: {exc}") if n)
         return
+    # The milliseconds the report prints, from the samples just read (not a second read).
+    v.base_median_ms, v.cur_median_ms = Measurement(xb).median, Measurement(xc).median
     block = int(b["block_size"]) if _norm(b.get("block_size")) else None
     if s.reference is not None:
         nb, why_b = _normalized(base, b, xb, s.reference)
@@ -261,8 +263,6 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
               n_boot=s.n_boot, seed=s.seed)
     v.verdict = r["verdict"]
     v.ratio, v.ci_low, v.ci_high, v.p = r["ratio"], r["ci_low"], r["ci_high"], r["p"]
-    v.base_median_ms = Measurement(base.samples(b)).median
-    v.cur_median_ms = Measurement(cur.samples(c)).median
     v.note = "; ".join(n for n in (v.note, r["note"]) if n)
     if not _truthy(b.get("valid")) or not _truthy(c.get("valid")):
         v.note = "; ".join(n for n in (v.note, "a row is marked invalid (see invalid_reason)") if n)
