@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockLoad
-from .stats import Interval, headline_interval
+from .stats import Interval, blocks, headline_interval, statistic
 
 DEFAULT_TARGET_CI = 0.01
 # Samples a percentile needs before it is printed (MLPerf LoadGen's minimum counts).
 PERCENTILE_MIN_SAMPLES = {90: 64, 99: 662}
+# Block statistics spread wider than this are named in an imprecise row's reason.
+DRIFT_NOTE = 0.05
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class Measurement:
             reasons.append(f"no interval: {iv.n_blocks} block (need 2 or more)")
         elif iv.rel_half_width > v.target_ci:
             reasons.append(f"{v.stat} known to ±{iv.rel_half_width:.1%}, not ±{v.target_ci:.1%} "
-                           f"({iv.n_blocks} blocks, {self.n} iterations)")
+                           f"({iv.n_blocks} blocks, {self.n} iterations{self._drift(v.stat)})")
         if self.loads:
             d = self.disturbed(v.busy_cores)
             if d > v.max_disturbed * len(self.loads):
@@ -124,6 +126,21 @@ class Measurement:
                 reasons.append(f"machine busy: {d / len(self.loads):.0%} of blocks had other processes "
                                f"using > {v.busy_cores:g} cores (up to {worst:.2f})")
         return (not reasons, "; ".join(reasons))
+
+    def _drift(self, stat: str) -> str:
+        """Why an interval is wide, in the user's terms: how far the block statistics
+        moved. On a steady machine they agree within a few percent; on a shared VM whose
+        speed moves with its neighbours they spread by tens of percent, and no number of
+        iterations makes the row's figure reproducible."""
+        f = statistic(stat)
+        per_block = np.array([f(b) for b in blocks(self.samples_ms, self.block_size)])
+        if per_block.size < 4:
+            return ""
+        lo, hi = np.percentile(per_block, [10, 90])
+        if not lo > 0 or hi / lo < 1 + DRIFT_NOTE:
+            return ""
+        return (f"; its block {stat}s moved by {hi / lo - 1:.0%} (10th to 90th percentile): "
+                "the machine's speed changed while timing")
 
     def summary(self, v: Validity = Validity()) -> dict:
         """The statistics as result-row columns (milliseconds)."""

@@ -1,5 +1,6 @@
 """Benchmarks of the measuring itself: are the default numbers trustworthy?
 
+    python -m bench.targets machine         # is the machine quiet? per-CPU speed of a pinned loop
     python -m bench.targets transient       # the block-switch transient, with and without settling
     python -m bench.targets suite-vs-bare   # the suite vs a bare session.run loop, process by process
     python -m bench.targets repeatability   # 5 default invocations: CV of ratios between models
@@ -59,6 +60,45 @@ class Report:
         if self.out:
             from models.fsio import atomic_write
             atomic_write(self.out / f"{self.name}.txt", "\n".join(self.lines) + "\n")
+
+
+# --- the machine itself ------------------------------------------------------------------
+
+def _loop(n: int = 20000) -> None:
+    x = 0
+    for i in range(n):
+        x += i * i
+
+
+def machine_state(seconds: float = 10.0) -> str:
+    """Is this machine quiet enough for the targets? A fixed pure-Python loop pinned to
+    each CPU in turn, for `seconds`: on a dedicated core its time is steady; where the
+    host shares the physical core with another tenant (SMT), it is bimodal, slower by
+    tens of percent for a share of the samples. Neither /proc/stat nor steal time shows
+    that tenant, so a quiet `top` is not evidence of a quiet machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    times = {c: [] for c in cpus}
+    t_end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < t_end:
+            for c in cpus:
+                os.sched_setaffinity(0, {c})
+                t0 = time.perf_counter()
+                _loop()
+                times[c].append(time.perf_counter() - t0)
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+    parts = []
+    for c in cpus:
+        t = np.asarray(times[c])
+        parts.append(f"cpu{c} {np.mean(t > 1.3 * t.min()):.0%} slowed (median {np.median(t) / t.min():.2f}x, "
+                     f"p90 {np.percentile(t, 90) / t.min():.2f}x its best)")
+    return (f"machine state ({seconds:.0f} s of a pinned loop per CPU; share of samples over 1.3x that CPU's "
+            f"best): " + ", ".join(parts))
+
+
+def machine(args, log: Report) -> None:
+    log(machine_state(args.seconds))
 
 
 # --- the block-switch transient ---------------------------------------------------------
@@ -255,12 +295,13 @@ def default_run(args, log: Report) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
-    for name, fn in (("transient", transient), ("suite-vs-bare", suite_vs_bare),
+    for name, fn in (("machine", machine), ("transient", transient), ("suite-vs-bare", suite_vs_bare),
                      ("repeatability", repeatability), ("busy", busy), ("default-run", default_run)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--out", type=Path, help="folder for the report and the results files it made")
         p.add_argument("--threads", type=int, default=2)
+    sub.choices["machine"].add_argument("--seconds", type=float, default=10.0)
     sub.choices["transient"].add_argument("--rounds", type=int, default=30)
     sub.choices["suite-vs-bare"].add_argument("--pairs", type=int, default=5)
     sub.choices["suite-vs-bare"].add_argument("--iters", type=int, default=2000)
@@ -279,8 +320,14 @@ def main(argv=None) -> int:
         _bare_child(args)
         return 0
     log = Report(args.what, args.out)
-    args.fn(args, log)
-    log.save()
+    if args.what != "machine":
+        log(machine_state())  # before and after: the evidence is only as good as the machine was quiet
+    try:
+        args.fn(args, log)
+    finally:
+        if args.what != "machine":
+            log(machine_state())
+        log.save()
     return 0
 
 

@@ -134,3 +134,16 @@ def test_a_busy_loop_competitor_is_detected_and_quiet_is_not(sessions):
     for b, q in zip(busy, quiet):
         mean = lambda m: np.mean([x.others_cores for x in m.loads])  # noqa: E731
         assert mean(q) < mean(b) - 0.5
+
+
+def test_an_imprecise_row_says_when_the_machine_speed_moved():
+    """A shared VM whose speed moves with its neighbours: the reason names the drift of
+    the block medians; a steady but short row is imprecise without that note."""
+    rng = np.random.default_rng(7)
+    speed = np.repeat(np.where(rng.random(40) < 0.5, 1.0, 1.5), 50)  # per-block speed, bimodal
+    drifting = Measurement(10 * speed * rng.lognormal(0, 0.02, speed.size), block=50)
+    ok, reason = drifting.validity()
+    assert not ok and "the machine's speed changed while timing" in reason, reason
+    steady = Measurement(10 * rng.lognormal(0, 0.05, 300), block=50)
+    ok, reason = steady.validity(Validity(target_ci=1e-4))
+    assert not ok and "median known to" in reason and "speed changed" not in reason, reason
