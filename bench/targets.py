@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ def _bench(*args: str, log=None) -> float:
     if log is not None:
         log(f"$ bench.py {' '.join(args)}  ({wall:.0f} s, exit {r.returncode})")
     if r.returncode != 0:
-        raise SystemExit(f"bench.py {' '.join(args)} failed: {r.stderr.strip().splitlines()[-1:]}")
+        last = (r.stderr.strip().splitlines() or ["(no message)"])[-1]
+        _refuse(f"bench.py {' '.join(args)} exited {r.returncode}: {last}")
     return wall
 
 
@@ -45,10 +47,19 @@ def _rows(csv: Path) -> dict:
     return {r["model"]: r for r in read_rows(csv)}
 
 
+def _refuse(message: str) -> None:
+    """Bad input or a failed step: one line, exit 2 (exit 1 means a regression)."""
+    print(f"bench.targets: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 class Report:
     def __init__(self, name: str, out: Path | None):
         self.name, self.lines = name, []
         self.dir = (out / name) if out else Path(os.environ.get("TMPDIR", "/tmp")) / f"modbench-{name}-{os.getpid()}"
+        if out and ((out / f"{name}.txt").exists() or (self.dir.exists() and any(self.dir.iterdir()))):
+            # Evidence already measured is never overwritten: a new measurement goes to a new folder.
+            _refuse(f"{out / name} already holds a {name} measurement; give another --out")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.out = out
 
@@ -70,7 +81,25 @@ def _loop(n: int = 20000) -> None:
         x += i * i
 
 
-def machine_state(seconds: float = 10.0) -> str:
+# A CPU whose pinned loop ran over 1.3x its best in more than this share of samples
+# is shared with another tenant of the host.
+QUIET_SLOWED = 0.10
+
+
+@dataclass(frozen=True)
+class MachineState:
+    """Share of a pinned loop's samples over 1.3x that CPU's best, per CPU."""
+
+    seconds: float
+    slowed: dict
+    line: str
+
+    @property
+    def quiet(self) -> bool:
+        return max(self.slowed.values()) <= QUIET_SLOWED
+
+
+def machine_state(seconds: float = 10.0) -> MachineState:
     """Is this machine quiet enough for the targets? A fixed pure-Python loop pinned to
     each CPU in turn, for `seconds`: on a dedicated core its time is steady; where the
     host shares the physical core with another tenant (SMT), it is bimodal, slower by
@@ -88,17 +117,31 @@ def machine_state(seconds: float = 10.0) -> str:
                 times[c].append(time.perf_counter() - t0)
     finally:
         os.sched_setaffinity(0, set(cpus))
-    parts = []
+    slowed, parts = {}, []
     for c in cpus:
         t = np.asarray(times[c])
-        parts.append(f"cpu{c} {np.mean(t > 1.3 * t.min()):.0%} slowed (median {np.median(t) / t.min():.2f}x, "
+        slowed[c] = float(np.mean(t > 1.3 * t.min()))
+        parts.append(f"cpu{c} {slowed[c]:.0%} slowed (median {np.median(t) / t.min():.2f}x, "
                      f"p90 {np.percentile(t, 90) / t.min():.2f}x its best)")
-    return (f"machine state ({seconds:.0f} s of a pinned loop per CPU; share of samples over 1.3x that CPU's "
-            f"best): " + ", ".join(parts))
+    quiet = max(slowed.values()) <= QUIET_SLOWED
+    line = (f"machine {'quiet' if quiet else 'NOT quiet'} ({seconds:.0f} s of a pinned loop per CPU; share of "
+            f"samples over 1.3x that CPU's best, quiet at most {QUIET_SLOWED:.0%}): " + ", ".join(parts))
+    return MachineState(seconds, slowed, line)
+
+
+def wait_quiet(limit_s: float, log: "Report") -> MachineState:
+    """Poll the machine until it is quiet or `limit_s` has passed; the last state."""
+    t_end = time.monotonic() + limit_s
+    while True:
+        st = machine_state(5.0)
+        if st.quiet or time.monotonic() >= t_end:
+            log(f"  before: {st.line}")
+            return st
+        time.sleep(10.0)
 
 
 def machine(args, log: Report) -> None:
-    log(machine_state(args.seconds))
+    log(machine_state(args.seconds).line)
 
 
 # --- the block-switch transient ---------------------------------------------------------
@@ -194,15 +237,37 @@ def suite_vs_bare(args, log: Report) -> None:
 
 # --- repeatability of ratios across invocations ----------------------------------------------
 
+def _paired_ratios(csv: Path, rows: dict) -> dict:
+    """The ratio a report prints for two rows of one run: geometric mean of the ratios
+    of block medians, block k of one against block k of the other."""
+    from .stats import paired_ratio
+    from .store import load_samples
+
+    x = {m: load_samples(csv, rows[m]) for m in TRIO}
+    return {(a, b): paired_ratio(x[a], x[b], int(rows[a]["block_size"]),
+                                 block_size_b=int(rows[b]["block_size"])).estimate
+            for a, b in _PAIRS}
+
+
+_PAIRS = ((TRIO[0], TRIO[1]), (TRIO[0], TRIO[2]), (TRIO[1], TRIO[2]))
+
+
 def repeatability(args, log: Report) -> None:
-    runs = []
+    runs, paired = [], []
     log(f"{args.runs} separate default invocations of `bench.py run {' '.join(TRIO)}` (auto iterations, "
         "default threads); target: CV of each ratio <= 1%")
+    quiet = []
     for k in range(args.runs):
         csv = log.dir / f"run-{k}.csv"
+        before = wait_quiet(args.wait_quiet, log) if args.wait_quiet else None
         wall = _bench("run", *TRIO, "--out", str(csv))
+        if before is not None:
+            after = machine_state(5.0)
+            log(f"  after: {after.line}")
+            quiet.append(before.quiet and after.quiet)
         rows = _rows(csv)
         runs.append({m: rows[m]["median_ms"] for m in TRIO})
+        paired.append(_paired_ratios(csv, rows))
         log(f"run {k + 1} ({wall:.0f} s): " + ", ".join(
             f"{m} {rows[m]['median_ms']:.3f} ms ({int(rows[m]['iters'])} it, ±{rows[m]['ci_rel_half_width']:.2%}, "
             f"{'VALID' if rows[m]['valid'] else 'INVALID'})" for m in TRIO))
@@ -210,9 +275,21 @@ def repeatability(args, log: Report) -> None:
     log("\nCV across invocations")
     for m in TRIO:
         log(f"  median of {m:22s} {cv([r[m] for r in runs]):.2%}")
-    for a, b in ((TRIO[0], TRIO[1]), (TRIO[0], TRIO[2]), (TRIO[1], TRIO[2])):
+    for a, b in _PAIRS:
         v = cv([r[a] / r[b] for r in runs])
         log(f"  ratio {a} / {b}: {v:.2%}  {'met' if v <= 0.01 else 'NOT met'}")
+    log("the paired ratio a report prints (block by block), each run, and its CV")
+    for a, b in _PAIRS:
+        v = [p[(a, b)] for p in paired]
+        log(f"  {a} / {b}: {' '.join(f'{x:.4f}' for x in v)}  CV {cv(v):.2%}")
+    q = [k for k, ok in enumerate(quiet) if ok]
+    if quiet:
+        log(f"runs on a quiet machine (before and after): {len(q)} of {len(quiet)}"
+            + (f" (runs {', '.join(str(k + 1) for k in q)})" if q else ""))
+    if len(q) >= 2:
+        for a, b in _PAIRS:
+            v = cv([runs[k][a] / runs[k][b] for k in q])
+            log(f"  quiet runs only, ratio {a} / {b}: {v:.2%}  {'met' if v <= 0.01 else 'NOT met'}")
 
 
 # --- busy machine detection --------------------------------------------------------------------
@@ -306,6 +383,9 @@ def main(argv=None) -> int:
     sub.choices["suite-vs-bare"].add_argument("--pairs", type=int, default=5)
     sub.choices["suite-vs-bare"].add_argument("--iters", type=int, default=2000)
     sub.choices["repeatability"].add_argument("--runs", type=int, default=5)
+    sub.choices["repeatability"].add_argument(
+        "--wait-quiet", type=float, default=0.0, metavar="S",
+        help="before each run, wait up to S seconds for a quiet machine; record its state before and after")
     sub.choices["busy"].add_argument("--runs", type=int, default=5)
     sub.choices["busy"].add_argument("--iters", type=int, default=300)
     sub.choices["default-run"].add_argument("--suite", default="table1")
@@ -321,12 +401,15 @@ def main(argv=None) -> int:
         return 0
     log = Report(args.what, args.out)
     if args.what != "machine":
-        log(machine_state())  # before and after: the evidence is only as good as the machine was quiet
+        log(machine_state().line)  # before and after: the evidence is only as good as the machine was quiet
     try:
         args.fn(args, log)
+    except SystemExit as stop:
+        log(f"stopped early (exit {stop.code}): the lines above are all this measurement has")
+        raise
     finally:
         if args.what != "machine":
-            log(machine_state())
+            log(machine_state().line)
         log.save()
     return 0
 
