@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,28 @@ def wait_quiet(limit_s: float, log: "Report") -> MachineState:
         time.sleep(10.0)
 
 
+@contextmanager
+def timed_step(args, log: "Report", quiet: list):
+    """One timed step of a target. With --wait-quiet S: wait up to S seconds for a quiet
+    machine first, check it again after, and append whether it was quiet throughout to
+    `quiet` (the summaries then also give the quiet steps alone)."""
+    before = wait_quiet(args.wait_quiet, log) if args.wait_quiet else None
+    yield
+    if before is not None:
+        after = machine_state(5.0)
+        log(f"  after: {after.line}")
+        quiet.append(before.quiet and after.quiet)
+
+
+def _quiet_steps(quiet: list, log: "Report", what: str) -> list:
+    """The indices of the steps timed on a quiet machine, said in one line."""
+    q = [k for k, ok in enumerate(quiet) if ok]
+    if quiet:
+        log(f"{what} on a quiet machine (before and after): {len(q)} of {len(quiet)}"
+            + (f" ({', '.join(str(k + 1) for k in q)})" if q else ""))
+    return q
+
+
 def machine(args, log: Report) -> None:
     log(machine_state(args.seconds).line)
 
@@ -213,26 +236,34 @@ def suite_vs_bare(args, log: Report) -> None:
         f"one process); bare: a perf_counter loop of {args.iters} session.run per model, sequential, another "
         f"process; same ONNX files; {args.pairs} pairs alternating suite/bare")
     ratios = {m: [] for m in TRIO}
+    quiet = []
     for k in range(args.pairs):
         csv = log.dir / f"suite-{k}.csv"
-        _bench("run", *TRIO, "--iters", str(args.iters), "--threads", str(args.threads), "--out", str(csv))
+        with timed_step(args, log, quiet):
+            _bench("run", *TRIO, "--iters", str(args.iters), "--threads", str(args.threads), "--out", str(csv))
+            proc = subprocess.run([sys.executable, "-m", "bench.targets", "_bare", "--files", files, "--iters",
+                                   str(args.iters), "--threads", str(args.threads)], cwd=REPO, capture_output=True,
+                                  text=True)
+        if proc.returncode != 0:
+            _refuse(f"the bare loop exited {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1]}")
         suite = {m: (r["median_ms"], r["mean_ms"]) for m, r in _rows(csv).items()}
-        r = subprocess.run([sys.executable, "-m", "bench.targets", "_bare", "--files", files, "--iters",
-                            str(args.iters), "--threads", str(args.threads)], cwd=REPO, capture_output=True,
-                           text=True, check=True)
-        bare = json.loads(r.stdout.strip().splitlines()[-1])
+        bare = json.loads(proc.stdout.strip().splitlines()[-1])
         for m in TRIO:
             ratios[m].append((suite[m][0] / bare[m][0], suite[m][1] / bare[m][1]))
         log(f"pair {k + 1}: " + "; ".join(f"{m} median {suite[m][0]:.3f}/{bare[m][0]:.3f} mean "
                                           f"{suite[m][1]:.3f}/{bare[m][1]:.3f} ms" for m in TRIO))
-    log("\nsuite / bare (geometric mean over pairs, 95% bootstrap CI over pairs); targets: median <= 1.01, "
-        "mean <= 1.015")
-    for m in TRIO:
-        for j, what, goal in ((0, "median", 1.01), (1, "mean", 1.015)):
-            logs = np.log([p[j] for p in ratios[m]])
-            lo, hi = block_bootstrap(lambda d: np.exp(d.mean(axis=1)), logs, block=1)
-            est = math.exp(logs.mean())
-            log(f"  {m:22s} {what:6s} {est:.4f} [{lo:.4f}, {hi:.4f}]  {'met' if est <= goal else 'NOT met'}")
+    q = _quiet_steps(quiet, log, "pairs")
+    for label, keep in (("all pairs", range(args.pairs)), ("quiet pairs only", q if len(q) >= 2 else [])):
+        if not keep:
+            continue
+        log(f"\nsuite / bare, {label} (geometric mean over pairs, 95% bootstrap CI over pairs); targets: "
+            "median <= 1.01, mean <= 1.015")
+        for m in TRIO:
+            for j, what, goal in ((0, "median", 1.01), (1, "mean", 1.015)):
+                logs = np.log([ratios[m][k][j] for k in keep])
+                lo, hi = block_bootstrap(lambda d: np.exp(d.mean(axis=1)), logs, block=1)
+                est = math.exp(logs.mean())
+                log(f"  {m:22s} {what:6s} {est:.4f} [{lo:.4f}, {hi:.4f}]  {'met' if est <= goal else 'NOT met'}")
 
 
 # --- repeatability of ratios across invocations ----------------------------------------------
@@ -259,12 +290,8 @@ def repeatability(args, log: Report) -> None:
     quiet = []
     for k in range(args.runs):
         csv = log.dir / f"run-{k}.csv"
-        before = wait_quiet(args.wait_quiet, log) if args.wait_quiet else None
-        wall = _bench("run", *TRIO, "--out", str(csv))
-        if before is not None:
-            after = machine_state(5.0)
-            log(f"  after: {after.line}")
-            quiet.append(before.quiet and after.quiet)
+        with timed_step(args, log, quiet):
+            wall = _bench("run", *TRIO, "--out", str(csv))
         rows = _rows(csv)
         runs.append({m: rows[m]["median_ms"] for m in TRIO})
         paired.append(_paired_ratios(csv, rows))
@@ -282,10 +309,7 @@ def repeatability(args, log: Report) -> None:
     for a, b in _PAIRS:
         v = [p[(a, b)] for p in paired]
         log(f"  {a} / {b}: {' '.join(f'{x:.4f}' for x in v)}  CV {cv(v):.2%}")
-    q = [k for k, ok in enumerate(quiet) if ok]
-    if quiet:
-        log(f"runs on a quiet machine (before and after): {len(q)} of {len(quiet)}"
-            + (f" (runs {', '.join(str(k + 1) for k in q)})" if q else ""))
+    q = _quiet_steps(quiet, log, "runs")
     if len(q) >= 2:
         for a, b in _PAIRS:
             v = cv([runs[k][a] / runs[k][b] for k in q])
@@ -308,19 +332,21 @@ def busy(args, log: Report) -> None:
         f"`bench.py run {' '.join(models)} --iters {args.iters}` (default threads); targets: >= 95% of rows "
         "flagged busy with it, <= 5% without")
     flagged = {True: [], False: []}
+    quiet = []
     for k in range(args.runs):
         for competitor in (True, False):
             hog = None
-            if competitor:
-                hog = mp.get_context("spawn").Process(target=_spin, args=(600,))
-                hog.start()
-            try:
-                csv = log.dir / f"{'busy' if competitor else 'quiet'}-{k}.csv"
-                _bench("run", *models, "--iters", str(args.iters), "--out", str(csv))
-            finally:
-                if hog is not None:
-                    hog.terminate()
-                    hog.join()
+            with timed_step(args, log, quiet):
+                if competitor:
+                    hog = mp.get_context("spawn").Process(target=_spin, args=(600,))
+                    hog.start()
+                try:
+                    csv = log.dir / f"{'busy' if competitor else 'quiet'}-{k}.csv"
+                    _bench("run", *models, "--iters", str(args.iters), "--out", str(csv))
+                finally:
+                    if hog is not None:
+                        hog.terminate()
+                        hog.join()
             rows = _rows(csv).values()
             f = [("machine busy" in str(r["invalid_reason"])) for r in rows]
             flagged[competitor] += f
@@ -328,6 +354,7 @@ def busy(args, log: Report) -> None:
                 + ", ".join(f"{r['model']} others {r['others_cpu_mean']:.2f} cores (max {r['others_cpu_max']:.2f}), "
                             f"{int(r['disturbed_blocks'])}/{int(r['blocks'])} blocks disturbed, median "
                             f"{r['median_ms']:.2f} ms" for r in rows))
+    _quiet_steps(quiet, log, "runs")
     b, q = np.mean(flagged[True]), np.mean(flagged[False])
     log(f"\nflagged busy: with competitor {b:.0%} of {len(flagged[True])} rows ({'met' if b >= 0.95 else 'NOT met'}); "
         f"without {q:.0%} of {len(flagged[False])} ({'met' if q <= 0.05 else 'NOT met'})")
@@ -337,7 +364,9 @@ def busy(args, log: Report) -> None:
 
 def default_run(args, log: Report) -> None:
     auto, fixed = log.dir / "default.csv", log.dir / "fixed-4000.csv"
-    wall = _bench("run", "--suite", args.suite, "--out", str(auto), log=log)
+    quiet = []
+    with timed_step(args, log, quiet):
+        wall = _bench("run", "--suite", args.suite, "--out", str(auto), log=log)
     a = _rows(auto)
     valid = sum(bool(r["valid"]) for r in a.values())
     log(f"default `bench.py run --suite {args.suite}`: {wall / 60:.1f} min wall (target <= 10), "
@@ -348,8 +377,9 @@ def default_run(args, log: Report) -> None:
     threads = str(int(next(iter(a.values()))["threads"]))
     if args.skip_fixed:
         return
-    wall_f = _bench("run", "--suite", args.suite, "--iters", "4000", "--threads", threads, "--out", str(fixed),
-                    log=log)
+    with timed_step(args, log, quiet):
+        wall_f = _bench("run", "--suite", args.suite, "--iters", "4000", "--threads", threads, "--out",
+                        str(fixed), log=log)
     f = _rows(fixed)
     log(f"fixed 4000-iteration round-robin run, same threads: {wall_f / 60:.1f} min")
     common = sorted(set(a) & set(f))
@@ -367,6 +397,7 @@ def default_run(args, log: Report) -> None:
             f"  ratio {raw:.4f}  speed-corrected {norm:.4f}")
     log(f"within 1% of the fixed run: {within_raw}/{len(common)} as measured, {within_norm}/{len(common)} "
         "after the between-run speed correction")
+    _quiet_steps(quiet, log, "runs")
 
 
 def main(argv=None) -> int:
@@ -378,14 +409,15 @@ def main(argv=None) -> int:
         p.set_defaults(fn=fn)
         p.add_argument("--out", type=Path, help="folder for the report and the results files it made")
         p.add_argument("--threads", type=int, default=2)
+        if name != "machine":
+            p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                           help="before each timed step, wait up to S seconds for a quiet machine; record its "
+                                "state before and after, and summarise the quiet steps alone too")
     sub.choices["machine"].add_argument("--seconds", type=float, default=10.0)
     sub.choices["transient"].add_argument("--rounds", type=int, default=30)
     sub.choices["suite-vs-bare"].add_argument("--pairs", type=int, default=5)
     sub.choices["suite-vs-bare"].add_argument("--iters", type=int, default=2000)
     sub.choices["repeatability"].add_argument("--runs", type=int, default=5)
-    sub.choices["repeatability"].add_argument(
-        "--wait-quiet", type=float, default=0.0, metavar="S",
-        help="before each run, wait up to S seconds for a quiet machine; record its state before and after")
     sub.choices["busy"].add_argument("--runs", type=int, default=5)
     sub.choices["busy"].add_argument("--iters", type=int, default=300)
     sub.choices["default-run"].add_argument("--suite", default="table1")
