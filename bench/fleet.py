@@ -32,7 +32,8 @@ Faults: a task whose node dies is retried by Ray on another node that matches
 (`max_retries`); one whose target no live node offers any more is cancelled after
 a grace period and reported missing, as is a node that cannot import the suite
 (one line, returned by the task rather than raised from the worker). Ctrl-C
-cancels what is outstanding and keeps every row already written.
+keeps every row already written; the remote work stops as the driver disconnects
+(Ray ends its job, and the nodes kill the job's workers).
 """
 from __future__ import annotations
 
@@ -516,10 +517,11 @@ def execute(groups: list[list], targets: dict, req, writer, run_id: str, cluster
                         log(f"group {i + 1}/{n_groups}: {why}")
                         out.missing += [(p.job.row_id, why) for p in members]
     except KeyboardInterrupt:
-        # Written rows are complete on disk; stop the remote work too, or the
-        # nodes go on timing for nobody.
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        # Written rows are complete on disk. The remote work stops when the
+        # driver disconnects: Ray ends the job and its nodes kill the job's
+        # workers. No ray.cancel here: a cancel racing with a task's reply hits
+        # a RAY_CHECK in Ray's task manager (2.60) that ends the driver with exit
+        # code 1, which would read as "a regression" instead of 130.
         raise
     return out
 
