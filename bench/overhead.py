@@ -4,8 +4,8 @@ process so machine drift hits both alike.
 
     python -m bench.overhead [--model efficientmod_xxs] [--threads 2] [--blocks 40] [--block 50]
 
-Prints the ratio of medians (suite / bare) with a 95% interval over paired
-blocks. The target is at most 1.01.
+Prints the ratios of medians and of means (suite / bare), each with a 95%
+interval over paired blocks. Targets: medians at most 1.01, means at most 1.015.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     from bench.measurement import Measurement
+    from bench.stats import paired_ratio
     from bench.pipeline import RunRequest, plan, prepare
     from bench.runners import RunSettings, get_runner
     from bench.runners.ort_cpu import cpu_session_options
@@ -69,16 +70,23 @@ def main(argv=None) -> int:
                 bare_blocks.append(bare_loop(bare, feed, args.block))
     s_all = Measurement(np.concatenate(suite_blocks))
     b_all = Measurement(np.concatenate(bare_blocks))
-    per_block = Measurement([Measurement(s).median / Measurement(b).median
-                             for s, b in zip(suite_blocks, bare_blocks)])
-    lo, hi = per_block.median_ci()
     how = "one shared session" if args.same_session else "two sessions on the same file"
     print(f"model {args.model}, ORT CPU, {args.threads} threads, {args.blocks} x {args.block} "
           f"iterations each, interleaved, {how}, spinning {args.spinning}")
-    print(f"suite median {s_all.median:.3f} ms (p90 {s_all.percentile(90):.3f}), "
-          f"bare median {b_all.median:.3f} ms (p90 {b_all.percentile(90):.3f})")
-    print(f"overhead ratio (suite/bare) of medians: {s_all.median / b_all.median:.4f}; "
-          f"per-block median ratio {per_block.median:.4f} (95% CI {lo:.4f}-{hi:.4f}); target <= 1.01")
+
+    def summary(m) -> str:
+        p90 = m.percentile(90)  # None below the samples a p90 needs
+        return f"median {m.median:.3f} ms, mean {m.mean:.3f} ms" + (f" (p90 {p90:.3f})" if p90 is not None else "")
+
+    print(f"suite {summary(s_all)}; bare {summary(b_all)}")
+    # The paper reports means, the suite's headline is the median: both must be unbiased.
+    for stat, goal in (("median", 1.01), ("mean", 1.015)):
+        r = paired_ratio(s_all.samples_ms, b_all.samples_ms, args.block, stat=stat)
+        # A verdict only where the interval decides it: on a noisy machine it often cannot.
+        verdict = ("met" if r.high <= goal else "NOT met" if r.low > goal
+                   else "undecided (the interval spans it)")
+        print(f"overhead ratio (suite/bare) of {stat}s: paired over {r.n_blocks} blocks {r.estimate:.4f} "
+              f"(95% CI {r.low:.4f}-{r.high:.4f}); target <= {goal}: {verdict}")
     return 0
 
 

@@ -30,3 +30,23 @@ def test_a_measurement_already_made_is_refused_not_overwritten(tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds a busy measurement" in err[0]
     assert evidence.read_text() == "measured before\n"
+
+
+def test_the_overhead_benchmark_judges_medians_and_means_by_their_intervals(capsys):
+    """A real (tiny) run of bench/overhead.py: both statistics, each with its paired
+    interval and a verdict the interval supports."""
+    import re
+
+    from bench import overhead
+
+    assert overhead.main(["--model", "mobilenetv2_100", "--threads", "1", "--blocks", "4", "--block", "3",
+                          "--same-session"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    verdicts = {}
+    for stat in ("median", "mean"):
+        line = next(x for x in lines if x.startswith(f"overhead ratio (suite/bare) of {stat}s"))
+        est, lo, hi, verdict = re.search(r"blocks ([\d.]+) \(95% CI ([\d.]+)-([\d.]+)\); target <= [\d.]+: (.+)$",
+                                         line).groups()
+        assert float(lo) <= float(est) <= float(hi)
+        verdicts[stat] = verdict
+    assert set(verdicts.values()) <= {"met", "NOT met", "undecided (the interval spans it)"}
