@@ -23,6 +23,8 @@ ITERS=${ITERS:-1000}
 RESULTS=${RESULTS:-results/gpu}
 TAG=${TAG:-$(date -u +%Y%m%d-%H%M%S)}
 export PYTHONUNBUFFERED=1
+# onnxruntime-gpu brought by bench/gpu_wheel.sh, ahead of the image's CPU build
+if [ -d .gpu-site ]; then export PYTHONPATH="$PWD/.gpu-site${PYTHONPATH:+:$PYTHONPATH}"; fi
 mkdir -p "$RESULTS"
 LOG="$RESULTS/$TAG-plan.log"
 WRITTEN=("$LOG")

@@ -28,6 +28,22 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
+@lru_cache(maxsize=1)
+def load_cuda_libraries() -> None:
+    """Make the CUDA runtime, cuBLAS and cuDNN libraries that torch ships
+    loadable by ONNX Runtime's CUDA provider.
+
+    The provider library finds them only through the dynamic loader. On a
+    machine whose CUDA comes as pip packages (nvidia-*), importing torch loads
+    them process-wide; `onnxruntime.preload_dlls()` would look next to the
+    onnxruntime package instead, which misses them when onnxruntime-gpu is
+    installed apart (`pip install --target`, bench/gpu_wheel.sh). If torch's
+    CUDA major is not the one the onnxruntime-gpu build needs, the session
+    still fails, and the refusal names the missing library."""
+    with contextlib.suppress(Exception):  # no torch, or a torch that cannot load: ORT says why
+        import torch  # noqa: F401
+
+
 def quiet_session(model, opts, providers):
     """InferenceSession, with ORT's own fallback banner captured instead of printed.
 
@@ -36,6 +52,8 @@ def quiet_session(model, opts, providers):
     the fallback itself is caught by checking `get_providers()`."""
     import onnxruntime as ort
 
+    if any((p[0] if isinstance(p, tuple) else p) != "CPUExecutionProvider" for p in providers):
+        load_cuda_libraries()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         sess = ort.InferenceSession(model, opts, providers=providers)
@@ -241,6 +259,7 @@ class OrtCudaRunner(Runner):
         options = settings.options
         device_id = int(options.get("device_id", 0))
         opts = cpu_session_options(settings)
+        load_cuda_libraries()  # once, and not inside the session's load time
         t0 = time.perf_counter_ns()
         try:
             sess, ep_error = quiet_session(str(artifact.path), opts, self.providers(options))
