@@ -57,9 +57,22 @@ GRACE_S = float(os.environ.get("MODBENCH_FLEET_GRACE_S", "30"))
 # How long the driver waits, once it has prepared, for the nodes' warm-ups (import
 # of the suite and runtime); a node slower than that is left to its first group.
 WARM_UP_WAIT_S = float(os.environ.get("MODBENCH_FLEET_WARM_UP_WAIT_S", "20"))
-# Ray's working_dir: the suite's code only, not results, plots or environments.
-SHIP_EXCLUDES = [".git", ".venv", "results", "plots", "docs", "tests", "__pycache__", "*.egg-info",
-                 "exports", "build", ".pytest_cache", ".cache"]
+# Ray's working_dir: the suite's code only. An allowlist, so that whatever else
+# lies in a checkout (results, environments, a downloaded wheel) never travels and
+# never pushes the package over Ray's size limit.
+SHIPPED = ("bench", "models", "exporters", "bench.py")
+SHIP_EXCLUDES_INSIDE = ["__pycache__", "*.pyc"]
+
+
+def ship_excludes(repo_root) -> list[str]:
+    """Ray `excludes` (gitignore syntax, "/" anchors at the working_dir) for
+    everything at the top of the checkout that is not the suite's code."""
+    from pathlib import Path
+
+    return [f"/{p.name}" for p in sorted(Path(repo_root).iterdir()) if p.name not in SHIPPED] \
+        + SHIP_EXCLUDES_INSIDE
+
+
 # The driver's library versions each node's are compared with.
 VERSION_KEYS = ("python", "torch_version", "onnx_version", "onnxruntime_version",
                 "onnxruntime_gpu_version", "timm_version", "numpy_version", "coremltools_version")
@@ -211,7 +224,7 @@ def connect(address: str, repo_root) -> str:
                          "the README's set-up command") from None
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                 runtime_env={"working_dir": str(repo_root), "excludes": SHIP_EXCLUDES})
+                 runtime_env={"working_dir": str(repo_root), "excludes": ship_excludes(repo_root)})
     except (ConnectionError, RuntimeError, ValueError) as exc:
         # e.g. nothing at 'auto', a Ray version other than the cluster's
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -337,3 +337,23 @@ def test_ctrl_c_stops_remote_work_and_keeps_finished_rows(cluster, tmp_path):
     while _timing_on(cluster.node_b) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _timing_on(cluster.node_b)
+
+
+def test_only_the_suite_code_is_shipped_to_the_nodes(tmp_path):
+    """Whatever else lies in a checkout (a 256 MB wheel, results, an environment)
+    stays on the driver: with Ray's own matcher of `excludes`."""
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    for rel in ("bench/fleet.py", "bench/runners/__pycache__/x.pyc", "models/registry.py", "exporters/onnx.py",
+                "bench.py", ".gpu-wheel/part-aa", "results/run.csv", ".venv/bin/python", "README.md",
+                "anything-new/big.bin"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    excluded = _get_excludes(tmp_path, fleet.ship_excludes(tmp_path))
+
+    def travels(path) -> bool:  # Ray skips an excluded folder with all it holds
+        below_root = [path, *(a for a in path.parents if tmp_path in a.parents)]
+        return not any(excluded(q) for q in below_root)
+
+    shipped = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and travels(p)}
+    assert shipped == {"bench/fleet.py", "models/registry.py", "exporters/onnx.py", "bench.py"}
