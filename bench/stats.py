@@ -118,6 +118,12 @@ def headline_interval(samples: np.ndarray, block: int, stat: str = "median",
 
 # --- two rows: ratios -------------------------------------------------------------------
 
+def verdict_at_most(low: float, high: float, goal: float) -> str:
+    """Whether a quantity known to [low, high] is at most `goal`: a verdict only
+    where the interval decides it (on a noisy machine it often cannot)."""
+    return "met" if high <= goal else "NOT met" if low > goal else "undecided (the interval spans it)"
+
+
 @dataclass(frozen=True)
 class Ratio:
     """Latency of A over latency of B (below 1: A is faster), with a confidence interval."""

@@ -28,6 +28,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TRIO = ["efficientmod_s", "efficientformerv2_s2", "mobilenetv2_100"]
+# The suite's timed loop against a bare session.run loop: suite / bare at most these
+# (the paper reports means, the suite's headline is the median: both must be unbiased).
+SUITE_VS_BARE_GOALS = (("median", 1.01), ("mean", 1.015))
 
 
 def _bench(*args: str, log=None) -> float:
@@ -227,7 +230,7 @@ def _bare_child(args) -> None:
 
 def suite_vs_bare(args, log: Report) -> None:
     from .pipeline import RunRequest, plan, prepare_all
-    from .stats import block_bootstrap
+    from .stats import block_bootstrap, verdict_at_most
 
     req = RunRequest(models=TRIO, threads=[args.threads])
     prep = prepare_all(plan(req), req, "onnx")  # the cache both sides then load the same files from
@@ -257,13 +260,13 @@ def suite_vs_bare(args, log: Report) -> None:
         if not keep:
             continue
         log(f"\nsuite / bare, {label} (geometric mean over pairs, 95% bootstrap CI over pairs); targets: "
-            "median <= 1.01, mean <= 1.015")
+            + ", ".join(f"{what} <= {goal}" for what, goal in SUITE_VS_BARE_GOALS))
         for m in TRIO:
-            for j, what, goal in ((0, "median", 1.01), (1, "mean", 1.015)):
+            for j, (what, goal) in enumerate(SUITE_VS_BARE_GOALS):
                 logs = np.log([ratios[m][k][j] for k in keep])
                 lo, hi = block_bootstrap(lambda d: np.exp(d.mean(axis=1)), logs, block=1)
                 est = math.exp(logs.mean())
-                log(f"  {m:22s} {what:6s} {est:.4f} [{lo:.4f}, {hi:.4f}]  {'met' if est <= goal else 'NOT met'}")
+                log(f"  {m:22s} {what:6s} {est:.4f} [{lo:.4f}, {hi:.4f}]  {verdict_at_most(lo, hi, goal)}")
 
 
 # --- repeatability of ratios across invocations ----------------------------------------------

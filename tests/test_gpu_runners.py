@@ -190,7 +190,7 @@ def _run(tmp_path, runtime: str, *extra_args: str):
 def _assert_gpu_row(row, provider: str):
     assert row["device"] == "cuda" and row["provider"] == provider
     assert row["gpu_driver"] and row["device_name"] and str(row["cuda_version"])
-    assert row["iters"] == 100 and row["median_ms"] > 0
+    assert row["iters"] == 100 and row["min_ms"] <= row["median_ms"] <= row["max_ms"]
 
 
 gpu_ort = pytest.mark.skipif("not _ort_cuda()", reason="ONNX Runtime CUDA provider cannot create a session here")
@@ -212,8 +212,9 @@ def test_ort_cuda_row(tmp_path):
 def test_ort_cuda_end_to_end_reports_copies_apart(tmp_path):
     row = _run(tmp_path, "ort-cuda", "--end-to-end", "--cudnn-algo-search", "HEURISTIC")
     extra = json.loads(row["extra"])
-    assert extra["h2d_median_ms"] > 0 and extra["d2h_median_ms"] > 0
-    assert extra["compute_median_ms"] < row["median_ms"]
+    # Each part of an end-to-end iteration is shorter than the whole.
+    for part in ("h2d", "d2h", "compute"):
+        assert extra[f"{part}_median_ms"] < row["median_ms"]
 
 
 @pytest.mark.gpu

@@ -52,8 +52,6 @@ def quiet_session(model, opts, providers):
     the fallback itself is caught by checking `get_providers()`."""
     import onnxruntime as ort
 
-    if any((p[0] if isinstance(p, tuple) else p) != "CPUExecutionProvider" for p in providers):
-        load_cuda_libraries()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         sess = ort.InferenceSession(model, opts, providers=providers)
@@ -90,6 +88,7 @@ def probe(provider: str, device_id: int = 0) -> str | None:
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     ort.set_default_logger_severity(4)
+    load_cuda_libraries()
     try:
         sess, ep_error = quiet_session(model.SerializeToString(), opts,
                                        [(provider, {"device_id": str(device_id)})])
