@@ -6,14 +6,29 @@ are not samples at all. The samples remember the blocks they were timed in and t
 machine's load during each block, which is what makes an interval honest and a
 busy machine visible.
 
+The headline, `latency_ms`, is this model's latency on this machine at its normal
+speed. On a shared VM the host slows whole blocks (about a second) by 1.6-2x with
+nothing visible inside the VM; a probe timed before every block (bench/machine_ref)
+says which blocks ran at normal speed against the machine's reference. With the
+default statistic (`median`) the headline is the median of the normal-speed blocks'
+samples, brought to the reference speed by the probe (reference / the probe's
+median over those blocks); its interval comes from the spread of those blocks'
+medians (batch statistics), scaled alike. With `mean` (the paper's protocol) the
+headline is the mean of all samples, and the slowed share stands beside it.
+Without probe readings (GPU runners, rows timed before the probe existed) the
+headline is the median or mean of all samples.
+
 A row is VALID when
-  (a) the 95% interval of its headline statistic (median by default, or mean) is
-      within `target_ci` of it (±1% by default), the interval taken from block
-      statistics so that drift inside the run widens it;
+  (a) the 95% interval of its headline is within `target_ci` of it (±1% by
+      default), the interval taken from block statistics so that drift inside the
+      run widens it;
   (b) every percentile it prints has the samples to support it (LoadGen's counts:
       p90 needs 64, p99 662; below that the column is left empty); and
   (c) the machine was not busy: at most `max_disturbed` of its blocks had other
-      processes using more than `busy_cores` cores.
+      processes using more than `busy_cores` cores; and
+  (d) it is not a figure of a slowed machine: the median headline rests on at
+      least MIN_NORMAL_BLOCKS normal-speed blocks; the all-samples mean on blocks
+      of which at most `max_disturbed` were slowed.
 The coefficient of variation is recorded; it measures the tail, not the precision
 of the reported figure, and decides nothing.
 """
@@ -24,7 +39,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scipy import stats as _st
+
 from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockLoad
+from .machine_ref import NORMAL_MAX, Reference
 from .stats import Interval, blocks, headline_interval, statistic
 
 DEFAULT_TARGET_CI = 0.01
@@ -32,6 +50,33 @@ DEFAULT_TARGET_CI = 0.01
 PERCENTILE_MIN_SAMPLES = {90: 64, 99: 662}
 # Block statistics spread wider than this are named in an imprecise row's reason.
 DRIFT_NOTE = 0.05
+# The normal-speed headline needs at least this many normal blocks (an interval from
+# fewer would be a guess about the machine, not a measurement of the model).
+MIN_NORMAL_BLOCKS = 4
+# A normal-probe block whose own median is this far above the row's other normal
+# blocks was slowed between two probe readings; it is set aside too.
+SELF_SLOWED = 1.3
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The row's headline figure and what it rests on."""
+
+    estimate: float
+    low: float
+    high: float
+    stat: str           # how it was computed, in words (the latency_stat column)
+    blocks_used: int
+    blocks: int
+    slowed_share: float | None   # share of blocks timed at a slowed speed (None: no probe)
+    slowed_factor: float | None  # median probe slowdown of those blocks
+    speed: float | None          # probe over the used blocks / reference (1.0 = normal)
+
+    @property
+    def rel_half_width(self) -> float:
+        if not (self.estimate > 0) or math.isnan(self.low):
+            return math.inf
+        return (self.high - self.low) / 2 / self.estimate
 
 
 @dataclass(frozen=True)
@@ -57,9 +102,15 @@ class Measurement:
     block: int | None = None
     loads: list[BlockLoad] = field(default_factory=list)
     settle: list[int] = field(default_factory=list)
+    # Probe readings (ms) before and after each timed block, shape (blocks, 2), and the
+    # machine's reference probe time they are judged against (bench/machine_ref).
+    probe_ms: np.ndarray | None = None
+    reference: Reference | None = None
 
     def __post_init__(self):
         self.samples_ms = np.asarray(self.samples_ms, dtype=np.float64).ravel()
+        if self.probe_ms is not None:
+            self.probe_ms = np.asarray(self.probe_ms, dtype=np.float64).reshape(-1, 2)
 
     @property
     def n(self) -> int:
@@ -111,14 +162,110 @@ class Measurement:
     def disturbed(self, busy_cores: float = DEFAULT_BUSY_CORES) -> int:
         return sum(b.others_cores > busy_cores for b in self.loads)
 
+    # --- the headline: this model's latency at the machine's normal speed -----------
+
+    def _block_view(self) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """The samples cut into their timing blocks, and each block's probe pair."""
+        bs = blocks(self.samples_ms, self.block_size)
+        probe = self.probe_ms
+        if probe is None or self.reference is None or probe.shape[0] != len(bs):
+            return bs, None
+        return bs, probe
+
+    def block_speeds(self) -> np.ndarray | None:
+        """Each block's slowdown against the machine's reference (1.0 = normal speed):
+        the slower of the probe readings before and after it. None without a probe."""
+        bs, probe = self._block_view()
+        if probe is None:
+            return None
+        return probe.max(axis=1) / self.reference.ms
+
+    def normal_blocks(self) -> np.ndarray | None:
+        """Which blocks ran at normal speed: the probe says so on both sides, and the
+        block's own median is not far above the row's other normal blocks."""
+        bs, probe = self._block_view()
+        speeds = self.block_speeds()
+        if speeds is None:
+            return None
+        ok = speeds <= NORMAL_MAX
+        if ok.sum() >= 3:
+            meds = np.array([np.median(b) for b in bs])
+            ok &= meds <= SELF_SLOWED * np.median(meds[ok])
+        return ok
+
+    def headline(self, stat: str = "median", confidence: float = 0.95) -> Headline:
+        """The row's headline figure (see the module docstring)."""
+        bs, probe = self._block_view()
+        speeds, normal = self.block_speeds(), self.normal_blocks()
+        if speeds is None:
+            iv = self.interval(stat, confidence)
+            return Headline(iv.estimate, iv.low, iv.high, f"{stat} of all samples (no machine probe)",
+                            iv.n_blocks, len(bs), None, None, None)
+        slowed = ~normal
+        share = float(slowed.mean()) if slowed.size else 0.0
+        factor = None
+        if slowed.any():
+            # How much slower the set-aside blocks ran: by the probe, or by their own
+            # time against the normal blocks where the probe missed the slowdown.
+            meds = np.array([np.median(b) for b in bs])
+            own = meds / np.median(meds[normal]) if normal.any() else np.ones_like(meds)
+            factor = float(np.median(np.maximum(speeds, own)[slowed]))
+        if stat == "mean":
+            iv = self.interval("mean", confidence)
+            speed = float(np.median(probe.mean(axis=1)) / self.reference.ms)
+            return Headline(iv.estimate, iv.low, iv.high, "mean of all samples (paper protocol)",
+                            iv.n_blocks, len(bs), share, factor, speed)
+        used = [b for b, ok in zip(bs, normal) if ok]
+        pu = probe.mean(axis=1)[normal]
+        if not used:
+            return Headline(math.nan, math.nan, math.nan, "median at normal speed (no normal block)",
+                            0, len(bs), share, factor, None)
+        level = float(np.median(pu))
+        correction = self.reference.ms / level
+        est = float(np.median(np.concatenate(used))) * correction
+        # Batch statistics over the used blocks' medians, scaled like the estimate; a short
+        # last block is left out as in headline_interval. (Correcting each block by its
+        # own probe pair would add the probe's reading noise to every block.)
+        per = np.array([np.median(b) * correction for b in used])
+        sizes = np.array([b.size for b in used])
+        per = per[sizes >= max(self.block_size // 2, 1)]
+        k = per.size
+        if k >= 2:
+            half = float(_st.t.ppf((1 + confidence) / 2, k - 1) * per.std(ddof=1) / math.sqrt(k))
+            low, high = est - half, est + half
+        else:
+            low = high = math.nan
+        return Headline(est, low, high, "median at normal speed, probe-corrected",
+                        len(used), len(bs), share, factor, level / self.reference.ms)
+
+    def headline_samples(self, stat: str = "median") -> np.ndarray:
+        """The samples the headline rests on, at the reference speed: the normal-speed
+        blocks' samples times the probe correction (their median is the headline); all
+        samples for the mean or without a probe. What the gate compares."""
+        bs, probe = self._block_view()
+        normal = self.normal_blocks()
+        if normal is None or stat == "mean" or not normal.any():
+            return self.samples_ms
+        level = float(np.median(probe.mean(axis=1)[normal]))
+        return np.concatenate([b for b, ok in zip(bs, normal) if ok]) * (self.reference.ms / level)
+
     def validity(self, v: Validity = Validity()) -> tuple[bool, str]:
         reasons = []
-        iv = self.interval(v.stat)
-        if math.isnan(iv.low):
-            reasons.append(f"no interval: {iv.n_blocks} block (need 2 or more)")
-        elif iv.rel_half_width > v.target_ci:
-            reasons.append(f"{v.stat} known to ±{iv.rel_half_width:.1%}, not ±{v.target_ci:.1%} "
-                           f"({iv.n_blocks} blocks, {self.n} iterations{self._drift(v.stat)})")
+        h = self.headline(v.stat)
+        if h.slowed_share is not None and v.stat == "median" and h.blocks_used < MIN_NORMAL_BLOCKS:
+            reasons.append(f"host slowed for {h.slowed_share:.0%} of blocks ({h.slowed_factor or 0:.1f}x); "
+                           f"latency at normal speed not measured ({h.blocks_used} normal blocks, "
+                           f"need {MIN_NORMAL_BLOCKS})")
+        elif math.isnan(h.low):
+            reasons.append(f"no interval: {h.blocks_used} block (need 2 or more)")
+        elif h.rel_half_width > v.target_ci:
+            used = (f"{h.blocks_used} of {h.blocks} blocks at normal speed"
+                    if h.slowed_share is not None and v.stat == "median" else f"{h.blocks_used} blocks")
+            reasons.append(f"{v.stat} known to ±{h.rel_half_width:.1%}, not ±{v.target_ci:.1%} "
+                           f"({used}, {self.n} iterations{self._drift(v.stat)})")
+        if v.stat == "mean" and h.slowed_share is not None and h.slowed_share > v.max_disturbed:
+            reasons.append(f"host slowed for {h.slowed_share:.0%} of blocks ({h.slowed_factor or 0:.1f}x): "
+                           "the all-samples mean includes them")
         if self.loads:
             d = self.disturbed(v.busy_cores)
             if d > v.max_disturbed * len(self.loads):
@@ -146,11 +293,17 @@ class Measurement:
         """The statistics as result-row columns (milliseconds)."""
         med, mean = self.interval("median"), self.interval("mean")
         valid, reason = self.validity(v)
-        head = med if v.stat == "median" else mean
+        head = self.headline(v.stat)
+        ref = self.reference if self.probe_ms is not None else None
         loads = self.loads
         mhz = [b.mhz for b in loads if b.mhz]
         return {
             "iters": self.n, "warmup": self.warmup,
+            "latency_ms": _num(head.estimate), "latency_ci_low_ms": _num(max(head.low, 0.0)),
+            "latency_ci_high_ms": _num(head.high), "latency_stat": head.stat,
+            "blocks_used": head.blocks_used, "slowed_share": head.slowed_share,
+            "slowed_factor": head.slowed_factor, "machine_speed": head.speed,
+            "machine_ref_ms": ref.ms if ref else None, "machine_ref_source": ref.source if ref else None,
             "mean_ms": self.mean, "std_ms": self.std, "median_ms": self.median,
             "median_ci_low_ms": _num(med.low), "median_ci_high_ms": _num(med.high),
             "mean_ci_low_ms": _num(mean.low), "mean_ci_high_ms": _num(mean.high),
@@ -168,6 +321,23 @@ class Measurement:
             "cpu_mhz": float(np.median(mhz)) if mhz else None,
             "settle_iters_mean": float(np.mean(self.settle)) if self.settle else None,
         }
+
+
+def from_row(row, samples, probe=None) -> Measurement:
+    """A stored row's Measurement again: its samples in their blocks, and, where the row
+    was probed, the probe readings and the reference it was judged against."""
+    block = _num(_float(row.get("block_size")))
+    ref_ms = _num(_float(row.get("machine_ref_ms")))
+    ref = Reference(ref_ms, str(row.get("machine_ref_source") or "")) if probe is not None and ref_ms else None
+    return Measurement(samples, block=int(block) if block else None,
+                       probe_ms=probe if ref is not None else None, reference=ref)
+
+
+def _float(v) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _num(x: float) -> float | None:

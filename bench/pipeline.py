@@ -23,7 +23,8 @@ from .env import machine_env, now_iso
 from .errors import ModbenchError
 from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
 from .measurement import DEFAULT_TARGET_CI, Validity
-from .store import ResultsWriter
+from .machine_ref import Probe, resolve_reference
+from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter
 from .runners import RUNNERS, RunSettings, get_runner
 from .schedule import Target, time_sessions
 
@@ -309,25 +310,41 @@ def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, st
     return row
 
 
+def open_probe(runner, threads: list[int], env: dict) -> tuple[Probe | None, Callable | None]:
+    """The machine probe for a group timed on the CPU, and the function that turns its
+    readings into the machine's reference (bench/machine_ref). GPU runners get none:
+    the host's CPU speed is not what their samples measure."""
+    if runner.device != "cpu":
+        return None, None
+    probe = Probe(max(threads))
+
+    def reference(readings, final):
+        return resolve_reference(readings, env, probe.threads, save=final)
+    return probe, reference
+
+
 def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int,
                progress: Callable[[int], None] = lambda n: None,
                runner=None, env: dict | None = None,
-               on_round: Callable = lambda status: None) -> list[tuple[dict, "np.ndarray"]]:
-    """Time one interleave group of prepared jobs; return (row, samples) per job.
+               on_round: Callable = lambda status: None) -> list[tuple[dict, dict]]:
+    """Time one interleave group of prepared jobs; return (row, arrays) per job, where
+    arrays holds the samples and the probe readings the store keeps beside the row.
 
     Writes nothing: the caller hands each pair to the results store (locally, or on
     the driver of a fleet run)."""
     runner = runner or get_runner(req.runtime)
     env = env if env is not None else machine_env()
-    sessions = []
+    sessions, probe = [], None
     try:
         for p in members:
             settings = RunSettings(threads=p.job.threads, spinning=req.spinning,
                                    options=dict(req.options))
             shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
             sessions.append(runner.open(p.artifact, shape, settings))
+        probe, reference = open_probe(runner, [p.job.threads for p in members], env)
         measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
-                                     req.block_warmup, progress, req.target, on_round)
+                                     req.block_warmup, progress, req.target, on_round,
+                                     probe=probe, reference=reference)
         out = []
         for p, s, m in zip(members, sessions, measurements):
             precision = req.options.get("precision") or "fp32"
@@ -337,11 +354,13 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
                 schedule=req.schedule if len(members) > 1 else "single",
                 group=f"{run_id}:{group}", block=req.block, block_warmup=req.block_warmup,
                 extra={**m.extra, **s.extra()} or None)
-            out.append((row, m.samples_ms))
+            out.append((row, {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
         return out
     finally:
         for s in sessions:
             s.close()
+        if probe is not None:
+            probe.close()
 
 
 def interleave_groups(prepared: list[Prepared], size: int) -> list[list[Prepared]]:

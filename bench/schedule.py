@@ -16,6 +16,13 @@ ONNX Runtime's worker threads went to sleep). Each block therefore starts with
 untimed iterations until an iteration is within SETTLE_TOL of the session's last
 block median (at least `block_warmup`, at most SETTLE_MAX more); the count each
 block needed is recorded.
+
+The machine's speed: with a `probe` (bench/machine_ref), a probe reading is taken
+before every block (after a short pause, so the last session's spinning workers are
+idle) and one after the last; each block keeps the readings on both sides of it.
+The stopping rule then counts only what the headline uses: the blocks that ran at
+the machine's normal speed, against the reference that `reference(readings, final)`
+gives for the readings so far.
 """
 from __future__ import annotations
 
@@ -27,7 +34,8 @@ from typing import Callable
 import numpy as np
 
 from . import load
-from .measurement import Measurement
+from .machine_ref import Probe, Reference
+from .measurement import MIN_NORMAL_BLOCKS, Measurement
 from .runners.base import Session
 
 SCHEDULES = ("round-robin", "sequential")
@@ -60,7 +68,14 @@ class _State:
     # Relative half-width of the headline interval after the last block (precision-driven
     # runs only): the stopping rule and the progress line both read it.
     width: float = math.inf
+    # Iterations in the blocks the headline uses (all blocks without a probe).
+    used: int = 0
+    blocks_used: int = 0
     done: bool = False
+    probe_pairs: list = None
+
+    def __post_init__(self):
+        self.probe_pairs = []
 
     @property
     def n(self) -> int:
@@ -71,23 +86,91 @@ class _State:
 
 
 class RoundStatus:
-    """What the progress line shows after each round of a precision-driven run."""
+    """What the progress line shows after each round of a precision-driven run:
+    sessions still timed, the loosest interval among them, the time still needed
+    (never more than the budget left), the time spent and the budget."""
 
-    def __init__(self, active: int, worst: float, eta_s: float | None):
+    def __init__(self, active: int, worst: float, eta_s: float | None, elapsed_s: float = 0.0,
+                 budget_s: float | None = None):
         self.active, self.worst, self.eta_s = active, worst, eta_s
+        self.elapsed_s, self.budget_s = elapsed_s, budget_s
+
+
+class _ProbeLog:
+    """Probe readings in time order; each block gets the reading before it and the
+    next one after it (in round-robin, the reading after one block is the reading
+    before the next)."""
+
+    def __init__(self, probe: Probe | None):
+        self.probe = probe
+        self.readings: list[float] = []
+        self._fresh: float | None = None
+        self._pending: list[list] = []
+
+    def reading(self) -> float | None:
+        """A reading taken now, unless one was taken with no block since."""
+        if self.probe is None:
+            return None
+        if self._fresh is None:
+            time.sleep(SETTLE_S)
+            self._fresh = self.probe.read()
+            self.readings.append(self._fresh)
+            for pair in self._pending:
+                pair[1] = self._fresh
+            self._pending = []
+        return self._fresh
+
+    def block(self, st: "_State", before: float | None) -> None:
+        if self.probe is None:
+            return
+        pair = [before, math.nan]
+        st.probe_pairs.append(pair)
+        self._pending.append(pair)
+        self._fresh = None
 
 
 def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, schedule: str,
                   block_warmup: int = 0,
                   progress: Callable[[int], None] = lambda n: None,
                   target: Target | None = None,
-                  on_round: Callable[[RoundStatus], None] = lambda s: None) -> list[Measurement]:
+                  on_round: Callable[[RoundStatus], None] = lambda s: None,
+                  probe: Probe | None = None,
+                  reference: Callable[[list[float], bool], Reference | None] | None = None
+                  ) -> list[Measurement]:
     """Time every session; one Measurement each. `iters` is the count (fixed) or the
-    ceiling (with a precision `target`)."""
+    ceiling (with a precision `target`). With a `probe` and a `reference`, every
+    Measurement carries its blocks' probe readings and the machine's reference."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}")
+    if probe is not None and reference is None:
+        raise ValueError("a probe needs a reference function")
     states = [_State(s, [], [], []) for s in sessions]
+    probes = _ProbeLog(probe)
     t_start = time.monotonic()
+
+    def measured(st: _State, ref: Reference | None) -> Measurement:
+        return Measurement(st.samples(), warmup=warmup, load_ms=st.session.load_ms, first_run_ms=st.first,
+                           block=block, loads=load.block_loads(st.marks), settle=st.settle,
+                           probe_ms=np.array(st.probe_pairs) if probe is not None else None,
+                           reference=ref)
+
+    def update_precision(active: list[_State]) -> None:
+        """The headline's precision and what it rests on, for the stopping rule."""
+        if target is None:
+            return
+        probes.reading()  # closes the blocks just timed
+        ref = reference(probes.readings, False) if probe is not None else None
+        for st in active:
+            m = Measurement(st.samples(), block=block,
+                            probe_ms=np.array(st.probe_pairs) if probe is not None else None, reference=ref)
+            h = m.headline(target.stat)
+            st.width = h.rel_half_width
+            normal = m.normal_blocks()
+            if normal is None or target.stat == "mean":
+                st.used, st.blocks_used = st.n, len(st.chunks)
+            else:
+                st.used = int(sum(c.size for c, ok in zip(st.chunks, normal) if ok))
+                st.blocks_used = int(normal.sum())
 
     def warm(st: _State) -> None:
         st.first = st.session.first_run()
@@ -98,6 +181,7 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
 
     def one_block(st: _State) -> None:
         n = min(block, iters - st.n)
+        before = probes.reading()
         extra = _settle(st, block_warmup)
         progress(extra)
         a = load.take()
@@ -106,15 +190,16 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
         st.chunks.append(x)
         st.marks.append((a, b))
         st.settle.append(extra)
+        probes.block(st, before)
         st.last_median = float(np.median(x))
-        if target is not None:
-            st.width = Measurement(st.samples(), block=block).interval(target.stat).rel_half_width
         progress(n)
 
     def finished(st: _State) -> bool:
         if st.n >= iters:
             return True
-        if target is None or st.n < target.min_iters:
+        if target is None or st.used < target.min_iters:
+            return False
+        if probe is not None and target.stat == "median" and st.blocks_used < MIN_NORMAL_BLOCKS:
             return False
         return st.width <= target.target_ci
 
@@ -127,6 +212,7 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
             warm(st)
             while not st.done:
                 one_block(st)
+                update_precision([st])
                 st.done = finished(st) or over_budget()
     else:
         for st in states:
@@ -139,14 +225,16 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
                 one_block(st)
                 if len(sessions) > 1:
                     time.sleep(SETTLE_S)
+            update_precision(active)
             budget = over_budget()
             for st in active:
                 st.done = budget or finished(st)
             if target is not None:
-                on_round(_status(states, target, block, iters, time.monotonic() - t_round))
-    return [Measurement(st.samples(), warmup=warmup, load_ms=st.session.load_ms, first_run_ms=st.first,
-                        block=block, loads=load.block_loads(st.marks), settle=st.settle)
-            for st in states]
+                on_round(_status(states, target, block, iters, time.monotonic() - t_round,
+                                 time.monotonic() - t_start))
+    probes.reading()  # the reading after the last block
+    ref = reference(probes.readings, True) if probe is not None else None
+    return [measured(st, ref) for st in states]
 
 
 def _settle(st: _State, minimum: int) -> int:
@@ -164,22 +252,28 @@ def _settle(st: _State, minimum: int) -> int:
     return minimum + extra
 
 
-def _status(states: list[_State], target: Target, block: int, iters: int, round_s: float) -> RoundStatus:
+def _status(states: list[_State], target: Target, block: int, iters: int, round_s: float,
+            elapsed_s: float = 0.0) -> RoundStatus:
     """Worst precision among sessions still timed, and an ETA: a half-width shrinks
-    as 1/sqrt(n), so a session at width w after n iterations needs n (w/target)^2."""
+    as 1/sqrt(n), so a session at width w after n used iterations needs n (w/target)^2.
+    The ETA never exceeds the budget left."""
+    budget = target.time_budget_s
     active = [st for st in states if not st.done]
     if not active:
-        return RoundStatus(0, 0.0, 0.0)
+        return RoundStatus(0, 0.0, 0.0, elapsed_s, budget)
     widths, rounds_left = [], 0.0
     for st in active:
         w = st.width
         widths.append(w)
-        need = iters if not math.isfinite(w) else min(iters, max(target.min_iters, st.n * (w / target.target_ci) ** 2))
-        rounds_left = max(rounds_left, (need - st.n) / block)
+        # Blocks still needed, scaled by the share of blocks the headline could use.
+        share = st.blocks_used / len(st.chunks) if st.chunks and st.blocks_used else 1.0
+        need = iters if not math.isfinite(w) else min(iters, max(target.min_iters, st.used * (w / target.target_ci) ** 2))
+        mine = min(max(need - st.used, 0) / block / max(share, 0.05), max(iters - st.n, 0) / block)
+        rounds_left = max(rounds_left, mine)
     eta = rounds_left * round_s
-    if target.time_budget_s is not None:
-        eta = min(eta, target.time_budget_s)
-    return RoundStatus(len(active), max(widths), eta)
+    if budget is not None:
+        eta = min(eta, max(budget - elapsed_s, 0.0))
+    return RoundStatus(len(active), max(widths), eta, elapsed_s, budget)
 
 
 def total_work(n_sessions: int, iters: int, warmup: int, block: int, block_warmup: int) -> int:

@@ -3,7 +3,9 @@
 Layout for results/foo.csv:
   results/foo.csv            one row per measurement (identity: `row_id`)
   results/foo.run.json       the run's request, so --resume can finish it
-  results/foo.samples/ID.npz per-iteration milliseconds of row ID (key 'samples_ms')
+  results/foo.samples/ID.npz per-iteration milliseconds of row ID (key 'samples_ms'),
+                             and the machine probe's readings around each block
+                             (key 'probe_ms', blocks x 2) where the row was probed
   results/.foo.csv.lock      the writer lock (an empty file; harmless when left)
 
 Guarantees, also under kill -9, a full disk or two processes at once:
@@ -48,6 +50,10 @@ COLUMNS = [
     "cluster", "node",
     # how it was timed
     "schedule", "interleave_group", "block_size", "block_warmup", "warmup", "iters",
+    # the headline: this model's latency at the machine's normal speed (bench/measurement.py),
+    # and what it set aside (blocks timed while the host slowed the machine)
+    "latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_stat", "blocks_used",
+    "slowed_share", "slowed_factor", "machine_speed", "machine_ref_ms", "machine_ref_source",
     # statistics (milliseconds), all derived from the stored samples
     "mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
     "mean_ci_low_ms", "mean_ci_high_ms", "headline_stat", "ci_rel_half_width", "target_ci",
@@ -78,19 +84,22 @@ IDENTITY = ("model", "variant", "runtime", "device", "precision", "threads", "ba
 REQUIRED = ("row_id", "model", "variant", "runtime", "device", "batch", "resolution",
             "median_ms", "samples_file")
 INT_COLUMNS = ("batch", "resolution", "threads", "threads_requested", "block_size", "block_warmup",
-               "warmup", "iters", "cpu_logical", "cpu_physical", "opset", "blocks", "disturbed_blocks")
+               "warmup", "iters", "cpu_logical", "cpu_physical", "opset", "blocks", "disturbed_blocks",
+               "blocks_used")
 FLOAT_COLUMNS = ("mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
                  "p90_ms", "p99_ms", "min_ms", "max_ms", "cv", "load_ms", "first_run_ms",
                  "params_m", "macs_g", "top1", "mean_ci_low_ms", "mean_ci_high_ms", "ci_rel_half_width",
                  "target_ci", "others_cpu_max", "others_cpu_mean", "steal_pct", "cpu_mhz",
-                 "settle_iters_mean")
+                 "settle_iters_mean", "latency_ms", "latency_ci_low_ms", "latency_ci_high_ms",
+                 "slowed_share", "slowed_factor", "machine_speed", "machine_ref_ms")
 # Columns kept as text even when every value looks like a number.
 TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
-                "precision", "cluster", "node", "headline_stat", "schedule", "interleave_group", "invalid_reason",
+                "precision", "cluster", "node", "headline_stat", "latency_stat", "machine_ref_source", "schedule", "interleave_group", "invalid_reason",
                 "paper_source", "checkpoint", "artifact_format", "exporter", "artifact_sha256",
                 "runtime_settings", "cpu_name", "hostname", "os", "python", "git_commit", "timestamp",
                 "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))
 SAMPLES_KEY = "samples_ms"
+PROBE_KEY = "probe_ms"
 _ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@-]{1,200}")
 
 
@@ -163,6 +172,17 @@ def validate_samples(samples, where: str, expected_n: int | None = None) -> np.n
     if expected_n is not None and x.size != expected_n:
         raise SamplesError(f"{where}: {x.size} samples, but the row says {expected_n} iterations")
     return x
+
+
+def _validate_probe(probe, where: str) -> np.ndarray:
+    """Probe readings as stored: finite positive milliseconds, two per block (a NaN only
+    where a block has no reading after it)."""
+    p = np.asarray(probe, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0:
+        raise SamplesError(f"{where}: probe readings must be two per block (shape {p.shape})")
+    if not (np.isfinite(p[:, 0]).all() and (p[:, 0] > 0).all()):
+        raise SamplesError(f"{where}: probe readings must be finite, positive milliseconds")
+    return p
 
 
 # --- writing ----------------------------------------------------------------------
@@ -271,7 +291,9 @@ class ResultsWriter:
 
     # rows
 
-    def append(self, row: dict, samples_ms) -> None:
+    def append(self, row: dict, samples) -> None:
+        """samples: the row's per-iteration milliseconds, or a mapping with them under
+        'samples_ms' and the probe readings around its blocks under 'probe_ms'."""
         if self._lock is None:
             raise ResultsError(f"{self.path}: the writer is closed")
         unknown = set(row) - set(COLUMNS)
@@ -287,13 +309,17 @@ class ResultsWriter:
                 device(row["device"])
             except UnknownDevice as exc:
                 raise ResultsError(f"{self.path}: row {row_id}: {exc}") from None
-        x = validate_samples(samples_ms, f"row {row_id}")
+        arrays = dict(samples) if isinstance(samples, Mapping) else {SAMPLES_KEY: samples}
+        x = validate_samples(arrays.get(SAMPLES_KEY), f"row {row_id}")
+        keep = {SAMPLES_KEY: x}
+        if arrays.get(PROBE_KEY) is not None:
+            keep[PROBE_KEY] = _validate_probe(arrays[PROBE_KEY], f"row {row_id}")
         rel = f"{samples_dir(self.path).name}/{row_id}.npz"
         target = self.path.parent / rel
         try:
             with atomic_target(target, ".npz.tmp") as tmp:
                 with open(tmp, "wb") as f:
-                    np.savez_compressed(f, **{SAMPLES_KEY: x})
+                    np.savez_compressed(f, **keep)
         except ModbenchError as exc:
             raise ResultsError(f"{exc}; the {len(self._ids)} complete rows in {self.path} are kept "
                                f"(free space, then `bench.py run --resume {self.path}`)") from None
@@ -499,6 +525,25 @@ def load_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
     return x
 
 
+def load_probe(csv_path: Path, row: Mapping) -> np.ndarray | None:
+    """The probe readings (blocks x 2) stored with a row's samples, or None for a row
+    timed without the machine probe (GPU runners, files written before it existed)."""
+    csv_path = Path(csv_path)
+    where = f"{csv_path.name}:{row.get('row_id')}"
+    path = _samples_path(csv_path, row.get("samples_file"), where)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if PROBE_KEY not in z.files:
+                return None
+            return _validate_probe(z[PROBE_KEY], where)
+    except SamplesError:
+        raise
+    except FileNotFoundError:
+        raise SamplesError(f"{where}: samples file {row.get('samples_file')} is missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise SamplesError(f"{where}: samples file {path.name} is damaged ({type(exc).__name__})") from None
+
+
 def _int_or_none(v) -> int | None:
     try:
         f = float(v)
@@ -554,6 +599,9 @@ class StoredRow:
 
     def samples(self) -> np.ndarray:
         return load_samples(self.source, self.data)
+
+    def probe(self) -> np.ndarray | None:
+        return load_probe(self.source, self.data)
 
 
 def read_rows(path: Path, check_samples: bool = True) -> list[StoredRow]:

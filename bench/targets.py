@@ -6,6 +6,9 @@
     python -m bench.targets repeatability   # 5 default invocations: CV of ratios between models
     python -m bench.targets busy            # rows flagged busy with and without a busy-loop competitor
     python -m bench.targets default-run     # the default table1 run: wall time, validity, vs 4000 fixed
+    python -m bench.targets back-to-back    # two default table1 runs: latency_ms agreement, VALID rows
+    python -m bench.targets reproduce       # N invocations of the trio: CV of latency_ms and ratios,
+                                            # and `check --against` of each run with the next
 
 Each prints its measurements and targets and, with --out DIR, writes them to DIR/<name>.txt
 beside the results files it made (DIR/<name>/...). Run alone on the machine: anything
@@ -44,6 +47,12 @@ def _bench(*args: str, log=None) -> float:
         last = (r.stderr.strip().splitlines() or ["(no message)"])[-1]
         _refuse(f"bench.py {' '.join(args)} exited {r.returncode}: {last}")
     return wall
+
+
+def _headline(r) -> float:
+    """A row's headline: latency_ms, or the median for rows written before it existed."""
+    v = r.get("latency_ms")
+    return float(v) if v is not None and v == v else float(r["median_ms"])
 
 
 def _rows(csv: Path) -> dict:
@@ -296,15 +305,15 @@ def repeatability(args, log: Report) -> None:
         with timed_step(args, log, quiet):
             wall = _bench("run", *TRIO, "--out", str(csv))
         rows = _rows(csv)
-        runs.append({m: rows[m]["median_ms"] for m in TRIO})
+        runs.append({m: _headline(rows[m]) for m in TRIO})
         paired.append(_paired_ratios(csv, rows))
         log(f"run {k + 1} ({wall:.0f} s): " + ", ".join(
-            f"{m} {rows[m]['median_ms']:.3f} ms ({int(rows[m]['iters'])} it, ±{rows[m]['ci_rel_half_width']:.2%}, "
+            f"{m} {_headline(rows[m]):.3f} ms ({int(rows[m]['iters'])} it, ±{rows[m]['ci_rel_half_width']:.2%}, "
             f"{'VALID' if rows[m]['valid'] else 'INVALID'})" for m in TRIO))
     cv = lambda v: float(np.std(v, ddof=1) / np.mean(v))  # noqa: E731
     log("\nCV across invocations")
     for m in TRIO:
-        log(f"  median of {m:22s} {cv([r[m] for r in runs]):.2%}")
+        log(f"  latency_ms of {m:22s} {cv([r[m] for r in runs]):.2%}")
     for a, b in _PAIRS:
         v = cv([r[a] / r[b] for r in runs])
         log(f"  ratio {a} / {b}: {v:.2%}  {'met' if v <= 0.01 else 'NOT met'}")
@@ -356,7 +365,7 @@ def busy(args, log: Report) -> None:
             log(f"{'with' if competitor else 'without'} competitor, run {k + 1}: "
                 + ", ".join(f"{r['model']} others {r['others_cpu_mean']:.2f} cores (max {r['others_cpu_max']:.2f}), "
                             f"{int(r['disturbed_blocks'])}/{int(r['blocks'])} blocks disturbed, median "
-                            f"{r['median_ms']:.2f} ms" for r in rows))
+                            f"{r['median_ms']:.2f} ms, latency_ms {_headline(r):.2f}" for r in rows))
     _quiet_steps(quiet, log, "runs")
     b, q = np.mean(flagged[True]), np.mean(flagged[False])
     log(f"\nflagged busy: with competitor {b:.0%} of {len(flagged[True])} rows ({'met' if b >= 0.95 else 'NOT met'}); "
@@ -403,11 +412,96 @@ def default_run(args, log: Report) -> None:
     _quiet_steps(quiet, log, "runs")
 
 
+# --- issue 19: numbers that reproduce on a shared machine ------------------------------------
+
+def _validity_line(r) -> str:
+    slowed = r.get("slowed_share")
+    s = "" if slowed is None or slowed != slowed else f", {slowed:.0%} of blocks slowed"
+    return (f"{_headline(r):.3f} ms ±{(r.get('ci_rel_half_width') or float('nan')):.2%} "
+            f"({int(r.get('blocks_used') or 0)}/{int(r.get('blocks') or 0)} blocks used{s}, "
+            f"{'VALID' if r['valid'] else 'INVALID'})")
+
+
+def back_to_back(args, log: Report) -> None:
+    """Two default runs of a suite, one after the other: does latency_ms reproduce?"""
+    csvs, walls, quiet = [], [], []
+    for k in range(2):
+        csv = log.dir / f"run-{k}.csv"
+        with timed_step(args, log, quiet):
+            log(f"  probe before run {k + 1}: {machine_state(5.0).line}")
+            walls.append(_bench("run", "--suite", args.suite, "--out", str(csv), log=log))
+            log(f"  probe after run {k + 1}: {machine_state(5.0).line}")
+        csvs.append(csv)
+    a, b = _rows(csvs[0]), _rows(csvs[1])
+    for k, (rows, wall) in enumerate(((a, walls[0]), (b, walls[1]))):
+        valid = sum(bool(r["valid"]) for r in rows.values())
+        log(f"run {k + 1}: {wall / 60:.1f} min wall (target <= 10), {valid}/{len(rows)} rows VALID "
+            "(target >= 20 of 25)")
+    common = sorted(set(a) & set(b))
+    within1 = within3 = 0
+    for m in common:
+        ratio = _headline(b[m]) / _headline(a[m])
+        within1 += abs(ratio - 1) <= 0.01
+        within3 += abs(ratio - 1) <= 0.03
+        log(f"  {m:32s} {_validity_line(a[m])}  |  {_validity_line(b[m])}  ratio {ratio:.4f}")
+    log(f"latency_ms within 1%: {within1}/{len(common)} (target >= 20 of 25); within 3%: "
+        f"{within3}/{len(common)} (target all)")
+    for k, rows in enumerate((a, b)):
+        for m, r in rows.items():
+            if not r["valid"]:
+                log(f"  run {k + 1} INVALID {m}: {r['invalid_reason']}")
+    _quiet_steps(quiet, log, "runs")
+
+
+def _check_against(base: Path, cur: Path, log: Report) -> tuple[int, str]:
+    r = subprocess.run([sys.executable, str(REPO / "bench.py"), "check", "--against", str(base), str(cur)],
+                       cwd=REPO, capture_output=True, text=True)
+    if r.returncode not in (0, 1):
+        _refuse(f"check --against {base} {cur} exited {r.returncode}: {(r.stderr.strip().splitlines() or [''])[-1]}")
+    head = next((ln for ln in r.stdout.splitlines() if "latency gate" in ln), r.stdout.strip()[:200])
+    return r.returncode, head
+
+
+def reproduce(args, log: Report) -> None:
+    """N invocations of the trio: the CV of each model's latency_ms and of their ratios;
+    each run judged against the one before by `check --against` (no "slower" expected)."""
+    runs, verdicts, quiet = [], [], []
+    log(f"{args.runs} separate default invocations of `bench.py run {' '.join(TRIO)} --time-budget "
+        f"{args.time_budget:g}`; targets: CV of each model's latency_ms <= 1.5%, of each ratio <= 1%; "
+        "`check --against` of each run with the next: no 'slower'")
+    prev = None
+    for k in range(args.runs):
+        csv = log.dir / f"run-{k}.csv"
+        with timed_step(args, log, quiet):
+            wall = _bench("run", *TRIO, "--time-budget", f"{args.time_budget:g}", "--out", str(csv))
+        rows = _rows(csv)
+        runs.append({m: _headline(rows[m]) for m in TRIO})
+        log(f"run {k + 1} ({wall:.0f} s): " + "; ".join(f"{m} {_validity_line(rows[m])}" for m in TRIO))
+        if prev is not None:
+            code, head = _check_against(prev, csv, log)
+            verdicts.append(code)
+            log(f"  check --against run-{k - 1}.csv run-{k}.csv: exit {code}: {head}")
+        prev = csv
+    cv = lambda v: float(np.std(v, ddof=1) / np.mean(v))  # noqa: E731
+    log("\nCV across invocations")
+    for m in TRIO:
+        v = cv([r[m] for r in runs])
+        log(f"  latency_ms of {m:22s} {v:.2%}  {'met' if v <= 0.015 else 'NOT met'}")
+    for a, b in _PAIRS:
+        v = cv([r[a] / r[b] for r in runs])
+        log(f"  ratio {a} / {b}: {v:.2%}  {'met' if v <= 0.01 else 'NOT met'}")
+    slower = sum(c == 1 for c in verdicts)
+    log(f"check --against, each run with the next: {slower} of {len(verdicts)} said 'slower' "
+        f"({'met' if slower == 0 else 'NOT met'})")
+    _quiet_steps(quiet, log, "runs")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     for name, fn in (("machine", machine), ("transient", transient), ("suite-vs-bare", suite_vs_bare),
-                     ("repeatability", repeatability), ("busy", busy), ("default-run", default_run)):
+                     ("repeatability", repeatability), ("busy", busy), ("default-run", default_run),
+                     ("back-to-back", back_to_back), ("reproduce", reproduce)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--out", type=Path, help="folder for the report and the results files it made")
@@ -425,6 +519,9 @@ def main(argv=None) -> int:
     sub.choices["busy"].add_argument("--iters", type=int, default=300)
     sub.choices["default-run"].add_argument("--suite", default="table1")
     sub.choices["default-run"].add_argument("--skip-fixed", action="store_true")
+    sub.choices["back-to-back"].add_argument("--suite", default="table1")
+    sub.choices["reproduce"].add_argument("--runs", type=int, default=6)
+    sub.choices["reproduce"].add_argument("--time-budget", type=float, default=60.0)
     bare = sub.add_parser("_bare")
     bare.add_argument("--files", required=True)
     bare.add_argument("--iters", type=int, required=True)

@@ -18,10 +18,11 @@ from exporters import ExportedModel
 
 from ..env import machine_env
 from ..measurement import Measurement
-from ..pipeline import Job, RunRequest, build_row, new_run_id, prepare
+from ..pipeline import Job, RunRequest, build_row, new_run_id, open_probe, prepare
 from ..runners import RUNNERS, RunSettings, get_runner
 from ..schedule import time_sessions
-from ..store import ResultsWriter, SamplesError, check_new_path, load_samples, read_results
+from ..store import (PROBE_KEY, SAMPLES_KEY, ResultsWriter, SamplesError, check_new_path, load_samples,
+                     read_results)
 from .verdicts import Comparison, GateError, GateSettings, RowVerdict, _norm, judge_samples
 
 SIDES = ("base", "head")
@@ -114,10 +115,12 @@ def _time_pair(job, brow, base, head, spinning, run_id, g, env, iters, warmup, b
     runner = get_runner(job.runtime)
     settings = RunSettings(threads=job.threads, spinning=spinning)
     shape = (job.batch, 3, job.resolution, job.resolution)
-    sessions = []
+    sessions, probe = [], None
     try:
         sessions = [runner.open(base, shape, settings), runner.open(head.artifact, shape, settings)]
-        ms = time_sessions(sessions, iters, warmup, block, "round-robin", block_warmup)
+        probe, reference = open_probe(runner, [job.threads], env)
+        ms = time_sessions(sessions, iters, warmup, block, "round-robin", block_warmup,
+                           probe=probe, reference=reference)
         out = []
         for side, s, m in zip(SIDES, sessions, ms):
             cols = dict(head.columns)
@@ -129,11 +132,13 @@ def _time_pair(job, brow, base, head, spinning, run_id, g, env, iters, warmup, b
                             row_id=f"{job.row_id}.{side}",
                             extra={"ab_side": side, "baseline_row": brow["row_id"],
                                    "baseline_results": str(base_csv)})
-            out.append((side, row, m.samples_ms))
+            out.append((side, row, {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
         return out
     finally:
         for s in sessions:
             s.close()
+        if probe is not None:
+            probe.close()
 
 
 def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:

@@ -1,11 +1,18 @@
 """Judge a current run against a baseline run, row by row.
 
 A row's verdict needs three things to agree before it says `slower` (or `faster`):
-the ratio of medians is past the minimum effect (default 5%), the block-bootstrap
+the ratio of headlines is past the minimum effect (default 5%), the block-bootstrap
 interval of that ratio excludes 1, and Mann-Whitney's p is below alpha. On these
 machines a run's speed moves by ~10% between invocations, so the first two guard
 against drift inside a run and the threshold against small real-but-irrelevant
-changes; drift between runs needs a reference model or the interleaved mode.
+changes.
+
+The headline compared is each row's `latency_ms`: its samples from the blocks that
+ran at the machine's normal speed, brought to the machine's reference speed by the
+probe (bench/measurement.py). Rows judged against different machine references
+(the probe's normal time differs by more than the threshold) ran on a machine at
+different speeds and are not comparable; rows without a probe are compared on all
+their samples.
 """
 from __future__ import annotations
 
@@ -16,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..env import fingerprint
-from ..measurement import Measurement
-from ..store import IDENTITY, ResultsError, SamplesError, load_samples, read_results
+from ..measurement import Measurement, from_row
+from ..store import IDENTITY, ResultsError, SamplesError, load_probe, load_samples, read_results
 from ..stats import mann_whitney, paired_ratio, unpaired_ratio
 
 VERDICTS = ("slower", "faster", "unchanged", "not comparable")
@@ -138,6 +145,9 @@ class _Run:
     def samples(self, row) -> np.ndarray:
         return load_samples(self.path, row)
 
+    def measurement(self, row, samples: np.ndarray) -> Measurement:
+        return from_row(row, samples, load_probe(self.path, row))
+
 
 def load_run(path) -> _Run:
     path = Path(path)
@@ -248,10 +258,32 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
         # (exit 1 with --strict), with the reason.
         v.note = "; ".join(n for n in (v.note, f"samples cannot be trusted: {exc}") if n)
         return
-    # The milliseconds the report prints, from the samples just read (not a second read).
-    v.base_median_ms, v.cur_median_ms = Measurement(xb).median, Measurement(xc).median
+    try:
+        mb, mc = base.measurement(b, xb), cur.measurement(c, xc)
+    except SamplesError as exc:
+        v.note = "; ".join(n for n in (v.note, f"probe readings cannot be trusted: {exc}") if n)
+        return
+    stat = _norm(c.get("headline_stat")) or "median"
+    ha, hc = mb.headline(stat), mc.headline(stat)
+    # The milliseconds the report prints: each row's headline, from the samples just read.
+    v.base_median_ms, v.cur_median_ms = ha.estimate, hc.estimate
+    ra, rc = mb.reference, mc.reference
+    if ra is not None and rc is not None and abs(rc.ms / ra.ms - 1) > v.threshold:
+        v.note = "; ".join(n for n in (v.note, "not comparable: the machine ran at different speeds "
+                                       f"(reference {1:.2f} vs {rc.ms / ra.ms:.2f})") if n)
+        return
+    for side, h in (("baseline", ha), ("current", hc)):
+        if h.slowed_share is not None and stat == "median" and not h.blocks_used:
+            v.note = "; ".join(n for n in (v.note, f"not comparable: the {side} row has no block at the "
+                                           f"machine's normal speed (host slowed for {h.slowed_share:.0%})")
+                               if n)
+            return
     block = int(b["block_size"]) if _norm(b.get("block_size")) else None
-    if s.reference is not None:
+    if s.reference is None:
+        xb, xc = mb.headline_samples(stat), mc.headline_samples(stat)
+        v.mode = "direct, latency_ms" if ra is not None and rc is not None else "direct, all samples"
+    else:
+        # Divided block by block by a reference model timed beside it: all samples.
         nb, why_b = _normalized(base, b, xb, s.reference)
         nc, why_c = _normalized(cur, c, xc, s.reference)
         if nb is None or nc is None:

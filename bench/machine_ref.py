@@ -1,0 +1,199 @@
+"""The machine's own speed, measured beside the timed blocks.
+
+On a shared VM the host slows the whole machine for seconds at a time (another
+tenant on the same physical cores), and nothing inside the VM shows it: no other
+process, no steal. The only witness is a fixed piece of work whose time is known:
+the *probe*, a small convolution network run in ONNX Runtime with the run's thread
+count, timed for a few iterations before every block. Its time against the
+machine's normal probe time (the *reference*) says whether the block that follows
+ran at normal speed, and how much slower it was if not.
+
+The reference is the probe's normal (fast-mode) time on this machine. A run finds
+it in its own probe readings when some of its blocks ran at normal speed; a run
+slowed from its first block to its last cannot, so every run stores what it found
+as a *calibration*, keyed by the machine's fingerprint and dated, beside the
+export cache. A later run compares its readings with the calibration: a run that
+never reaches it is slowed throughout, and says so.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exporters.cache import default_cache_dir
+from models.fsio import atomic_write
+
+# Bump when the probe network or its reading changes: old calibrations no longer apply.
+PROBE_VERSION = 1
+# Probe iterations per reading; the reading is their median.
+PROBE_ITERS = 20
+MEAN = True
+# A block whose probe reading is within this factor of the reference ran at normal
+# speed. The host's two modes sit at 1.0-1.2x and 1.6-2.0x with an empty gap between.
+NORMAL_MAX = 1.25
+# Readings within this of each other are one mode (finding the fast mode's floor).
+MODE_TOL = 0.10
+# A run's fast mode counts as found when this many readings support it.
+MIN_MODE_READINGS = 5
+# A calibration faster than the run by more than this is kept; a run faster than the
+# calibration by more than this replaces it (the machine itself got faster).
+RECALIBRATE = 0.03
+# A calibration older than this is not trusted (the VM may have moved to another host).
+CALIBRATION_MAX_AGE_DAYS = 14
+
+
+def probe_model_bytes() -> bytes:
+    """A fixed convolution network (about 0.5 ms with 2 threads on a current x86 core):
+    convolutions and a matrix product, the kernels the timed models spend their time in."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(PROBE_VERSION)
+    c, side = 32, 28
+    inits, nodes, x = [], [], "x"
+    for i in range(2):
+        w = numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32), f"w{i}")
+        inits.append(w)
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        x = f"r{i}"
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["g"]),
+              helper.make_node("Flatten", ["g"], ["y"])]
+    graph = helper.make_graph(nodes, "modbench_probe", [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+class Probe:
+    """The probe network loaded in ONNX Runtime; `read()` returns one reading (ms)."""
+
+    def __init__(self, threads: int, spinning: bool = True):
+        # ONNX Runtime is imported here, not at module level: GPU-only and Core ML
+        # runs never open a probe.
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        # No spinning: the probe's workers must not take cores from the next block.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.threads = opts.intra_op_num_threads
+        self._sess = ort.InferenceSession(probe_model_bytes(), opts, providers=["CPUExecutionProvider"])
+        self._feed = {"x": np.random.default_rng(0).standard_normal((1, 32, 28, 28), dtype=np.float32)}
+        for _ in range(20):  # its own warm-up, outside every reading
+            self._sess.run(None, self._feed)
+
+    def read(self) -> float:
+        clock = time.perf_counter_ns
+        t = np.empty(PROBE_ITERS)
+        for i in range(PROBE_ITERS):
+            t0 = clock()
+            self._sess.run(None, self._feed)
+            t[i] = (clock() - t0) * 1e-6
+        return float(np.mean(t)) if MEAN else float(np.median(t))
+
+    def close(self) -> None:
+        self._sess = None
+
+
+# --- the fast mode of a set of readings ---------------------------------------------------
+
+def fast_mode(readings) -> tuple[float | None, int]:
+    """(location of the readings' fast mode, how many readings it rests on).
+
+    The floor is the lowest reading that has at least two others within MODE_TOL of
+    it (a single lucky reading is not a mode); the mode is the median of the readings
+    from that floor up to NORMAL_MAX times it."""
+    r = np.sort(np.asarray([x for x in readings if x is not None and math.isfinite(x) and x > 0], float))
+    if r.size == 0:
+        return None, 0
+    floor = r[0]
+    if r.size >= 3:
+        for i in range(r.size - 2):
+            if r[i + 2] <= r[i] * (1 + MODE_TOL):
+                floor = r[i]
+                break
+        else:
+            floor = float(np.median(r))
+    near = r[(r >= floor) & (r <= floor * NORMAL_MAX)]
+    return float(np.median(near)), int(near.size)
+
+
+# --- calibration: the reference of this machine, kept between runs ---------------------
+
+@dataclass(frozen=True)
+class Reference:
+    """The probe's normal time on this machine, and where that figure comes from."""
+
+    ms: float
+    source: str  # "calibration YYYY-MM-DD" or "this run (no calibration for this machine yet)"
+
+
+def calibration_key(env: dict, threads: int) -> str:
+    """The machine fingerprint and the probe's threads: what must match for a calibration to apply."""
+    text = f"{env.get('cpu_name')}|{env.get('cpu_logical')}|threads={threads}|probe={PROBE_VERSION}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def calibration_path(env: dict, threads: int) -> Path:
+    return default_cache_dir() / "machine" / f"probe-{calibration_key(env, threads)}.json"
+
+
+def load_calibration(env: dict, threads: int) -> dict | None:
+    """The stored calibration, or None when there is none, it is damaged or too old."""
+    p = calibration_path(env, threads)
+    try:
+        data = json.loads(p.read_text())
+        ms, date = float(data["probe_ms"]), _dt.date.fromisoformat(str(data["date"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (ms > 0 and math.isfinite(ms)):
+        return None
+    if (_dt.date.today() - date).days > CALIBRATION_MAX_AGE_DAYS:
+        return None
+    return dict(data, probe_ms=ms)
+
+
+def resolve_reference(readings, env: dict, threads: int, save: bool = True) -> Reference | None:
+    """The reference for a set of probe readings, updating the stored calibration.
+
+    - A calibration exists and the run is not clearly faster: the calibration is the
+      reference (a run slowed throughout finds all its blocks slowed against it).
+    - The run's fast mode is faster than the calibration by more than RECALIBRATE:
+      the machine got faster; the run's figure is the reference and is stored.
+    - No calibration: the run's own fast mode is the reference, stored when it rests
+      on enough readings, and every row says that no calibration existed."""
+    mode, support = fast_mode(readings)
+    if mode is None:
+        return None
+    cal = load_calibration(env, threads)
+    today = _dt.date.today().isoformat()
+    if cal is not None and mode >= cal["probe_ms"] * (1 - RECALIBRATE):
+        return Reference(cal["probe_ms"], f"calibration {cal['date']}")
+    if save and support >= MIN_MODE_READINGS:
+        _store(env, threads, mode, support, today)
+    if cal is not None:
+        return Reference(mode, f"this run (faster than the calibration of {cal['date']} by "
+                               f"{1 - mode / cal['probe_ms']:.0%}; stored)")
+    return Reference(mode, "this run (no calibration for this machine yet)")
+
+
+def _store(env: dict, threads: int, ms: float, support: int, date: str) -> None:
+    data = {"probe_ms": ms, "date": date, "readings": support, "threads": threads,
+            "probe_version": PROBE_VERSION, "cpu_name": env.get("cpu_name"),
+            "cpu_logical": env.get("cpu_logical")}
+    try:
+        atomic_write(calibration_path(env, threads), json.dumps(data, indent=1), make_parents=True)
+    except Exception:  # a read-only cache only costs the next run its calibration
+        pass
