@@ -31,10 +31,12 @@ from exporters.cache import default_cache_dir
 from models.fsio import atomic_write
 
 # Bump when the probe network or its reading changes: old calibrations no longer apply.
-PROBE_VERSION = 1
-# Probe iterations per reading; the reading is their median.
+PROBE_VERSION = 2
+# Probe iterations per reading (about 6 ms of work); the reading is their mean time.
+# The mean, not the median: a slowdown that comes as time slices taken away (a
+# competitor on the same CPU) leaves most single iterations untouched, and only the
+# time of the whole reading shows it, as it shows in a block of the model.
 PROBE_ITERS = 20
-MEAN = True
 # A block whose probe reading is within this factor of the reference ran at normal
 # speed. The host's two modes sit at 1.0-1.2x and 1.6-2.0x with an empty gap between.
 NORMAL_MAX = 1.25
@@ -50,7 +52,7 @@ CALIBRATION_MAX_AGE_DAYS = 14
 
 
 def probe_model_bytes() -> bytes:
-    """A fixed convolution network (about 0.5 ms with 2 threads on a current x86 core):
+    """A fixed convolution network (about 0.3 ms with 2 threads on a current x86 core):
     convolutions and a matrix product, the kernels the timed models spend their time in."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -86,22 +88,22 @@ class Probe:
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        # No spinning: the probe's workers must not take cores from the next block.
+        # Spinning as the timed sessions do, so the probe waits for its threads as they do;
+        # the scheduler pauses before each block, so spinning workers are idle by then.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.threads = opts.intra_op_num_threads
+        self.spinning = bool(spinning)
         self._sess = ort.InferenceSession(probe_model_bytes(), opts, providers=["CPUExecutionProvider"])
         self._feed = {"x": np.random.default_rng(0).standard_normal((1, 32, 28, 28), dtype=np.float32)}
         for _ in range(20):  # its own warm-up, outside every reading
             self._sess.run(None, self._feed)
 
     def read(self) -> float:
-        clock = time.perf_counter_ns
-        t = np.empty(PROBE_ITERS)
-        for i in range(PROBE_ITERS):
-            t0 = clock()
+        """Milliseconds per probe iteration, over PROBE_ITERS back to back."""
+        t0 = time.perf_counter_ns()
+        for _ in range(PROBE_ITERS):
             self._sess.run(None, self._feed)
-            t[i] = (clock() - t0) * 1e-6
-        return float(np.mean(t)) if MEAN else float(np.median(t))
+        return (time.perf_counter_ns() - t0) * 1e-6 / PROBE_ITERS
 
     def close(self) -> None:
         self._sess = None
@@ -140,19 +142,20 @@ class Reference:
     source: str  # "calibration YYYY-MM-DD" or "this run (no calibration for this machine yet)"
 
 
-def calibration_key(env: dict, threads: int) -> str:
-    """The machine fingerprint and the probe's threads: what must match for a calibration to apply."""
-    text = f"{env.get('cpu_name')}|{env.get('cpu_logical')}|threads={threads}|probe={PROBE_VERSION}"
+def calibration_key(env: dict, threads: int, spinning: bool = True) -> str:
+    """The machine fingerprint and the probe's settings: what must match for a calibration to apply."""
+    text = (f"{env.get('cpu_name')}|{env.get('cpu_logical')}|threads={threads}|spinning={bool(spinning)}"
+            f"|probe={PROBE_VERSION}")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def calibration_path(env: dict, threads: int) -> Path:
-    return default_cache_dir() / "machine" / f"probe-{calibration_key(env, threads)}.json"
+def calibration_path(env: dict, threads: int, spinning: bool = True) -> Path:
+    return default_cache_dir() / "machine" / f"probe-{calibration_key(env, threads, spinning)}.json"
 
 
-def load_calibration(env: dict, threads: int) -> dict | None:
+def load_calibration(env: dict, threads: int, spinning: bool = True) -> dict | None:
     """The stored calibration, or None when there is none, it is damaged or too old."""
-    p = calibration_path(env, threads)
+    p = calibration_path(env, threads, spinning)
     try:
         data = json.loads(p.read_text())
         ms, date = float(data["probe_ms"]), _dt.date.fromisoformat(str(data["date"]))
@@ -165,7 +168,8 @@ def load_calibration(env: dict, threads: int) -> dict | None:
     return dict(data, probe_ms=ms)
 
 
-def resolve_reference(readings, env: dict, threads: int, save: bool = True) -> Reference | None:
+def resolve_reference(readings, env: dict, threads: int, save: bool = True,
+                      spinning: bool = True) -> Reference | None:
     """The reference for a set of probe readings, updating the stored calibration.
 
     - A calibration exists and the run is not clearly faster: the calibration is the
@@ -177,23 +181,23 @@ def resolve_reference(readings, env: dict, threads: int, save: bool = True) -> R
     mode, support = fast_mode(readings)
     if mode is None:
         return None
-    cal = load_calibration(env, threads)
+    cal = load_calibration(env, threads, spinning)
     today = _dt.date.today().isoformat()
     if cal is not None and mode >= cal["probe_ms"] * (1 - RECALIBRATE):
         return Reference(cal["probe_ms"], f"calibration {cal['date']}")
     if save and support >= MIN_MODE_READINGS:
-        _store(env, threads, mode, support, today)
+        _store(env, threads, spinning, mode, support, today)
     if cal is not None:
         return Reference(mode, f"this run (faster than the calibration of {cal['date']} by "
                                f"{1 - mode / cal['probe_ms']:.0%}; stored)")
     return Reference(mode, "this run (no calibration for this machine yet)")
 
 
-def _store(env: dict, threads: int, ms: float, support: int, date: str) -> None:
-    data = {"probe_ms": ms, "date": date, "readings": support, "threads": threads,
+def _store(env: dict, threads: int, spinning: bool, ms: float, support: int, date: str) -> None:
+    data = {"probe_ms": ms, "date": date, "readings": support, "threads": threads, "spinning": spinning,
             "probe_version": PROBE_VERSION, "cpu_name": env.get("cpu_name"),
             "cpu_logical": env.get("cpu_logical")}
     try:
-        atomic_write(calibration_path(env, threads), json.dumps(data, indent=1), make_parents=True)
+        atomic_write(calibration_path(env, threads, spinning), json.dumps(data, indent=1), make_parents=True)
     except Exception:  # a read-only cache only costs the next run its calibration
         pass
