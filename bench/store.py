@@ -35,7 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from models.fsio import (atomic_target, atomic_write, describe_os_error, ensure_writable_dir, fsync_dir,
-                         probe_writable)
+                         portable_name, probe_writable)
 
 from .errors import ModbenchError
 from .vocab import UnknownDevice, device
@@ -91,7 +91,7 @@ TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "
                 "runtime_settings", "cpu_name", "hostname", "os", "python", "git_commit", "timestamp",
                 "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))
 SAMPLES_KEY = "samples_ms"
-_ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@-]{1,200}")
+_ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@/-]{1,200}")  # "/": a PATH.py:function model
 
 
 class ResultsError(ModbenchError):
@@ -288,7 +288,9 @@ class ResultsWriter:
             except UnknownDevice as exc:
                 raise ResultsError(f"{self.path}: row {row_id}: {exc}") from None
         x = validate_samples(samples_ms, f"row {row_id}")
-        rel = f"{samples_dir(self.path).name}/{row_id}.npz"
+        # Row ids hold model specs (mynet:build, src/net.py:build): the file gets a
+        # portable name (CI artifact uploaders and Windows refuse ':').
+        rel = f"{samples_dir(self.path).name}/{portable_name(row_id)}.npz"
         target = self.path.parent / rel
         try:
             with atomic_target(target, ".npz.tmp") as tmp:

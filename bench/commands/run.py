@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("run", help="benchmark models")
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function")
+                   help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function, "
+                        "PATH.py:function")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
     p.add_argument("--runtime", default="ort-cpu", help="runner (default ort-cpu; also torch-cpu, ...)")
     p.add_argument("--threads", type=A.thread_list, default=None,
@@ -145,34 +146,12 @@ def _own_models(args, names: list[str]) -> tuple[dict, dict]:
     """Check the bring-your-own specs now (one line on bad input) and return the
     --model-arg and --top1 values the request stores for --resume; ONNX specs in
     `names` become absolute paths."""
-    from models import is_spec, parse_model_args, parse_top1, resolve_spec
-    from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
+    from ..specs import resolve_models
 
-
-    model_args, top1 = parse_model_args(args.model_arg), parse_top1(args.top1)
-    specs = [n for n in names if is_spec(n)]
-    if model_args and not any(":" in s and not s.startswith("timm:") for s in specs):
-        raise UsageError("--model-arg applies to module:function models; none is named")
-    entries = [resolve_spec(n, model_args=model_args, top1=top1) for n in specs]
-    clash = duplicate_names(specs, entries)
-    if clash:
-        raise UsageError(clash)
-    for e in entries:
-        if e.onnx_path is not None:
-            # A dynamic dim must be given explicitly: --batch and --resolution have no default here.
-            check_onnx_shape(e, args.batch[0] if args.batch else None,
-                             args.resolution[0] if args.resolution else None)
-    unknown = unknown_top1_names(top1, specs, [e.name for e in entries])
-    if unknown:
-        raise UsageError(f"--top1 names {', '.join(unknown)}, not one of your own models in this run "
-                         "(registered models keep the paper's top-1)")
-    # Stored for --resume: ONNX files by absolute path, accuracies by model name.
-    for spec, e in zip(specs, entries):
-        if spec in top1:
-            top1[e.name] = top1.pop(spec)
-        if e.onnx_path is not None:
-            names[names.index(spec)] = e.onnx_path
-    return model_args, top1
+    r = resolve_models(names, args.model_arg, args.top1, args.batch[0] if args.batch else None,
+                       args.resolution[0] if args.resolution else None)
+    names[:] = r.names
+    return r.model_args, r.top1
 
 
 def runtime_device(runtime: str) -> str | None:
@@ -188,7 +167,10 @@ def _fleet():
 
 
 def _default_out(args, req) -> Path:
-    label = args.suite or (req.models[0] if len(req.models) == 1 else "models")
+    from models.fsio import portable_name
+
+    label = args.suite or (Path(req.models[0]).name if len(req.models) == 1 else "models")
+    label = portable_name(label)  # a spec (mynet:build, src/net.py:build) is not a file name
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(args.results_dir) / f"{stamp}-{label}-{req.runtime}"
     out, k = base.with_suffix(".csv"), 1
