@@ -33,7 +33,7 @@ def resolve_models(names: list[str], model_arg_pairs: list[str] | None = None,
     model_args, top1 = parse_model_args(model_arg_pairs), parse_top1(top1_items)
     specs = [n for n in names if is_spec(n)]
     if model_args and not any(":" in s and not s.startswith("timm:") for s in specs):
-        raise UsageError("--model-arg applies to module:function and PATH.py:function models; none is named")
+        raise UsageError("--model-arg applies to module:function models (or PATH.py:function); none is named")
     entries = [resolve_spec(n, model_args=model_args, top1=top1) for n in specs]
     clash = duplicate_names(specs, entries)
     if clash:
