@@ -106,6 +106,13 @@ def samples_dir(csv_path: Path) -> Path:
     return Path(csv_path).with_name(Path(csv_path).stem + ".samples")
 
 
+def samples_file_of(csv_path: Path, row_id: str) -> str:
+    """The samples_file a row gets, relative to the results file. Row ids hold model
+    specs (mynet:build, src/net.py:build): the file gets a portable name (CI artifact
+    uploaders and Windows refuse ':'), distinct for distinct ids."""
+    return f"{samples_dir(Path(csv_path)).name}/{portable_name(row_id)}.npz"
+
+
 def run_config_path(csv_path: Path) -> Path:
     return Path(csv_path).with_name(Path(csv_path).stem + ".run.json")
 
@@ -288,9 +295,7 @@ class ResultsWriter:
             except UnknownDevice as exc:
                 raise ResultsError(f"{self.path}: row {row_id}: {exc}") from None
         x = validate_samples(samples_ms, f"row {row_id}")
-        # Row ids hold model specs (mynet:build, src/net.py:build): the file gets a
-        # portable name (CI artifact uploaders and Windows refuse ':').
-        rel = f"{samples_dir(self.path).name}/{portable_name(row_id)}.npz"
+        rel = samples_file_of(self.path, row_id)
         target = self.path.parent / rel
         try:
             with atomic_target(target, ".npz.tmp") as tmp:

@@ -94,3 +94,39 @@ def test_a_gate_that_cannot_judge_is_not_green(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["kind"] == "modbench.check" and doc["status"] == "not comparable" and doc["exit_code"] == 1
     assert doc["rows"][0]["model"] == "a" and doc["rows"][0]["verdict"] == "not comparable"
+
+
+def test_run_check_claims_json_and_the_api_on_user_models(user_checkout, capsys):
+    """One tiny run of the user's file spec and an in-memory module through the API,
+    its JSON, the same rows read back, and claims as JSON."""
+    import numpy as np
+    from torch import nn
+
+    from bench.api import measure, read
+
+    df = measure({"conv": nn.Conv2d(3, 8, 3)},
+                 out=user_checkout / "api.csv", iters=40, warmup=2, block=20, resolution=[32],
+                 threads=[1], quiet=True)
+    assert list(df["model"]) == ["conv"] and df.attrs["path"] == str(user_checkout / "api.csv")
+    x = df.loc[0, "samples_ms"]
+    assert x.size == df.loc[0, "iters"] == 40 and np.isclose(np.median(x), df.loc[0, "median_ms"], rtol=1e-5, atol=2e-6)
+
+    out = user_checkout / "run.csv"
+    assert main(["run", "models/mynet.py:build", "conv", "--iters", "40", "--warmup", "2", "--block", "20",
+                 "--resolution", "32", "--threads", "1", "--format", "json", "--out", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "modbench.run" and doc["version"] == 1 and doc["results"] == str(out)
+    rows = {r["model"]: r for r in doc["rows"]}
+    assert set(rows) == {"models/mynet.py:build", "conv"}
+    back = read(out)
+    for _, r in back.iterrows():
+        j = rows[r["model"]]
+        assert j["iters"] == r["iters"] == r["samples_ms"].size
+        assert j["latency_ms"] == pytest.approx(r["median_ms"]) or j["latency_ms"] == pytest.approx(
+            r.get("latency_ms"))
+        assert ":" not in Path(j["samples_file"]).name  # portable for CI uploaders and Windows
+
+    assert main(["claims", str(out), "--format", "json"]) == 0
+    claims = json.loads(capsys.readouterr().out)
+    assert claims["kind"] == "modbench.claims" and claims["claims"]
+    assert {c["status"] for c in claims["claims"]} <= {"holds", "does not hold", "inconclusive", "not measured"}

@@ -64,6 +64,8 @@ def add_parser(sub) -> None:
                    help="top-1 accuracy of your own models for tables and the accuracy-latency plot "
                         "(repeatable), or a TSV of NAME<TAB>TOP1 lines")
     p.add_argument("--out", help="results CSV to create (default: a new file under --results-dir)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="what to print at the end: a table (default) or JSON (docs/json-output.md)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
     p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin")
@@ -255,7 +257,8 @@ def run(args) -> int:
             raise UsageError("--device-id does not apply to --cluster: Ray gives each task one GPU, "
                              "its only visible device; pick machines with --on")
         if not jobs and args.resume:
-            print(f"{out}: every row is already complete; nothing to do")
+            print(rows_json([], out) if args.format == "json" else
+                  f"{out}: every row is already complete; nothing to do")
             return 0
         if not jobs:
             raise UsageError("the request plans no job (an empty --threads, --batch or model list?)")
@@ -266,41 +269,23 @@ def run(args) -> int:
     finally:
         if writer is not None:
             writer.close()
-    print(summary(rows, where=bool(args.cluster)))
-    print(f"\n{len(rows)} rows written to {out}")
+    if args.format == "json":
+        print(rows_json(rows, out))
+        print(f"{len(rows)} rows written to {out}", file=sys.stderr)
+    else:
+        print(summary(rows, where=bool(args.cluster)))
+        print(f"\n{len(rows)} rows written to {out}")
     if missing:
         raise missing
     return 0
 
 
 def _run_here(args, req, runner, jobs, out, writer) -> list[dict]:
-    from ..pipeline import execute, new_run_id
-    from ..progress import Progress
-    from ..schedule import total_work
-    from ..store import ResultsWriter
+    from ..api import time_request
 
-    prepared = _prepare(jobs, req, runner)
-    if not args.resume and args.threads is None and runner.device == "cpu":
-        print(default_threads()[1], file=sys.stderr)  # after preparing: bad input stays one line
-    _warn_oversubscribed(req, runner)
-    own = writer is None
-    if own:
-        writer = ResultsWriter.create(out, req.to_json())
-    try:
-        bar = Progress(total_work(len(prepared), req.iters, req.warmup, req.block, req.block_warmup),
-                       label=f"timing {len(prepared)} on {req.runtime}")
-        print(_protocol_line(req), file=sys.stderr)
-        try:
-            return execute(prepared, req, writer, new_run_id(), progress=bar, on_round=bar.precision)
-        except KeyboardInterrupt:
-            bar.close()
-            _say_interrupted(out, writer.rows_written)
-            raise
-        finally:
-            bar.close()
-    finally:
-        if own:
-            writer.close(discard_empty=True)  # a new run that wrote no row leaves nothing behind
+    # The Python API's timing, so `run` and bench.api.measure cannot drift apart.
+    return time_request(req, jobs, out, writer=writer,
+                        default_threads_note=not args.resume and args.threads is None)
 
 
 def _run_on_fleet(args, req, runner, jobs, out, writer):
@@ -379,6 +364,42 @@ def _host(node: str) -> str:
     """'hostname (node id prefix)' from a row's node column 'id:hostname'."""
     node_id, _, host = str(node).partition(":")
     return f"{host} ({node_id[:8]})" if node_id and node_id != "-" else host
+
+
+JSON_VERSION = 1
+# The row fields `run --format json` prints, besides the headline (docs/json-output.md).
+JSON_FIELDS = ("row_id", "model", "variant", "runtime", "device", "precision", "threads", "batch",
+               "resolution", "median_ms", "median_ci_low_ms", "median_ci_high_ms", "mean_ms", "std_ms",
+               "p99_ms", "first_run_ms", "iters", "valid", "invalid_reason", "samples_file", "node")
+
+
+def rows_json(rows: list[dict], out) -> str:
+    """The run's rows as JSON (schema version JSON_VERSION). `latency_ms` is the
+    headline figure, the median where a row has no other."""
+    import json
+    import math
+
+    from ..store import samples_file_of
+
+    def val(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    def headline(r, key, fallback):
+        v = r.get(key)
+        return val(r.get(fallback)) if v is None or (isinstance(v, float) and v != v) else val(v)
+
+    out_rows = []
+    for r in rows:
+        d = {k: val(r.get(k)) for k in JSON_FIELDS}
+        d["samples_file"] = r.get("samples_file") or samples_file_of(out, r["row_id"])
+        d["latency_ms"] = headline(r, "latency_ms", "median_ms")
+        d["latency_ci_low_ms"] = headline(r, "latency_ci_low_ms", "median_ci_low_ms")
+        d["latency_ci_high_ms"] = headline(r, "latency_ci_high_ms", "median_ci_high_ms")
+        out_rows.append(d)
+    return json.dumps({"kind": "modbench.run", "version": JSON_VERSION, "results": str(out),
+                       "rows": out_rows}, indent=2, default=str)
 
 
 def summary(rows: list[dict], where: bool = False) -> str:
