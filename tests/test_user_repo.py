@@ -4,6 +4,7 @@ and JSON output."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,14 +35,18 @@ def user_checkout(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_python_m_bench_and_bench_cli_are_the_command_line(tmp_path):
+def test_python_m_bench_and_bench_cli_are_the_command_line(user_checkout):
     # `python -m bench.cli run --help` once printed nothing and exited 0.
     r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("usage: modbench run") and "PATH.py:function" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "bench", "run", "--iters", "0", "mobilenetv2_100"], cwd=REPO,
+    # Inside a user's repository with a `models` package of its own (the suite found
+    # on PYTHONPATH, as an installed copy would be): the suite's packages are used.
+    r = subprocess.run([sys.executable, "-m", "bench", "run", "models.mynet:build", "--iters", "5"],
+                       cwd=user_checkout, env=dict(os.environ, PYTHONPATH=str(REPO)),
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("modbench: error:")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("modbench: error:") and "name the file instead: models/mynet.py:build" in r.stderr
     assert 'modbench = "bench.cli:console"' in (REPO / "pyproject.toml").read_text()
 
 
