@@ -112,9 +112,12 @@ def _accuracy(raw: str, where: str) -> float:
 
 # --- resolving a spec -------------------------------------------------------------
 
-def resolve_spec(spec: str, *, model_args: dict | None = None,
+def resolve_spec(spec: "str | nn.Module", *, model_args: dict | None = None,
                  top1: dict[str, float] | None = None) -> ModelEntry:
-    """The entry for a registry name or a bring-your-own spec (registered on first use)."""
+    """The entry for a registry name, a bring-your-own spec, or an nn.Module already in
+    memory (registered on first use)."""
+    if isinstance(spec, nn.Module):
+        return module_entry(spec)
     top1 = top1 or {}
     if not is_spec(spec):
         return get_entry(spec)

@@ -135,3 +135,16 @@ def test_run_check_claims_json_and_the_api_on_user_models(user_checkout, capsys)
     claims = json.loads(capsys.readouterr().out)
     assert claims["kind"] == "modbench.claims" and claims["claims"]
     assert {c["status"] for c in claims["claims"]} <= {"holds", "does not hold", "inconclusive", "not measured"}
+
+
+def test_resolve_spec_takes_a_module_in_memory():
+    from torch import nn
+
+    from models import resolve_spec
+
+    conv = nn.Conv2d(3, 8, 3)
+    entry = resolve_spec(conv)
+    built = entry.builder("default", 32)
+    assert entry.name == "Conv2d" and built is not conv and built.weight.equal(conv.weight)
+    other = resolve_spec(nn.Conv2d(3, 8, 3))  # other weights: another export-cache identity
+    assert other.source_id != entry.source_id
