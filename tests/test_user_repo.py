@@ -148,3 +148,21 @@ def test_resolve_spec_takes_a_module_in_memory():
     assert entry.name == "Conv2d" and built is not conv and built.weight.equal(conv.weight)
     other = resolve_spec(nn.Conv2d(3, 8, 3))  # other weights: another export-cache identity
     assert other.source_id != entry.source_id
+
+
+def test_the_wheel_holds_the_command_and_every_data_file(tmp_path):
+    """`pip install` of this repository gives a user everything: the console script
+    and the data files the code reads (an installed copy has no checkout beside it)."""
+    import zipfile
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    wheel = zipfile.ZipFile(next(tmp_path.glob("modbench-*.whl")))
+    names = set(wheel.namelist())
+    data = [p.relative_to(REPO).as_posix() for pkg in ("bench", "models", "exporters")
+            for p in (REPO / pkg).rglob("*.tsv")]
+    assert data and not [d for d in data if d not in names]
+    ep = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "modbench = bench.cli:console" in wheel.read(ep).decode()
+    assert "bench/__main__.py" in names
