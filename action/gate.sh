@@ -26,7 +26,7 @@ mkdir -p "$work" && work=$(cd "$work" && pwd) || die "cannot create $work"
 read -r -a cmd <<< "${MODBENCH_CMD:-modbench}"
 src=${MODBENCH_SOURCE_DIR:-.}
 iters=${MODBENCH_ITERS:-300}; warmup=${MODBENCH_WARMUP:-20}; block=${MODBENCH_BLOCK:-25}
-IFS=',' read -r -a models <<< "$MODBENCH_MODELS"
+IFS=', ' read -r -a models <<< "$MODBENCH_MODELS"
 
 common=()
 for kv in ${MODBENCH_MODEL_ARGS:-}; do common+=(--model-arg "$kv"); done
@@ -50,7 +50,7 @@ base_csv="$work/base-$stamp.csv"; ab_csv="$work/ab-$stamp.csv"; summary="$work/s
 # before modbench's own `models`/`bench` packages); each step runs inside its checkout.
 echo "::group::base ($base_dir): export and a short run" >&2
 (cd "$base_dir" && MODBENCH_PYTHONPATH="$base_dir/$src" \
-  "${cmd[@]}" run "${models[@]}" "${run_opts[@]}" "${common[@]}" --out "$base_csv") || die "the base's models did not run (above)"
+  "${cmd[@]}" run "${models[@]}" "${run_opts[@]}" ${common[@]+"${common[@]}"} --out "$base_csv") || die "the base's models did not run (above)"
 "${cmd[@]}" baseline save "$base_csv" --name pr-base --dir "$work/baselines" --replace >&2 \
   || die "the base run could not be saved as a baseline (above)"
 echo "::endgroup::" >&2
@@ -58,7 +58,7 @@ echo "::endgroup::" >&2
 echo "::group::head ($head_dir) against base, interleaved" >&2
 (cd "$head_dir" && MODBENCH_PYTHONPATH="$head_dir/$src" \
   "${cmd[@]}" check --interleaved --baseline pr-base --baseline-dir "$work/baselines" \
-  --models "$MODBENCH_MODELS" "${common[@]}" "${check_opts[@]}" --out "$ab_csv" --markdown "$summary")
+  --models "$MODBENCH_MODELS" ${common[@]+"${common[@]}"} "${check_opts[@]}" --out "$ab_csv" --markdown "$summary")
 rc=$?
 echo "::endgroup::" >&2
 if [ -f "$summary" ]; then
