@@ -20,33 +20,42 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bench.py", description="modbench: latency benchmarks for efficient vision networks")
+def build_parser(prog: str = "bench.py") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="modbench: latency benchmarks for efficient vision networks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{commands.__name__}.{mod}").add_parser(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "bench.py") -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog).parse_args(argv)
         return int(args.func(args) or 0)
     except ModbenchError as exc:
-        print(f"bench.py: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("bench.py: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print("bench.py: error: out of memory (a smaller --batch or --resolution?)", file=sys.stderr)
+        print(f"{prog}: error: out of memory (a smaller --batch or --resolution?)", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # the environment, not a bug: a full disk, a permission, a missing file
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"bench.py: error: {where}{describe_os_error(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {where}{describe_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception:
         # A bug: keep its traceback, but never exit 1, which CI reads as "a regression".
         traceback.print_exc()
-        print("bench.py: internal error (a bug in modbench; the traceback is above)", file=sys.stderr)
+        print(f"{prog}: internal error (a bug in modbench; the traceback is above)", file=sys.stderr)
         return EXIT_USAGE
+
+
+def console() -> int:
+    """The `modbench` console script (pyproject [project.scripts])."""
+    return main(prog="modbench")
+
+
+if __name__ == "__main__":  # python -m bench.cli
+    sys.exit(main(prog="modbench"))

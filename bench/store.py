@@ -37,7 +37,7 @@ from typing import Mapping
 import numpy as np
 
 from models.fsio import (atomic_target, atomic_write, describe_os_error, ensure_writable_dir, fsync_dir,
-                         probe_writable)
+                         portable_name, probe_writable)
 
 from .errors import ModbenchError
 from .vocab import UnknownDevice, device
@@ -100,7 +100,7 @@ TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "
                 "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))
 SAMPLES_KEY = "samples_ms"
 PROBE_KEY = "probe_ms"
-_ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@-]{1,200}")
+_ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@/-]{1,200}")  # "/": a PATH.py:function model
 
 
 class ResultsError(ModbenchError):
@@ -113,6 +113,13 @@ class SamplesError(ResultsError):
 
 def samples_dir(csv_path: Path) -> Path:
     return Path(csv_path).with_name(Path(csv_path).stem + ".samples")
+
+
+def samples_file_of(csv_path: Path, row_id: str) -> str:
+    """The samples_file a row gets, relative to the results file. Row ids hold model
+    specs (mynet:build, src/net.py:build): the file gets a portable name (CI artifact
+    uploaders and Windows refuse ':'), distinct for distinct ids."""
+    return f"{samples_dir(Path(csv_path)).name}/{portable_name(row_id)}.npz"
 
 
 def run_config_path(csv_path: Path) -> Path:
@@ -314,7 +321,7 @@ class ResultsWriter:
         keep = {SAMPLES_KEY: x}
         if arrays.get(PROBE_KEY) is not None:
             keep[PROBE_KEY] = _validate_probe(arrays[PROBE_KEY], f"row {row_id}")
-        rel = f"{samples_dir(self.path).name}/{row_id}.npz"
+        rel = samples_file_of(self.path, row_id)
         target = self.path.parent / rel
         try:
             with atomic_target(target, ".npz.tmp") as tmp:

@@ -7,7 +7,10 @@ Three forms of model spec, mixed freely with registry names:
   its input name and shape come from the graph;
 * ``module.path:function``  a Python callable returning an ``nn.Module``
   (importable from the current directory or PYTHONPATH), called with the
-  ``--model-arg KEY=VALUE`` pairs; input 224 unless asked otherwise.
+  ``--model-arg KEY=VALUE`` pairs; input 224 unless asked otherwise;
+* ``PATH.py:function``      the same, from a file, loaded under a private module
+  name (so a user's ``models/net.py`` is never confused with this suite's own
+  ``models`` package); its folder is importable for its sibling modules.
 
 `resolve_spec` turns a spec into a ModelEntry and registers it for this process,
 so the rest of the suite (planning, export, timing, results) treats it like any
@@ -36,11 +39,21 @@ TIMM_PREFIX = "timm:"
 USER_SOURCE = "user"  # PaperFacts.source of every bring-your-own entry starts with this
 DEFAULT_RESOLUTION = 224
 _CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+_PY_FILE = re.compile(r"^.+\.py:[A-Za-z_][\w]*$")
+# This suite's own top-level packages: a user's package of one of these names is
+# hidden by them once modbench is installed.
+SUITE_PACKAGES = ("models", "bench", "exporters")
+MEMORY_SOURCE = "in-memory nn.Module"
 
 
 def is_spec(text: str) -> bool:
     """Whether `text` names a bring-your-own model rather than a registry name."""
-    return text.startswith(TIMM_PREFIX) or text.lower().endswith(".onnx") or bool(_CALLABLE.match(text))
+    return (text.startswith(TIMM_PREFIX) or text.lower().endswith(".onnx") or bool(_PY_FILE.match(text))
+            or bool(_CALLABLE.match(text)))
+
+
+def is_file_spec(text: str) -> bool:
+    return bool(_PY_FILE.match(text))
 
 
 def is_user_entry(entry: ModelEntry) -> bool:
@@ -99,9 +112,12 @@ def _accuracy(raw: str, where: str) -> float:
 
 # --- resolving a spec -------------------------------------------------------------
 
-def resolve_spec(spec: str, *, model_args: dict | None = None,
+def resolve_spec(spec: "str | nn.Module", *, model_args: dict | None = None,
                  top1: dict[str, float] | None = None) -> ModelEntry:
-    """The entry for a registry name or a bring-your-own spec (registered on first use)."""
+    """The entry for a registry name, a bring-your-own spec, or an nn.Module already in
+    memory (registered on first use)."""
+    if isinstance(spec, nn.Module):
+        return module_entry(spec)
     top1 = top1 or {}
     if not is_spec(spec):
         return get_entry(spec)
@@ -109,6 +125,8 @@ def resolve_spec(spec: str, *, model_args: dict | None = None,
         entry = _timm_entry(spec[len(TIMM_PREFIX):])
     elif spec.lower().endswith(".onnx"):
         entry = _onnx_entry(spec)
+    elif is_file_spec(spec):
+        entry = _callable_entry(spec, dict(model_args or {}), from_file=True)
     else:
         entry = _callable_entry(spec, dict(model_args or {}))
     acc = top1.get(spec, top1.get(entry.name))
@@ -171,20 +189,81 @@ def _timm_entry(name: str) -> ModelEntry:
                       source_id=f"timm=={version('timm')}:{name}", tags=("user",))
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+
+
+def _shadowed(spec: str, module_name: str) -> str | None:
+    """One line if `module_name` lies under one of this suite's own packages, which
+    hide a user's package of that name."""
+    top = module_name.split(".")[0]
+    if top not in SUITE_PACKAGES:
+        return None
+    suggestion = module_name.replace(".", "/") + ".py:" + spec.rpartition(":")[2]
+    return (f"{spec}: {top!r} is the name of modbench's own package, which hides a package of yours "
+            f"of that name; name the file instead: {suggestion}")
+
+
+USER_PATH_ENV = "MODBENCH_PYTHONPATH"
+
+
+def _user_paths() -> None:
+    """Folders named in MODBENCH_PYTHONPATH go first on sys.path: the user's own code
+    of a checkout (the gate's base and head) wins over an installed copy of it. Unlike
+    PYTHONPATH, set only now, after this suite's own packages are imported, so a
+    user's package called `models` or `bench` never replaces them."""
+    for folder in reversed([p for p in os.environ.get(USER_PATH_ENV, "").split(os.pathsep) if p]):
+        folder = os.path.abspath(folder)
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+    importlib.invalidate_caches()
+
+
 def _import_callable(spec: str):
     module_name, _, attr = spec.partition(":")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.append(cwd)  # after PYTHONPATH: a local file never shadows an installed package
+    _user_paths()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ModelError(f"{spec}: module {module_name!r} does not import "
-                         f"({type(exc).__name__}: {first})") from None
+        raise ModelError(_shadowed(spec, module_name) or f"{spec}: module {module_name!r} does not import "
+                         f"({type(exc).__name__}: {_first_line(exc)})") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
-        raise ModelError(f"{spec}: module {module_name!r} has no callable {attr!r}")
+        raise ModelError(_shadowed(spec, module_name)
+                         or f"{spec}: module {module_name!r} has no callable {attr!r}")
+    return module, fn
+
+
+def _load_file_callable(spec: str):
+    """(module, function) of a PATH.py:function spec, the file loaded under a private
+    module name derived from its absolute path (never a name the user's code or this
+    suite imports by)."""
+    import importlib.util
+
+    raw, _, attr = spec.rpartition(":")
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ModelError(f"{spec}: the file {raw!r} does not exist")
+    private = "_modbench_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    _user_paths()
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)  # its sibling modules import; after PYTHONPATH, as for module specs
+    loader_spec = importlib.util.spec_from_file_location(private, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[private] = module  # dataclasses and pickling look the module up by name
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(private, None)
+        raise ModelError(f"{spec}: the file does not import ({type(exc).__name__}: {_first_line(exc)})") from None
+    fn = getattr(module, attr, None)
+    if fn is None or not callable(fn):
+        raise ModelError(f"{spec}: {raw} has no callable {attr!r}")
     return module, fn
 
 
@@ -203,8 +282,10 @@ def _args_text(args: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in sorted(args.items()))
 
 
-def _callable_entry(spec: str, args: dict) -> ModelEntry:
-    module, fn = _import_callable(spec)
+def _callable_entry(spec: str, args: dict, from_file: bool = False) -> ModelEntry:
+    module, fn = _load_file_callable(spec) if from_file else _import_callable(spec)
+    if from_file:
+        spec = spec.replace("\\", "/")  # one name for one file, whichever separator was typed
     _call(spec, fn, args)  # bad input fails here, before anything is exported or timed
     try:
         src = Path(inspect.getsourcefile(fn) or module.__file__)
@@ -222,6 +303,41 @@ def _callable_entry(spec: str, args: dict) -> ModelEntry:
     return ModelEntry(name=spec, family="user", builder=build,
                       paper=_facts(label, f"Python callable {label}", DEFAULT_RESOLUTION),
                       source_id=f"user:{label}@{digest}", tags=("user",))
+
+
+def module_entry(module: nn.Module, name: str | None = None) -> ModelEntry:
+    """A registered entry for an nn.Module already in memory (the Python API): each
+    build is a copy in eval mode, so timing never changes the caller's object. Its
+    export-cache identity is its structure and weights."""
+    import copy
+
+    import torch
+
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"expected a torch.nn.Module, not {type(module).__name__}")
+    name = name or type(module).__name__
+    if not re.fullmatch(r"[A-Za-z0-9_.+=@-]{1,120}", name):
+        raise ModelError(f"model name {name!r}: use letters, digits and . _ + = @ - (at most 120)")
+    h = hashlib.sha256(repr(module).encode())
+    for k, t in module.state_dict().items():
+        h.update(k.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    digest = h.hexdigest()[:16]
+
+    def build(variant: str, resolution: int, checkpoint=None):
+        model = copy.deepcopy(module).eval()
+        if checkpoint is not None:
+            load_checkpoint(model, checkpoint)
+        return model
+
+    old = registered(name)
+    if old is not None and not is_user_entry(old):
+        raise ModelError(f"an in-memory model would be called {name!r}, a registered model's name; "
+                         "give it another name")
+    entry = ModelEntry(name=name, family="user", builder=build,
+                       paper=_facts(name, f"{MEMORY_SOURCE} {type(module).__name__}", DEFAULT_RESOLUTION),
+                       source_id=f"user:memory:{name}@{digest}", tags=("user",))
+    return register(entry, replace=True)
 
 
 # --- ONNX files -------------------------------------------------------------------

@@ -8,7 +8,9 @@ or the new one, never a mixture; a failed write removes its temporary file.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,3 +171,22 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Characters every file system and CI artifact uploader accepts in a file name;
+# actions/upload-artifact refuses " : < > | * ? \r \n, Windows also / \ and names like CON.
+_PORTABLE = re.compile(r"[A-Za-z0-9._+=@-]+")
+_WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
+
+
+def portable_name(text: str, max_len: int = 120) -> str:
+    """A file name for `text` that Windows and CI uploaders accept. A name that is
+    already portable is kept as it is (files written before stay where they are);
+    any other becomes a readable slug plus a hash of the whole text, so two texts
+    never share a file."""
+    text = str(text)
+    if (_PORTABLE.fullmatch(text) and len(text) <= max_len and not text.startswith(".")
+            and not text.endswith(".") and not _WINDOWS_RESERVED.fullmatch(text)):
+        return text
+    slug = re.sub(r"[^A-Za-z0-9._+=@-]+", "_", text).strip("._")[: max_len - 9] or "x"
+    return f"{slug}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"

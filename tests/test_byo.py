@@ -15,6 +15,7 @@ from bench.cli import main
 from bench.store import read_results, read_run_config
 from exporters.cache import sha256_file
 from models.complexity import count_params
+from models.fsio import portable_name
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--iters", "6", "--warmup", "1", "--block", "3", "--block-warmup", "0", "--threads", "1"]
@@ -192,5 +193,8 @@ def test_core_ml_export_of_your_own_models(tmp_path, user_module, capsys):
                  "--model-arg", "width=4", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"{user_module}:build (default, 224px" in printed and "timm:test_convnext (default, 160px" in printed
-    assert (out / f"{user_module}:build.mlpackage").is_dir()
-    assert (out / "timm:test_convnext.mlpackage").is_dir()
+    # Named portably: no ':' (Windows and CI artifact uploaders refuse it).
+    packages = sorted(p.name for p in out.iterdir())
+    assert len(packages) == 2 and all(p.endswith(".mlpackage") and ":" not in p for p in packages)
+    assert (out / f"{portable_name(user_module + ':build')}.mlpackage").is_dir()
+    assert (out / f"{portable_name('timm:test_convnext')}.mlpackage").is_dir()

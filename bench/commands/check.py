@@ -41,12 +41,17 @@ def add_parser(sub) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 also when a row is not comparable")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (pull-request comment)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="what to print: a table (default) or JSON (docs/json-output.md)")
     p.add_argument("--boot", type=A.positive_int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     ab = p.add_argument_group("interleaved mode (time the baseline's ONNX files and the current code alternately)")
     ab.add_argument("--interleaved", action="store_true",
                     help="time now, against the ONNX files saved with --baseline NAME")
-    ab.add_argument("--models", help="interleaved: only these models (comma list)")
+    ab.add_argument("--models", help="interleaved: only these models (comma list of names or specs: "
+                    "timm:NAME, module:function, PATH.py:function), imported from the current directory")
+    ab.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                    help="interleaved: keyword argument for module:function models (repeatable)")
     ab.add_argument("--iters", type=A.iterations, default=300, help="interleaved: iterations per side (default 300)")
     ab.add_argument("--warmup", type=A.non_negative_int, default=20)
     ab.add_argument("--block", type=A.positive_int, default=25, help="interleaved: iterations per block (default 25)")
@@ -96,11 +101,13 @@ def run(args) -> int:
         out = Path(args.out) if args.out else Path("results") / (
             dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-ab-{args.baseline}.csv")
         get_runner("ort-cpu").check_available()
-        models = [m.strip() for m in args.models.split(",")] if args.models else None
+        models = _current_models(args, manifest)
         run_ab(base_csv, manifest, out, models=models, pairs=s.pairs, iters=args.iters,
                warmup=args.warmup, block=args.block, log=lambda m: print(m, file=sys.stderr))
         print(f"interleaved timings written to {out}", file=sys.stderr)
         comp = compare_ab(out, s)
+    elif args.model_arg:
+        raise UsageError("--model-arg applies to --interleaved, which builds the current models")
     elif args.current and not (args.baseline or args.against):
         comp = compare_ab(args.current, s)
     else:
@@ -120,8 +127,31 @@ def run(args) -> int:
         report.write_atomic(args.markdown, report.markdown(comp))
     if args.junit:
         report.write_atomic(args.junit, report.junit(comp))
-    print(report.text(comp))
+    print(report.to_json(comp, args.strict) if args.format == "json" else report.text(comp))
     return comp.exit_code(args.strict)
+
+
+def _current_models(args, manifest: dict) -> list[str] | None:
+    """The current code's models to time against the baseline, resolved like `run`'s
+    (the user's specs imported now, from this checkout): --models, else every model
+    the baseline holds."""
+    from models import is_spec
+
+    from ..errors import UsageError
+    from ..specs import entry_names
+
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",")]
+        if not all(wanted):
+            raise UsageError(f"--models {args.models!r} has an empty item")
+    else:
+        wanted = [m for m in manifest.get("models", []) if is_spec(m)]
+        if not wanted:
+            if args.model_arg:
+                raise UsageError("--model-arg applies to module:function models; the baseline holds none")
+            return None  # registry models only: every one of the baseline
+        wanted = list(manifest.get("models", []))
+    return entry_names(wanted, args.model_arg)
 
 
 def _probe_outputs(args) -> None:

@@ -12,6 +12,8 @@ def add_parser(sub) -> None:
                    help="a model measured twice in one column: refuse (default) or keep the latest row")
     p.add_argument("--stat", choices=("median", "mean"), default="median",
                    help="statistic every verdict uses (default median; the paper's tables are means)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown",
+                   help="what to print: Markdown (default) or JSON (docs/json-output.md); --out is Markdown")
     p.set_defaults(func=run)
 
 
@@ -26,8 +28,9 @@ def run(args) -> int:
         raise ResultsError(f"{args.out} already exists; reports are never overwritten")
     if args.out:
         probe_writable(Path(args.out), "--out file")
-    text = claims.report(load(args.results, duplicates=args.duplicates), args.stat)
+    inp = load(args.results, duplicates=args.duplicates)
+    text = claims.report(inp, args.stat)
     if args.out:
         atomic_write(Path(args.out), text)  # whole or not at all
-    print(text)
+    print(claims.to_json(inp, args.stat) if args.format == "json" else text)
     return 0

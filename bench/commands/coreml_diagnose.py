@@ -17,7 +17,11 @@ OP_COLUMNS = ("transpose", "layer_norm", "batch_norm", "gelu", "conv", "linear",
 
 def add_parser(sub) -> None:
     p = sub.add_parser("coreml-diagnose", help="op histogram of Core ML conversions, compared across models")
-    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="registry names, or your own: timm:NAME, module.path:function, PATH.py:function")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="keyword argument for module:function models (repeatable)")
+    p.add_argument("--checkpoint", help="state dict to load into the (single) model, strictly")
     p.add_argument("--variant", help="model variant (applied where the model has it)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     p.add_argument("--target", default="iOS16", help="minimum deployment target (iOS15..iOS18)")
@@ -28,13 +32,15 @@ def add_parser(sub) -> None:
 
 
 def diagnose_rows(models: list[str], variant: str | None = None, precision: str = "fp16",
-                  target: str = "iOS16", compute_units: str = "ALL") -> list[dict]:
+                  target: str = "iOS16", compute_units: str = "ALL", model_args: dict | None = None,
+                  checkpoint: str | None = None) -> list[dict]:
     from exporters.coreml import compute_plan_summary
     from models import get_entry
 
     from ..pipeline import RunRequest, plan, prepare
 
-    req = RunRequest(models=models, variants=[variant], iters=1)
+    req = RunRequest(models=models, variants=[variant], iters=1, model_args=dict(model_args or {}),
+                     checkpoint=checkpoint)
     options = {"precision": precision, "target": target}
     rows = []
     for job in plan(req):
@@ -77,7 +83,11 @@ def headline(rows: list[dict]) -> list[str]:
 def run(args) -> int:
     from ..textable import render
 
-    rows = diagnose_rows(args.models, args.variant, args.precision, args.target, args.compute_units)
+    from ..specs import resolve_models
+
+    r = resolve_models(args.models, args.model_arg)  # the user's specs checked as `run` checks them
+    rows = diagnose_rows(r.names, args.variant, args.precision, args.target, args.compute_units,
+                         r.model_args, args.checkpoint)
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=1)
         print()

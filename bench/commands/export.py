@@ -9,7 +9,9 @@ def add_parser(sub) -> None:
     from . import _args as A
 
     p = sub.add_parser("export", help="export models to a deployment format")
-    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function, "
+                        "PATH.py:function")
     p.add_argument("--format", default="onnx", help="export format: onnx (default) or coreml")
     p.add_argument("--variant", help="model variant (EfficientMod: repeat|reshape)")
     p.add_argument("--batch", type=A.batch_size, default=1)
@@ -32,9 +34,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from exporters import EXPORTERS
-    from models import parse_model_args
-
-    from models.fsio import atomic_dir, probe_writable
+    from models.fsio import atomic_dir, portable_name, probe_writable
 
     from ..errors import UsageError
     from ..pipeline import RunRequest, plan, prepare
@@ -50,14 +50,18 @@ def run(args) -> int:
         options = {"precision": args.precision, "target": args.target, "image_input": args.modelbench}
     elif args.modelbench or args.out:
         raise UsageError("--modelbench and --out apply to --format coreml only")
-    req = RunRequest(models=args.models, variants=[args.variant], batches=[args.batch],
+    from ..specs import resolve_models
+
+    r = resolve_models(args.models, args.model_arg, None, args.batch, args.resolution)
+    req = RunRequest(models=r.names, variants=[args.variant], batches=[args.batch],
                      resolutions=[args.resolution], checkpoint=args.checkpoint,
                      exporter=args.exporter, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                     iters=1, model_args=parse_model_args(args.model_arg))
+                     iters=1, model_args=r.model_args)
     out = Path(args.out) if args.out else None
     jobs = plan(req)
     if out is not None:
-        clash = [out / f"{j.model}.mlpackage" for j in jobs if (out / f"{j.model}.mlpackage").exists()]
+        clash = [out / f"{portable_name(j.model)}.mlpackage" for j in jobs
+                 if (out / f"{portable_name(j.model)}.mlpackage").exists()]
         if clash:
             raise UsageError(f"{clash[0]} already exists; exports are never overwritten")
         probe_writable(out / "x.mlpackage", "--out folder")
@@ -72,7 +76,7 @@ def run(args) -> int:
             how = f"{meta.get('exporter')} opset {meta.get('opset')}"
         path = p.artifact.path
         if out is not None:
-            path = out / f"{job.model}.mlpackage"
+            path = out / f"{portable_name(job.model)}.mlpackage"
             with atomic_dir(path) as tmp:  # a failed copy leaves no half package
                 shutil.copytree(p.artifact.path, tmp, dirs_exist_ok=True)
         print(f"{job.model} ({job.variant}, {job.resolution}px, batch {job.batch}): {path}  "

@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("run", help="benchmark models")
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function")
+                   help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function, "
+                        "PATH.py:function")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
     p.add_argument("--runtime", default="ort-cpu", help="runner (default ort-cpu; also torch-cpu, ...)")
     p.add_argument("--threads", type=A.thread_list, default=None,
@@ -63,6 +64,8 @@ def add_parser(sub) -> None:
                    help="top-1 accuracy of your own models for tables and the accuracy-latency plot "
                         "(repeatable), or a TSV of NAME<TAB>TOP1 lines")
     p.add_argument("--out", help="results CSV to create (default: a new file under --results-dir)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="what to print at the end: a table (default) or JSON (docs/json-output.md)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
     p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin")
@@ -145,34 +148,12 @@ def _own_models(args, names: list[str]) -> tuple[dict, dict]:
     """Check the bring-your-own specs now (one line on bad input) and return the
     --model-arg and --top1 values the request stores for --resume; ONNX specs in
     `names` become absolute paths."""
-    from models import is_spec, parse_model_args, parse_top1, resolve_spec
-    from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
+    from ..specs import resolve_models
 
-
-    model_args, top1 = parse_model_args(args.model_arg), parse_top1(args.top1)
-    specs = [n for n in names if is_spec(n)]
-    if model_args and not any(":" in s and not s.startswith("timm:") for s in specs):
-        raise UsageError("--model-arg applies to module:function models; none is named")
-    entries = [resolve_spec(n, model_args=model_args, top1=top1) for n in specs]
-    clash = duplicate_names(specs, entries)
-    if clash:
-        raise UsageError(clash)
-    for e in entries:
-        if e.onnx_path is not None:
-            # A dynamic dim must be given explicitly: --batch and --resolution have no default here.
-            check_onnx_shape(e, args.batch[0] if args.batch else None,
-                             args.resolution[0] if args.resolution else None)
-    unknown = unknown_top1_names(top1, specs, [e.name for e in entries])
-    if unknown:
-        raise UsageError(f"--top1 names {', '.join(unknown)}, not one of your own models in this run "
-                         "(registered models keep the paper's top-1)")
-    # Stored for --resume: ONNX files by absolute path, accuracies by model name.
-    for spec, e in zip(specs, entries):
-        if spec in top1:
-            top1[e.name] = top1.pop(spec)
-        if e.onnx_path is not None:
-            names[names.index(spec)] = e.onnx_path
-    return model_args, top1
+    r = resolve_models(names, args.model_arg, args.top1, args.batch[0] if args.batch else None,
+                       args.resolution[0] if args.resolution else None)
+    names[:] = r.names
+    return r.model_args, r.top1
 
 
 def runtime_device(runtime: str) -> str | None:
@@ -188,7 +169,10 @@ def _fleet():
 
 
 def _default_out(args, req) -> Path:
-    label = args.suite or (req.models[0] if len(req.models) == 1 else "models")
+    from models.fsio import portable_name
+
+    label = args.suite or (Path(req.models[0]).name if len(req.models) == 1 else "models")
+    label = portable_name(label)  # a spec (mynet:build, src/net.py:build) is not a file name
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(args.results_dir) / f"{stamp}-{label}-{req.runtime}"
     out, k = base.with_suffix(".csv"), 1
@@ -273,7 +257,8 @@ def run(args) -> int:
             raise UsageError("--device-id does not apply to --cluster: Ray gives each task one GPU, "
                              "its only visible device; pick machines with --on")
         if not jobs and args.resume:
-            print(f"{out}: every row is already complete; nothing to do")
+            print(rows_json([], out) if args.format == "json" else
+                  f"{out}: every row is already complete; nothing to do")
             return 0
         if not jobs:
             raise UsageError("the request plans no job (an empty --threads, --batch or model list?)")
@@ -284,41 +269,23 @@ def run(args) -> int:
     finally:
         if writer is not None:
             writer.close()
-    print(summary(rows, where=bool(args.cluster)))
-    print(f"\n{len(rows)} rows written to {out}")
+    if args.format == "json":
+        print(rows_json(rows, out))
+        print(f"{len(rows)} rows written to {out}", file=sys.stderr)
+    else:
+        print(summary(rows, where=bool(args.cluster)))
+        print(f"\n{len(rows)} rows written to {out}")
     if missing:
         raise missing
     return 0
 
 
 def _run_here(args, req, runner, jobs, out, writer) -> list[dict]:
-    from ..pipeline import execute, new_run_id
-    from ..progress import Progress
-    from ..schedule import total_work
-    from ..store import ResultsWriter
+    from ..api import time_request
 
-    prepared = _prepare(jobs, req, runner)
-    if not args.resume and args.threads is None and runner.device == "cpu":
-        print(default_threads()[1], file=sys.stderr)  # after preparing: bad input stays one line
-    _warn_oversubscribed(req, runner)
-    own = writer is None
-    if own:
-        writer = ResultsWriter.create(out, req.to_json())
-    try:
-        bar = Progress(total_work(len(prepared), req.iters, req.warmup, req.block, req.block_warmup),
-                       label=f"timing {len(prepared)} on {req.runtime}")
-        print(_protocol_line(req), file=sys.stderr)
-        try:
-            return execute(prepared, req, writer, new_run_id(), progress=bar, on_round=bar.precision)
-        except KeyboardInterrupt:
-            bar.close()
-            _say_interrupted(out, writer.rows_written)
-            raise
-        finally:
-            bar.close()
-    finally:
-        if own:
-            writer.close(discard_empty=True)  # a new run that wrote no row leaves nothing behind
+    # The Python API's timing, so `run` and bench.api.measure cannot drift apart.
+    return time_request(req, jobs, out, writer=writer,
+                        default_threads_note=not args.resume and args.threads is None)
 
 
 def _run_on_fleet(args, req, runner, jobs, out, writer):
@@ -397,6 +364,42 @@ def _host(node: str) -> str:
     """'hostname (node id prefix)' from a row's node column 'id:hostname'."""
     node_id, _, host = str(node).partition(":")
     return f"{host} ({node_id[:8]})" if node_id and node_id != "-" else host
+
+
+JSON_VERSION = 1
+# The row fields `run --format json` prints, besides the headline (docs/json-output.md).
+JSON_FIELDS = ("row_id", "model", "variant", "runtime", "device", "precision", "threads", "batch",
+               "resolution", "median_ms", "median_ci_low_ms", "median_ci_high_ms", "mean_ms", "std_ms",
+               "p99_ms", "first_run_ms", "iters", "valid", "invalid_reason", "samples_file", "node")
+
+
+def rows_json(rows: list[dict], out) -> str:
+    """The run's rows as JSON (schema version JSON_VERSION). `latency_ms` is the
+    headline figure, the median where a row has no other."""
+    import json
+    import math
+
+    from ..store import samples_file_of
+
+    def val(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    def headline(r, key, fallback):
+        v = r.get(key)
+        return val(r.get(fallback)) if v is None or (isinstance(v, float) and v != v) else val(v)
+
+    out_rows = []
+    for r in rows:
+        d = {k: val(r.get(k)) for k in JSON_FIELDS}
+        d["samples_file"] = r.get("samples_file") or samples_file_of(out, r["row_id"])
+        d["latency_ms"] = headline(r, "latency_ms", "median_ms")
+        d["latency_ci_low_ms"] = headline(r, "latency_ci_low_ms", "median_ci_low_ms")
+        d["latency_ci_high_ms"] = headline(r, "latency_ci_high_ms", "median_ci_high_ms")
+        out_rows.append(d)
+    return json.dumps({"kind": "modbench.run", "version": JSON_VERSION, "results": str(out),
+                       "rows": out_rows}, indent=2, default=str)
 
 
 def summary(rows: list[dict], where: bool = False) -> str:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from exporters.cache import default_cache_dir, sha256_file
-from models.fsio import atomic_write, ensure_writable_dir
+from models.fsio import atomic_write, ensure_writable_dir, portable_name
 
 from ..store import read_results, run_config_path, samples_dir
 from .verdicts import GateError, load_run, run_fingerprints
@@ -88,8 +88,9 @@ def save(results_csv, name: str, root=DEFAULT_ROOT, replace: bool = False,
                 sha = r.get("artifact_sha256")
                 art = _find_artifact(sha, cache_root) if isinstance(sha, str) and sha else None
                 if art is not None:
-                    shutil.copy2(art, tmp / "artifacts" / f"{r['row_id']}.onnx")
-                    artifacts[r["row_id"]] = f"artifacts/{r['row_id']}.onnx"
+                    file = f"{portable_name(r['row_id'])}.onnx"
+                    shutil.copy2(art, tmp / "artifacts" / file)
+                    artifacts[r["row_id"]] = f"artifacts/{file}"
         commits = sorted({str(c) for c in df.get("git_commit", [])})
         manifest = {"name": name, "fingerprint": fp, "results": results_csv.name,
                     "source": str(results_csv), "saved": dt.datetime.now().isoformat(timespec="seconds"),

@@ -33,12 +33,54 @@ def headline(c: Comparison) -> str:
     return f"latency gate: {status} ({', '.join(parts) or 'nothing compared'})"
 
 
+def _mode(v: RowVerdict, c: Comparison) -> str:
+    """How the row was (or was to be) judged: a row that --reference could not
+    normalize is still not a direct comparison."""
+    if c.settings.reference and v.mode == "direct":
+        return f"relative to {c.settings.reference} (not applied)"
+    return v.mode
+
+
+def status(c: Comparison) -> str:
+    """pass, regression or not comparable: what the gate decided, in one word."""
+    return "regression" if c.count("slower") else "not comparable" if c.count("not comparable") else "pass"
+
+
+def icon(c: Comparison) -> str:
+    return {"regression": "❌", "not comparable": "⚠️", "pass": "✅"}[status(c)]
+
+
+JSON_VERSION = 1
+
+
+def to_json(c: Comparison, strict: bool = False) -> str:
+    """The comparison as JSON (schema: docs/json-output.md, version JSON_VERSION)."""
+    import json
+    import math
+
+    def num(x):
+        return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+    rows = [{"model": v.model, "variant": v.variant, "runtime": v.runtime, "threads": v.threads,
+             "batch": v.batch, "resolution": v.resolution, "verdict": v.verdict, "mode": _mode(v, c),
+             "threshold": v.threshold, "ratio": num(v.ratio), "change_pct": num(v.change_pct),
+             "ci_low": num(v.ci_low), "ci_high": num(v.ci_high), "p": num(v.p),
+             "base_median_ms": num(v.base_median_ms), "current_median_ms": num(v.cur_median_ms),
+             "base_row": v.base_row, "current_row": v.cur_row, "note": v.note} for v in c.verdicts]
+    doc = {"kind": "modbench.check", "version": JSON_VERSION, "status": status(c),
+           "exit_code": c.exit_code(strict), "strict": strict,
+           "counts": {k: c.count(k) for k in ("slower", "faster", "unchanged", "not comparable")},
+           "confidence": 1 - c.settings.alpha, "baseline": c.baseline, "current": c.current,
+           "machine": c.fingerprint, "warnings": list(c.warnings), "rows": rows}
+    return json.dumps(doc, indent=2, default=str)
+
+
 def text(c: Comparison) -> str:
     rows = [{"model": v.model, "setting": _setting(v), "verdict": v.verdict,
              "base": v.base_median_ms, "current": v.cur_median_ms,
              "change": None if v.ratio is None else f"{v.change_pct:+.1f}%", "ci": _ci(v),
              "p": None if v.p is None else f"{v.p:.2g}", "thr": f"{v.threshold:.0%}",
-             "mode": v.mode, "note": v.note} for v in c.verdicts]
+             "mode": _mode(v, c), "note": v.note} for v in c.verdicts]
     heads = {"base": "base ms", "current": "current ms", "ci": f"{1 - c.settings.alpha:.0%} CI"}
     out = [f"baseline: {c.baseline}", f"current:  {c.current}", "",
            render(rows, ["model", "setting", "verdict", "base", "current", "change", "ci", "p",
@@ -49,7 +91,8 @@ def text(c: Comparison) -> str:
 
 
 def markdown(c: Comparison) -> str:
-    lines = [f"### {'❌' if c.count('slower') else '✅'} {headline(c)}", "",
+    # ✅ for a pass only: a gate that could not judge says so (with the numbers below).
+    lines = [f"### {icon(c)} {headline(c)}", "",
              f"| model | setting | verdict | base ms | current ms | change | "
              f"{1 - c.settings.alpha:.0%} CI | p | note |",
              "|---|---|---|---:|---:|---:|---|---:|---|"]
@@ -60,7 +103,7 @@ def markdown(c: Comparison) -> str:
             "" if v.base_median_ms is None else f"{v.base_median_ms:.2f}",
             "" if v.cur_median_ms is None else f"{v.cur_median_ms:.2f}",
             "" if v.ratio is None else f"{v.change_pct:+.1f}%", _ci(v),
-            "" if v.p is None else f"{v.p:.2g}", (v.mode + "; " if v.mode != "direct" else "") + v.note,
+            "" if v.p is None else f"{v.p:.2g}", (_mode(v, c) + "; " if _mode(v, c) != "direct" else "") + v.note,
         ]) + " |")
     s = c.settings
     lines += ["", f"Slower means: median up by at least the threshold ({s.threshold:.0%} unless set per "
@@ -79,7 +122,7 @@ def junit(c: Comparison) -> str:
     for v in c.verdicts:
         case = ET.SubElement(suite, "testcase", classname="latency-gate", name=f"{v.model} [{_setting(v)}]")
         detail = (f"median {v.base_median_ms:.3f} -> {v.cur_median_ms:.3f} ms, change {v.change_pct:+.2f}% "
-                  f"(CI {_ci(v)}), p={v.p:.3g}, threshold {v.threshold:.0%}; {v.mode}; {v.note}"
+                  f"(CI {_ci(v)}), p={v.p:.3g}, threshold {v.threshold:.0%}; {_mode(v, c)}; {v.note}"
                   if v.ratio is not None else v.note)
         if v.verdict == "slower":
             ET.SubElement(case, "failure", message="slower: " + detail).text = detail

@@ -146,3 +146,30 @@ def report(inp: ReportInputs, stat: str = "median") -> str:
     parts += ["## Claims", "", to_markdown(evaluate(inp, stat)), "## Rank agreement with the paper", "",
               rank_markdown(rank_agreement(inp, stat))]
     return "\n".join(parts)
+
+
+JSON_VERSION = 1
+
+
+def to_json(inp: ReportInputs, stat: str = "median") -> str:
+    """The claims and rank agreement as JSON (schema: docs/json-output.md)."""
+    import json
+
+    def num(x):
+        return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+    claims = []
+    for v in evaluate(inp, stat):
+        c, r = v.claim, v.ratio
+        lo, hi = r.change_ci_pct if r is not None else (None, None)
+        claims.append({"id": c.id, "statement": c.statement, "source": c.source, "device": c.device,
+                       "a": c.a, "b": c.b, "relation": c.relation, "paper_change_pct": num(c.paper_change_pct),
+                       "column": v.column.label if v.column else None, "status": v.status,
+                       "change_pct": num(r.change_pct) if r else None, "ci_low_pct": num(lo),
+                       "ci_high_pct": num(hi), "stat": r.stat if r else stat,
+                       "paired": r.paired if r else None, "rows": v.refs, "why": v.why})
+    ranks = [{"column": k.column.label, "n": k.n, "spearman": num(k.spearman), "kendall": num(k.kendall),
+              "models": k.models} for k in rank_agreement(inp, stat)]
+    return json.dumps({"kind": "modbench.claims", "version": JSON_VERSION, "stat": stat,
+                       "results": [str(p) for p in inp.files], "notes": list(inp.notes),
+                       "claims": claims, "rank_agreement": ranks}, indent=2, default=str)
