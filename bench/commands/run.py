@@ -104,7 +104,7 @@ def add_parser(sub) -> None:
                                               "max-autotune-no-cudagraphs"),
                    help="torch-compile-cuda: torch.compile mode")
     g.add_argument("--device-id", type=A.non_negative_int, help="CUDA device index (default 0)")
-    f = p.add_argument_group("several machines (Ray; see README 'Running on several machines')")
+    f = p.add_argument_group("several machines (Ray; see docs/fleet.md)")
     f.add_argument("--cluster", metavar="ADDRESS",
                    help="run the jobs as Ray tasks on a running Ray cluster (HEAD:6379, or auto)")
     f.add_argument("--on", metavar="LABEL[,LABEL]",
