@@ -81,7 +81,10 @@ def nearest_peers(inp, col: Column, model: str, k: int = 2) -> list[Row]:
     pool = together or peers
     below = sorted((r for r in pool if headline(r).value <= mine), key=lambda r: mine - headline(r).value)
     above = sorted((r for r in pool if headline(r).value > mine), key=lambda r: headline(r).value - mine)
-    return (below[:1] + above[:1])[:k]
+    chosen = below[:1] + above[:1]
+    # All peers on one side: the next nearest fill in, so there are k to compare with.
+    rest = sorted((r for r in pool if r not in chosen), key=lambda r: abs(headline(r).value - mine))
+    return (chosen + rest)[:k]
 
 
 def comparisons(inp, pairs: list[tuple[str, str]] | None = None, stat: str = "median") -> list[Comparison]:

@@ -208,8 +208,10 @@ def accuracy_vs_latency(inp: ReportInputs, col: Column, out_dir: Path, column_wi
     # the 'post' step as a polyline: horizontal, then vertical, at every point
     path_x = np.repeat(step_x, 2)[1:]
     path_y = np.repeat(step_y, 2)[:-1]
-    span = x.max() - x.min() or x.max()
-    ax.set_xlim(max(0, x.min() - 0.12 * span), x.max() + 0.25 * span)
+    # The limits hold every interval, not only the points: a cut error bar reads as a bound.
+    lows, highs = min(p[1] for p in pts), max(p[2] for p in pts)
+    span = highs - lows or x.max()
+    ax.set_xlim(max(0, lows - 0.05 * span), highs + 0.12 * span)
     yspan = y.max() - y.min() or 1
     ax.set_ylim(y.min() - 0.15 * yspan, y.max() + 0.2 * yspan)
     rows = [col.find(p[5]) for p in pts]
@@ -258,8 +260,9 @@ def accuracy_vs_latency_by_device(inp: ReportInputs, out_dir: Path) -> list[Path
         x = np.array([p[0] for p in pts])
         y = np.array([p[3] for p in pts])
         colors = _draw_points(ax, inp, pts, big=10, small=5)
-        span = x.max() - x.min() or x.max()
-        ax.set_xlim(max(0, x.min() - 0.12 * span), x.max() + 0.3 * span)
+        lows, highs = min(p[1] for p in pts), max(p[2] for p in pts)
+        span = highs - lows or x.max()
+        ax.set_xlim(max(0, lows - 0.05 * span), highs + 0.15 * span)
         ax.set_title(col.label, fontsize=8.5)
         ax.set_xlabel(_latency_axis([col.find(p[5]) for p in pts]), fontsize=8)
         ax.grid(alpha=0.3)
