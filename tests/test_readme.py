@@ -204,3 +204,21 @@ def test_progress_line_tracks_time_under_a_budget():
     # An older RoundStatus (no time fields) still draws.
     bar.precision(SimpleNamespace(active=0, worst=0.005, eta_s=None))
     assert "all rows precise" in bar.line(now=bar.t0 + 230)
+
+
+def test_log_scale_interval_never_reaches_below_zero():
+    """Four blocks, one of them five times slower (a busy host): the symmetric interval
+    of the block medians reaches below zero, the log-scale one cannot, and both are
+    centred on the same pooled median."""
+    import numpy as np
+
+    from bench import stats
+    from bench.report.headline import log_interval
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(10, 0.2, 50), rng.normal(10, 0.2, 50), rng.normal(10, 0.2, 50),
+                        rng.normal(50, 1.0, 50)])
+    linear = stats.headline_interval(x, 50, "median")
+    est, lo, hi = log_interval(x, 50, "median")
+    assert linear.low < 0 < lo < est < hi
+    assert est == linear.estimate
