@@ -299,7 +299,7 @@ def run(args) -> int:
     finally:
         if writer is not None:
             writer.close()
-    print(summary(rows, where=bool(args.cluster)))
+    print(summary(rows, where=bool(args.cluster), intervals=_intervals(out, rows)))
     print(f"\n{len(rows)} rows written to {out}")
     if rows:
         print(next_steps(out))
@@ -456,7 +456,21 @@ def _headline(r: dict) -> tuple:
     return "median ms", r.get("median_ms"), r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
 
 
-def summary(rows: list[dict], where: bool = False) -> str:
+def _intervals(out, rows: list[dict]) -> dict:
+    """row_id -> (low, high) of each row's headline, as reports compute it (on the log
+    scale, from the samples just written): the summary and the report agree."""
+    from ..report.headline import headline
+    from ..store import ResultsError, read_rows
+
+    ids = {r["row_id"] for r in rows}
+    try:
+        return {r.id: (h.low, h.high) for r in read_rows(out) if r.id in ids
+                for h in [headline(r)] if h.has_interval}
+    except (ResultsError, OSError):
+        return {}  # the table then shows the intervals the rows carry
+
+
+def summary(rows: list[dict], where: bool = False, intervals: dict | None = None) -> str:
     """The rows as a table that fits 100 columns: settings shared by every row on one
     line above it, a short validity code per row, the full reasons below it."""
     from ..textable import render
@@ -467,6 +481,7 @@ def summary(rows: list[dict], where: bool = False) -> str:
 
     def ci(r):
         _, _, lo, hi = _headline(r)
+        lo, hi = (intervals or {}).get(r["row_id"], (lo, hi))
         ok = all(isinstance(v, (int, float)) and v == v for v in (lo, hi))
         return f"{lo:.2f}-{hi:.2f}" if ok else "-"
 
