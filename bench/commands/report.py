@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
 def _pair(text: str) -> tuple[str, str]:
     import argparse
 
-    left, sep, right = str(text).rpartition("=")
+    left, sep, right = str(text).partition("=")  # a label may hold "=" ("Ours (r=6)")
     if not sep or not left.strip() or not right.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
     return left.strip(), right.strip()

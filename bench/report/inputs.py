@@ -107,15 +107,17 @@ class ReportInputs:
 
         return self.names.get(model) or paper_label(model)
 
+    def user_models(self) -> set:
+        """Models the user brought (timm:NAME, a .onnx file, module:function)."""
+        return {r["model"] for r in self.rows() if str(r.data.get("paper_source") or "").startswith("user")}
+
     def is_user(self, model: str) -> bool:
-        """A model the user brought (timm:NAME, a .onnx file, module:function)."""
-        return any(str(r.data.get("paper_source") or "").startswith("user")
-                   for r in self.rows() if r["model"] == model)
+        return model in self.user_models()
 
     def highlighted(self, model: str) -> bool:
         """The user's models and any named with --highlight; with neither, the paper's
         own subject (EfficientMod), as the paper's figures draw it."""
-        chosen = set(self.highlight) | {m for m in self.models() if self.is_user(m)}
+        chosen = set(self.highlight) | self.user_models()
         if chosen:
             return model in chosen
         return model.startswith("efficientmod")
