@@ -255,7 +255,7 @@ def accuracy_vs_latency_by_device(inp: ReportInputs, out_dir: Path) -> list[Path
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), dpi=PNG_DPI,
-                             sharey=True, squeeze=False)
+                             sharey=True, squeeze=False, layout="constrained")
     for ax, (col, pts) in zip(axes.flat, cols):
         x = np.array([p[0] for p in pts])
         y = np.array([p[3] for p in pts])
@@ -266,14 +266,18 @@ def accuracy_vs_latency_by_device(inp: ReportInputs, out_dir: Path) -> list[Path
         ax.set_title(col.label, fontsize=8.5)
         ax.set_xlabel(_latency_axis([col.find(p[5]) for p in pts]), fontsize=8)
         ax.grid(alpha=0.3)
-        place_labels(ax, list(x), list(y), [p[4] for p in pts], colors, fontsize=6.5)
+        # A crowded panel labels only what a reader looks for: the highlighted models and the front.
+        keep = list(range(len(pts))) if len(pts) <= 12 else \
+            [i for i in range(len(pts)) if inp.highlighted(pts[i][5]) or i in pareto(list(x), list(y))]
+        place_labels(ax, list(x[keep]), list(y[keep]), [pts[i][4] for i in keep], [colors[i] for i in keep],
+                     fontsize=6.5)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("ImageNet-1K top-1 (%)")
     everything = [p for _, pts in cols for p in pts]
-    fig.legend(handles=_legend_handles(inp, everything), fontsize=7.5, loc="lower center",
-               ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.04))
+    fig.legend(handles=_legend_handles(inp, everything), fontsize=7.5, loc="outside lower center",
+               ncol=3, frameon=False)
     fig.suptitle("Top-1 accuracy vs latency, one panel per device", fontsize=10)
     return _save(fig, out_dir, "accuracy_vs_latency_by_device")
 
