@@ -485,11 +485,7 @@ def summary(rows: list[dict], where: bool = False, intervals: dict | None = None
         ok = all(isinstance(v, (int, float)) and v == v for v in (lo, hi))
         return f"{lo:.2f}-{hi:.2f}" if ok else "-"
 
-    def known(r):
-        rel = r.get("ci_rel_half_width")
-        return "-" if rel is None or rel != rel or rel == float("inf") else f"±{rel:.1%}"
-
-    view = [dict(r, model=_short(r["model"], MODEL_WIDTH), head=_headline(r)[1], ci=ci(r), known=known(r),
+    view = [dict(r, model=_short(r["model"], MODEL_WIDTH), head=_headline(r)[1], ci=ci(r),
                  validity=validity_code(r),
                  paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"],
                  host=_short(_host(r.get("node", "")), 18))
@@ -497,21 +493,29 @@ def summary(rows: list[dict], where: bool = False, intervals: dict | None = None
     varying = [c for c in ("variant", "runtime", "threads", "batch", "resolution")
                if len({str(r.get(c)) for r in rows}) > 1]
     shared = [f"{c} {rows[0].get(c)}" for c in ("runtime", "threads", "batch", "resolution") if c not in varying]
-    cols = ["model"] + varying + ["head", "ci", "known", "paper", "validity"]
+    # No separate "CI ±" column: the validity code carries it where it failed.
+    cols = ["model"] + varying + ["head", "ci", "paper", "validity"]
     if where:  # a fleet run: which machine each number is from
         cols.insert(1, "host")
-    heads = {"head": figure, "ci": "95% CI", "resolution": "res", "paper": "paper ms", "known": "CI ±",
+    heads = {"head": figure, "ci": "95% CI", "resolution": "res", "paper": "paper ms",
              "threads": "thr"}
     lines = []
     if shared:
         lines.append("all rows: " + ", ".join(shared))
-    lines.append(render(view, cols, heads))
+    table = render(view, cols, heads)
+    # Many settings varying at once: the paper's figure goes first, then the variant's width.
+    for drop in ("paper", "variant"):
+        if max(map(len, table.splitlines())) > SUMMARY_WIDTH and drop in cols:
+            cols.remove(drop)
+            table = render(view, cols, heads)
+    lines.append(table)
     bad = [(i, r) for i, r in enumerate(rows, 1) if not r["valid"]]
     if bad:
         lines.append("")
         lines.append("why INVALID (a row's number is printed, but not to be trusted as it is):")
         for i, r in bad:
-            why = f"{r['model']}: {r.get('invalid_reason') or 'failed its validity check'}"
+            who = f"{r['model']} on {_host(r.get('node', ''))}" if where else r["model"]
+            why = f"{who}: {r.get('invalid_reason') or 'failed its validity check'}"
             lines.append(textwrap.fill(why, SUMMARY_WIDTH, initial_indent="  ", subsequent_indent="    "))
     return "\n".join(lines)
 
