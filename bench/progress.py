@@ -18,13 +18,18 @@ class Progress:
         self.done, self.t0, self._last = 0, time.monotonic(), 0.0
         self.budget_s = budget_s
         self._status = None  # precision-driven runs: the last round's RoundStatus
+        self._ended = False
         self.tty = self.stream.isatty()
         self.min_interval = min_interval if self.tty else 30.0
 
     def __call__(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self._last >= self.min_interval or self.done >= self.total:
+        # Once at the iteration count (settling iterations can take the count past it),
+        # not at every call after it: a log gets one line per interval.
+        at_end = self.done >= self.total and not self._ended
+        if now - self._last >= self.min_interval or at_end:
+            self._ended = self._ended or at_end
             self._last = now
             self._draw(now)
 

@@ -222,3 +222,13 @@ def test_log_scale_interval_never_reaches_below_zero():
     est, lo, hi = log_interval(x, 50, "median")
     assert linear.low < 0 < lo < est < hi
     assert est == linear.estimate
+
+
+def test_progress_in_a_log_is_one_line_per_interval():
+    """Past the iteration count (settling iterations add to it), a log still gets a
+    line per interval, not one per block."""
+    log = io.StringIO()
+    bar = Progress(total=100, label="t", stream=log)
+    for _ in range(50):
+        bar(10)
+    assert len(log.getvalue().splitlines()) == 2  # the first call, and reaching the count
