@@ -120,7 +120,7 @@ def time_request(req, jobs, out, *, writer=None, quiet: bool = False,
     import time
 
     from .commands.run import _protocol_line, _say_interrupted, _warn_oversubscribed, default_threads
-    from .pipeline import execute, new_run_id, prepare_all
+    from .pipeline import execute, interleave_groups, new_run_id, prepare_all
     from .progress import Progress, TerminalStatus
     from .runners import get_runner
     from .schedule import total_work
@@ -145,8 +145,11 @@ def time_request(req, jobs, out, *, writer=None, quiet: bool = False,
     if own:
         writer = ResultsWriter.create(Path(out), req.to_json())
     try:
+        # A time budget bounds each interleave group: the whole run can take that many times it.
+        budget = req.time_budget * len(interleave_groups(prepared, req.interleave)) \
+            if req.auto and req.time_budget else None
         bar = Progress(total_work(len(prepared), req.iters, req.warmup, req.block, req.block_warmup),
-                       label=f"timing {len(prepared)} on {req.runtime}",
+                       label=f"timing {len(prepared)} on {req.runtime}", budget_s=budget,
                        stream=io.StringIO() if quiet else stream)
         say(_protocol_line(req))
         try:

@@ -44,3 +44,16 @@ def device(name: str) -> Device:
 
 def device_kind(name: str) -> str:
     return device(name).kind
+
+
+# Runtimes under an older name: rows written before the runners were named by
+# runtime and device said `onnxruntime` for what is now `ort-cpu`. Read through
+# runtime_name(), one machine's rows stay one column of a report.
+_LEGACY_RUNTIMES = {("onnxruntime", "cpu"): "ort-cpu", ("onnxruntime", "cuda"): "ort-cuda",
+                    ("onnxruntime", "gpu"): "ort-cuda"}
+
+
+def runtime_name(runtime: str, device_name: str) -> str:
+    """Today's name of a row's runtime (an older row's word mapped; others unchanged)."""
+    key = (str(runtime).strip().lower(), str(device_name).strip().lower())
+    return _LEGACY_RUNTIMES.get(key, str(runtime))

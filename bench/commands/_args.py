@@ -118,3 +118,9 @@ def open_unit_fraction(text: str) -> float:
     if v == 0:
         raise argparse.ArgumentTypeError(f"expected a fraction above 0, not {text!r}")
     return v
+
+
+def examples(*lines: str) -> dict:
+    """add_parser keywords for an `examples:` epilog, printed as written by --help."""
+    return {"epilog": "examples:\n" + "\n".join(f"  {ln}" for ln in lines),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}

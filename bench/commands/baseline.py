@@ -3,18 +3,24 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("baseline", help="save or show latency baselines (per machine fingerprint)")
+    from . import _args as A
+
+    p = sub.add_parser("baseline", help="save or show latency baselines (per machine fingerprint)",
+                       **A.examples("bench.py baseline save results/main.csv --name main",
+                                    "bench.py baseline show", "bench.py baseline show main"))
     bsub = p.add_subparsers(dest="baseline_command", required=True, parser_class=type(p))
-    s = bsub.add_parser("save", help="freeze a results run as a named baseline of its machine")
-    s.add_argument("results", metavar="RESULTS.csv")
+    s = bsub.add_parser("save", help="freeze a results run as a named baseline of its machine",
+                        **A.examples("bench.py baseline save results/main.csv --name main"))
+    s.add_argument("results", metavar="RESULTS.csv", help="the results CSV to keep (with its samples)")
     s.add_argument("--name", default="main", help="baseline name (default main)")
     s.add_argument("--dir", default="baselines", help="where baselines live (default baselines/)")
     s.add_argument("--replace", action="store_true",
                    help="replace an existing baseline of that name (the old one is kept, renamed)")
     s.set_defaults(func=save)
-    sh = bsub.add_parser("show", help="list baselines of this machine, or the rows of one")
-    sh.add_argument("name", nargs="?")
-    sh.add_argument("--dir", default="baselines")
+    sh = bsub.add_parser("show", help="list baselines of this machine, or the rows of one",
+                         **A.examples("bench.py baseline show", "bench.py baseline show main"))
+    sh.add_argument("name", nargs="?", help="a baseline's name: print its rows (default: list the baselines)")
+    sh.add_argument("--dir", default="baselines", help="where baselines live (default baselines/)")
     sh.add_argument("--all-machines", action="store_true", help="list the baselines of every machine")
     sh.set_defaults(func=show)
 
@@ -38,22 +44,30 @@ def show(args) -> int:
     from ..gate import baselines
     from ..gate.verdicts import load_run
     from ..measurement import Measurement
-    from ..store import load_samples
+    from ..report.headline import describe, headline, is_valid
+    from ..store import StoredRow
     from ..textable import render
 
     if args.name:
         csv_path, m = baselines.resolve(args.name, _this_machine(), args.dir)
         run = load_run(csv_path)
-        rows = []
-        for _, r in run.df.iterrows():
-            ms = Measurement(load_samples(csv_path, r))
-            lo, hi = ms.median_ci()
-            rows.append({"row_id": r["row_id"], "median_ms": ms.median, "ci": f"{lo:.2f}-{hi:.2f}",
-                         "iters": ms.n, "cv": ms.cv, "onnx saved": r["row_id"] in m["artifacts"]})
+        rows, figures = [], set()
+        for rec in run.df.to_dict("records"):
+            row = StoredRow(rec, csv_path)
+            ms = Measurement(row.samples())
+            # The headline as reports and claims read it, with its interval from the
+            # row's timing blocks (one block of all samples has none: that was nan-nan).
+            h = headline(row)
+            figures.add(h.figure)
+            rows.append({"row_id": rec["row_id"], "latency_ms": h.value,
+                         "ci": f"{h.low:.2f}-{h.high:.2f}" if h.has_interval else "- (one block)",
+                         "iters": ms.n, "cv": ms.cv, "valid": "VALID" if is_valid(row) else "INVALID",
+                         "onnx saved": rec["row_id"] in m["artifacts"]})
         print(f"baseline {m['name']!r} at {m['path']} (saved {m['saved']} from {m['source']}, "
               f"commit {', '.join(c[:10] for c in m['git_commit'])})")
-        print(render(rows, ["row_id", "median_ms", "ci", "iters", "cv", "onnx saved"],
-                     {"median_ms": "median ms", "ci": "95% CI"}))
+        print(render(rows, ["row_id", "latency_ms", "ci", "iters", "cv", "valid", "onnx saved"],
+                     {"latency_ms": "latency ms", "ci": "95% CI"}))
+        print(describe([StoredRow(rec, csv_path) for rec in run.df.to_dict("records")]))
         return 0
     fp = None if args.all_machines else _this_machine()
     es = baselines.entries(args.dir, fp)

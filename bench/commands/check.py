@@ -19,7 +19,10 @@ def _assign(text: str) -> tuple[str, str]:
 def add_parser(sub) -> None:
     from . import _args as A
 
-    p = sub.add_parser("check", help="latency regression gate: compare a run with a baseline")
+    p = sub.add_parser("check", help="latency regression gate: compare a run with a baseline",
+                       **A.examples("bench.py check results/now.csv --against results/before.csv",
+                                    "bench.py check results/now.csv --baseline main",
+                                    "bench.py check --interleaved --baseline main   # time both sides now"))
     p.add_argument("current", nargs="?", metavar="CURRENT.csv",
                    help="results of the current code (or, alone, an interleaved results file)")
     src = p.add_mutually_exclusive_group()
@@ -44,7 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="what to print: a table (default) or JSON (docs/json-output.md)")
     p.add_argument("--boot", type=A.positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0: verdicts are reproducible)")
     ab = p.add_argument_group("interleaved mode (time the baseline's ONNX files and the current code alternately)")
     ab.add_argument("--interleaved", action="store_true",
                     help="time now, against the ONNX files saved with --baseline NAME")
@@ -53,7 +56,8 @@ def add_parser(sub) -> None:
     ab.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                     help="interleaved: keyword argument for module:function models (repeatable)")
     ab.add_argument("--iters", type=A.iterations, default=300, help="interleaved: iterations per side (default 300)")
-    ab.add_argument("--warmup", type=A.non_negative_int, default=20)
+    ab.add_argument("--warmup", type=A.non_negative_int, default=20,
+                    help="--interleaved: untimed iterations before timing (default 20)")
     ab.add_argument("--block", type=A.positive_int, default=25, help="interleaved: iterations per block (default 25)")
     ab.add_argument("--out", help="interleaved: results file to create (default results/<time>-ab.csv)")
     p.set_defaults(func=run)

@@ -5,11 +5,20 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("claims", help="check the paper's latency claims against results CSVs")
-    p.add_argument("results", nargs="+", metavar="RESULTS")
+    import argparse
+
+    p = sub.add_parser("claims", help="check the paper's latency claims against results CSVs",
+                       description="Each latency claim of the EfficientMod paper judged on measured rows "
+                                   "(Markdown on stdout): holds, does not hold, or inconclusive, by the 95% "
+                                   "CI of the measured ratio; a verdict resting on an INVALID row is marked ‡.",
+                       epilog="examples:\n  bench.py claims results/*.csv\n"
+                              "  bench.py claims results/mine.csv --stat mean --out claims.md",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="results CSVs (their samples beside them)")
     p.add_argument("--out", help="also write the Markdown to this new file (never overwritten)")
-    p.add_argument("--duplicates", choices=("refuse", "latest"), default="refuse",
-                   help="a model measured twice in one column: refuse (default) or keep the latest row")
+    p.add_argument("--duplicates", choices=("refuse", "latest"), default="latest",
+                   help="a model measured by two runs in one column: keep the latest row (default, said in "
+                        "a note) or refuse")
     p.add_argument("--stat", choices=("median", "mean"), default="median",
                    help="statistic every verdict uses (default median; the paper's tables are means)")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown",

@@ -16,18 +16,24 @@ OP_COLUMNS = ("transpose", "layer_norm", "batch_norm", "gelu", "conv", "linear",
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("coreml-diagnose", help="op histogram of Core ML conversions, compared across models")
+    from . import _args as A
+
+    p = sub.add_parser("coreml-diagnose", help="op histogram of Core ML conversions, compared across models",
+                       **A.examples("bench.py coreml-diagnose efficientmod_xxs efficientmod_xs",
+                                    "bench.py coreml-diagnose efficientmod_xxs --format csv"))
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="registry names, or your own: timm:NAME, module.path:function, PATH.py:function")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="keyword argument for module:function models (repeatable)")
     p.add_argument("--checkpoint", help="state dict to load into the (single) model, strictly")
     p.add_argument("--variant", help="model variant (applied where the model has it)")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                   help="Core ML compute precision (default fp16, as on an iPhone)")
     p.add_argument("--target", default="iOS16", help="minimum deployment target (iOS15..iOS18)")
     p.add_argument("--compute-units", choices=("CPU_ONLY", "CPU_AND_GPU", "ALL"), default="ALL",
                    help="compute units for the macOS compute plan")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="output format (default table)")
     p.set_defaults(func=run)
 
 

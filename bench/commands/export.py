@@ -8,22 +8,26 @@ from pathlib import Path
 def add_parser(sub) -> None:
     from . import _args as A
 
-    p = sub.add_parser("export", help="export models to a deployment format")
+    p = sub.add_parser("export", help="export models to a deployment format",
+                       **A.examples("bench.py export efficientmod_xxs",
+                                    "bench.py export efficientmod_xxs --format coreml --modelbench"))
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function, "
                         "PATH.py:function")
     p.add_argument("--format", default="onnx", help="export format: onnx (default) or coreml")
     p.add_argument("--variant", help="model variant (EfficientMod: repeat|reshape)")
-    p.add_argument("--batch", type=A.batch_size, default=1)
-    p.add_argument("--resolution", type=A.resolution)
+    p.add_argument("--batch", type=A.batch_size, default=1, help="batch size of the exported graph (default 1)")
+    p.add_argument("--resolution", type=A.resolution, help="input side in pixels (default: the model's paper resolution)")
     p.add_argument("--checkpoint", help="state dict file to load (strict)")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="keyword argument for module:function models (repeatable)")
-    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
-    p.add_argument("--opset", type=A.opset)
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                   help="torch's ONNX exporter (default torchscript)")
+    p.add_argument("--opset", type=A.opset, help="ONNX opset (default: the exporter's)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch axis (slower in ORT)")
     g = p.add_argument_group("Core ML (--format coreml)")
-    g.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    g.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                   help="Core ML compute precision (default fp16)")
     g.add_argument("--target", default="iOS16", help="minimum deployment target: iOS15..iOS18 "
                    "(default iOS16; iOS18 gives native attention ops)")
     g.add_argument("--modelbench", action="store_true",

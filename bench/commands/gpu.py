@@ -8,7 +8,10 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("gpu", help="show the GPU environment and which GPU runtimes work here")
+    from . import _args as A
+
+    p = sub.add_parser("gpu", help="show the GPU environment and which GPU runtimes work here",
+                       **A.examples("bench.py gpu", "bench.py gpu --runtime ort-cuda"))
     p.add_argument("--runtime", help="check only this runtime; exit 2 with its reason if it cannot run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

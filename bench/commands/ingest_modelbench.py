@@ -43,15 +43,19 @@ mobilenetv2_100,,fp16,,,,,
 
 
 def add_parser(sub) -> None:
+    from . import _args as A
+
     p = sub.add_parser("ingest-modelbench",
-                       help="read iPhone latencies copied from ModelBench into a results CSV")
+                       help="read iPhone latencies copied from ModelBench into a results CSV",
+                       **A.examples("bench.py ingest-modelbench --template modelbench.csv",
+                                    'bench.py ingest-modelbench modelbench.csv --device "iPhone 13" --ios 16.6.1'))
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="the filled-in CSV (with --template: where to write the template; default stdout)")
     p.add_argument("--template", action="store_true", help="write an empty template and exit")
     p.add_argument("--device", help='the phone, as its name reads, e.g. "iPhone 13" (required)')
     p.add_argument("--ios", help="iOS version of the phone, e.g. 16.6.1")
     p.add_argument("--out", help="results CSV to create (default results/DATE-modelbench-DEVICE.csv)")
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", default="results", help="folder for the results CSV (default results/)")
     p.set_defaults(func=run)
 
 

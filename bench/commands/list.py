@@ -7,9 +7,13 @@ import sys
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list registered models")
+    from . import _args as A
+
+    p = sub.add_parser("list", help="list registered models",
+                       **A.examples("bench.py list", "bench.py list --format csv"))
     p.add_argument("--suite", help="only the models of this suite")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="output format (default table)")
     p.add_argument("--no-count", action="store_true",
                    help="skip building models to count params and MACs")
     p.set_defaults(func=run)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -24,12 +25,21 @@ def default_threads() -> tuple[int, str]:
 def add_parser(sub) -> None:
     from . import _args as A
 
-    p = sub.add_parser("run", help="benchmark models")
+    p = sub.add_parser("run", help="benchmark models",
+                       description="Time models (interleaved, in blocks) and write one results CSV with "
+                                   "their samples; the summary marks each row VALID or INVALID.",
+                       **A.examples(
+                           "bench.py run efficientmod_xxs mobilenetv2_100 timm:resnet18 --iters 200",
+                           "bench.py run --suite table1                 # the paper's Table 1, about 10 min",
+                           "bench.py run mynet:build efficientmod_xs --top1 mynet:build=77.1   # mynet.py on sys.path",
+                           "bench.py run --resume results/run-....csv   # finish an interrupted run"))
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function, "
                         "PATH.py:function")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
-    p.add_argument("--runtime", default="ort-cpu", help="runner (default ort-cpu; also torch-cpu, ...)")
+    p.add_argument("--runtime", default="ort-cpu",
+                   help="runner (default ort-cpu); also torch-cpu, ort-cuda, ort-trt, torch-cuda, "
+                        "torch-compile-cuda, coreml-cpu, coreml-gpu, coreml-all (see `gpu`)")
     p.add_argument("--threads", type=A.thread_list, default=None,
                    help="intra-op threads, comma list (default: the paper's 4 where the machine has 4 "
                         "physical cores, else its physical cores; --threads 4 is the paper's setting)")
@@ -66,9 +76,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="results CSV to create (default: a new file under --results-dir)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="what to print at the end: a table (default) or JSON (docs/json-output.md)")
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", default="results",
+                   help="where a run without --out writes its new CSV (default results/)")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
-    p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin")
+    p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin",
+                   help="round-robin (default): models take turns block by block, so drift hits all "
+                        "alike; sequential: one model after another")
     p.add_argument("--block", type=A.positive_int, default=50, help="iterations per round-robin block (default 50)")
     p.add_argument("--block-warmup", type=A.non_negative_int, default=2,
                    help="untimed iterations at the start of each block (default 2)")
@@ -76,9 +89,11 @@ def add_parser(sub) -> None:
                    help="models timed together per group (default 0: all)")
     p.add_argument("--spinning", choices=("on", "off"), default="on",
                    help="ONNX Runtime intra-op spinning (default on, ORT's default)")
-    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript")
-    p.add_argument("--opset", type=A.opset)
-    p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                   help="torch's ONNX exporter (default torchscript)")
+    p.add_argument("--opset", type=A.opset, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="export with a dynamic batch axis (default: static shapes, as deployed)")
     g = p.add_argument_group("GPU runners (ort-cuda, ort-trt, torch-cuda, torch-compile-cuda)")
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
                    help="numeric precision (default fp32; ort-trt: fp16; torch-*: fp16, bf16)")
@@ -92,7 +107,7 @@ def add_parser(sub) -> None:
                                               "max-autotune-no-cudagraphs"),
                    help="torch-compile-cuda: torch.compile mode")
     g.add_argument("--device-id", type=A.non_negative_int, help="CUDA device index (default 0)")
-    f = p.add_argument_group("several machines (Ray; see README 'Running on several machines')")
+    f = p.add_argument_group("several machines (Ray; see docs/fleet.md)")
     f.add_argument("--cluster", metavar="ADDRESS",
                    help="run the jobs as Ray tasks on a running Ray cluster (HEAD:6379, or auto)")
     f.add_argument("--on", metavar="LABEL[,LABEL]",
@@ -273,8 +288,10 @@ def run(args) -> int:
         print(rows_json(rows, out))
         print(f"{len(rows)} rows written to {out}", file=sys.stderr)
     else:
-        print(summary(rows, where=bool(args.cluster)))
+        print(summary(rows, where=bool(args.cluster), intervals=_intervals(out, rows)))
         print(f"\n{len(rows)} rows written to {out}")
+        if rows:
+            print(next_steps(out))
     if missing:
         raise missing
     return 0
@@ -402,24 +419,109 @@ def rows_json(rows: list[dict], out) -> str:
                        "rows": out_rows}, indent=2, default=str)
 
 
-def summary(rows: list[dict], where: bool = False) -> str:
+SUMMARY_WIDTH = 100
+MODEL_WIDTH = 26
+
+
+def validity_code(r: dict) -> str:
+    """'VALID', or 'INVALID' with how precise the row is and a word for each other
+    reason (the full reasons are listed under the table)."""
+    if r.get("valid"):
+        return "VALID"
+    reason = str(r.get("invalid_reason") or "")
+    parts = []
+    rel = r.get("ci_rel_half_width")
+    if isinstance(rel, (int, float)) and rel == rel and rel != float("inf") and "known to" in reason:
+        parts.append(f"±{rel:.1%}")
+    elif "no interval" in reason:
+        parts.append("no CI")
+    for word, key in (("busy", "busy"), ("slowed", "slowed"), ("drift", "drift")):
+        if key in reason and word not in parts:
+            parts.append(word)
+    return " ".join(["INVALID"] + parts) if parts else "INVALID"
+
+
+def _short(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _headline(r: dict) -> tuple:
+    """(figure's name, value, low, high): latency_ms where the row has it, else the median."""
+    lat = r.get("latency_ms")
+    if isinstance(lat, (int, float)) and lat == lat:
+        return "latency ms", lat, r.get("latency_ci_low_ms"), r.get("latency_ci_high_ms")
+    return "median ms", r.get("median_ms"), r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
+
+
+def _intervals(out, rows: list[dict]) -> dict:
+    """row_id -> (low, high) of each row's headline, as reports compute it (on the log
+    scale, from the samples just written): the summary and the report agree."""
+    from ..report.headline import headline
+    from ..store import ResultsError, read_rows
+
+    ids = {r["row_id"] for r in rows}
+    try:
+        return {r.id: (h.low, h.high) for r in read_rows(out) if r.id in ids
+                for h in [headline(r)] if h.has_interval}
+    except (ResultsError, OSError):
+        return {}  # the table then shows the intervals the rows carry
+
+
+def summary(rows: list[dict], where: bool = False, intervals: dict | None = None) -> str:
+    """The rows as a table that fits 100 columns: settings shared by every row on one
+    line above it, a short validity code per row, the full reasons below it."""
     from ..textable import render
 
-    def ci(r):
-        lo, hi = r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
-        return "-" if lo is None or hi is None else f"{lo:.2f}-{hi:.2f}"
+    if not rows:
+        return "no rows"
+    figure = _headline(rows[0])[0]
 
-    view = [dict(r, ci=ci(r),
-                 mean_std=f"{r['mean_ms']:.2f} ± {r['std_ms']:.2f}",
-                 known=None if r.get("ci_rel_half_width") is None else f"±{r['ci_rel_half_width']:.1%}",
-                 validity="VALID" if r["valid"] else f"INVALID ({r['invalid_reason']})",
+    def ci(r):
+        _, _, lo, hi = _headline(r)
+        lo, hi = (intervals or {}).get(r["row_id"], (lo, hi))
+        ok = all(isinstance(v, (int, float)) and v == v for v in (lo, hi))
+        return f"{lo:.2f}-{hi:.2f}" if ok else "-"
+
+    view = [dict(r, model=_short(r["model"], MODEL_WIDTH), head=_headline(r)[1], ci=ci(r),
+                 validity=validity_code(r),
                  paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"],
-                 host=_host(r.get("node", "")))
-            for r in rows]
-    cols = ["model", "variant", "runtime", "threads", "batch", "resolution", "median_ms", "ci",
-            "mean_std", "known", "p99_ms", "first_run_ms", "iters", "paper", "validity"]
+                 host=_short(_host(r.get("node", "")), 18))
+            for i, r in enumerate(rows, 1)]
+    varying = [c for c in ("variant", "runtime", "threads", "batch", "resolution")
+               if len({str(r.get(c)) for r in rows}) > 1]
+    shared = [f"{c} {rows[0].get(c)}" for c in ("runtime", "threads", "batch", "resolution") if c not in varying]
+    # No separate "CI ±" column: the validity code carries it where it failed.
+    cols = ["model"] + varying + ["head", "ci", "paper", "validity"]
     if where:  # a fleet run: which machine each number is from
         cols.insert(1, "host")
-    heads = {"median_ms": "median ms", "ci": "95% CI", "mean_std": "mean ± std", "p99_ms": "p99",
-             "first_run_ms": "first run", "resolution": "res", "paper": "paper ms", "known": "CI ±"}
-    return render(view, cols, heads)
+    heads = {"head": figure, "ci": "95% CI", "resolution": "res", "paper": "paper ms",
+             "threads": "thr"}
+    lines = []
+    if shared:
+        lines.append("all rows: " + ", ".join(shared))
+    table = render(view, cols, heads)
+    # Many settings varying at once: the paper's figure goes first, then the variant's width.
+    for drop in ("paper", "variant"):
+        if max(map(len, table.splitlines())) > SUMMARY_WIDTH and drop in cols:
+            cols.remove(drop)
+            table = render(view, cols, heads)
+    lines.append(table)
+    bad = [(i, r) for i, r in enumerate(rows, 1) if not r["valid"]]
+    if bad:
+        lines.append("")
+        lines.append("why INVALID (a row's number is printed, but not to be trusted as it is):")
+        for i, r in bad:
+            who = f"{r['model']} on {_host(r.get('node', ''))}" if where else r["model"]
+            why = f"{who}: {r.get('invalid_reason') or 'failed its validity check'}"
+            lines.append(textwrap.fill(why, SUMMARY_WIDTH, initial_indent="  ", subsequent_indent="    "))
+    return "\n".join(lines)
+
+
+def next_steps(out) -> str:
+    """What to do with the file just written."""
+    report = f"python bench.py report {out} --out report-{Path(out).stem}"
+    claims = f"python bench.py claims {out}"
+    w = max(len(report), len(claims))
+    return (f"next:\n  {report.ljust(w)}   # tables, plots, claims\n"
+            f"  {claims.ljust(w)}   # the paper's claims, judged")

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from . import reference as ref
 from .pairs import pairing_label, ratio
+from .headline import describe, headline, is_valid
 from .inputs import Column, ReportInputs
+
+INVALID_MARK = "‡"
+# Fewer models than this give a rank correlation that means nothing (two models:
+# always +1 or -1).
+MIN_RANK_MODELS = 5
 from ..stats import Ratio, kendall, spearman
 
 HOLDS = "holds"
@@ -23,6 +29,11 @@ class ClaimVerdict:
     ratio: Ratio | None = None
     refs: str = ""
     why: str = ""
+    invalid: list = None  # refs of the INVALID rows the verdict rests on
+
+    @property
+    def shaky(self) -> bool:
+        return bool(self.invalid)
 
 
 def judge_claim(claim: ref.Claim, r: Ratio) -> str:
@@ -60,7 +71,8 @@ def evaluate(inp: ReportInputs, stat: str = "median") -> list[ClaimVerdict]:
                 out.append(ClaimVerdict(claim, col, NOT_MEASURED, why="variants measured at different resolutions"))
                 continue
             r = ratio(a, b, stat)
-            out.append(ClaimVerdict(claim, col, judge_claim(claim, r), r, f"{a.ref} vs {b.ref}"))
+            bad = [x.ref for x in (a, b) if not is_valid(x)]
+            out.append(ClaimVerdict(claim, col, judge_claim(claim, r), r, f"{a.ref} vs {b.ref}", invalid=bad))
     return out
 
 
@@ -84,9 +96,13 @@ def to_markdown(verdicts: list[ClaimVerdict]) -> str:
         inside = "–" if c.paper_change_pct is None or math.isnan(lo) else (
             "yes" if lo <= c.paper_change_pct <= hi else "no")
         lines.append(f"| {c.statement} | {c.source} | {v.column.label} | {paper} | {_pct(r.change_pct)}{ci} | "
-                     f"{r.stat} | {inside} | {pairing_label(r)} | **{v.status}** | {v.refs} |")
+                     f"{r.stat} | {inside} | {pairing_label(r)} | **{v.status}**"
+                     + (f" {INVALID_MARK} (rests on an INVALID row)" if v.shaky else "") + f" | {v.refs} |")
     counts = {s: sum(v.status == s for v in verdicts) for s in (HOLDS, FAILS, UNCLEAR, NOT_MEASURED)}
-    lines += ["", "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".",
+    shaky = sum(v.shaky for v in verdicts)
+    lines += ["", "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "."
+              + (f" {shaky} of them rest on an INVALID row ({INVALID_MARK}): the machine was busy or the row "
+                 "imprecise while it was timed; measure again before citing them." if shaky else ""),
               "", "A claim holds when the 95% CI of the measured ratio lies entirely on the claimed side of "
               "no difference, does not hold when it lies entirely on the other side, and is inconclusive "
               "when it straddles it; a 'same latency' claim holds when the CI lies within "
@@ -118,8 +134,7 @@ def rank_agreement(inp: ReportInputs, stat: str = "median") -> list[RankAgreemen
             if p is None or row is None:
                 continue
             models.append(model)
-            m = row.measurement()
-            measured.append(m.median if stat == "median" else m.mean)
+            measured.append(headline(row, stat).value)
             paper.append(p[0])
         out.append(RankAgreement(col, len(models), spearman(measured, paper), kendall(measured, paper), models))
     return out
@@ -128,10 +143,12 @@ def rank_agreement(inp: ReportInputs, stat: str = "median") -> list[RankAgreemen
 def rank_markdown(ranks: list[RankAgreement]) -> str:
     lines = ["| Device column | Models | Spearman ρ | Kendall τ-b | Paper device |", "|---|---:|---:|---:|---|"]
     for r in ranks:
-        f = (lambda v: "–" if math.isnan(v) else f"{v:+.3f}")
+        few = r.n < MIN_RANK_MODELS
+        f = (lambda v: f"– (only {r.n} models)" if few else "–" if math.isnan(v) else f"{v:+.3f}")
         lines.append(f"| {r.column.label} | {r.n} | {f(r.spearman)} | {f(r.kendall)} | "
                      f"{'P100' if r.column.device == 'gpu' else 'Xeon E5-2680, 4 thr'} |")
-    lines += ["", "Ranks compare each column's median latency (headline variant, paper resolution) with the "
+    lines += ["", f"Rank agreement is given for columns with {MIN_RANK_MODELS} models or more (with two, it is "
+              "always +1 or -1). Ranks compare each column's latency (headline variant, paper resolution) with the "
               "paper's latency of the same models (Table 1, else Tables 4/6 and App. L); ties share ranks. "
               "+1: same order, 0: unrelated, -1: reversed."]
     return "\n".join(lines) + "\n"
@@ -141,7 +158,7 @@ def report(inp: ReportInputs, stat: str = "median") -> str:
     files = ", ".join(str(p) for p in inp.files)
     parts = ["# The paper's latency claims vs measured results", "", f"Results: {files}", "",
              f"Every verdict below uses the **{stat}** of each row (`--stat`; the paper's tables are means "
-             "of its 4000 runs).", ""]
+             "of its 4000 runs).", "", describe(inp.rows(), stat), ""]
     parts += [f"Note: {n}" for n in inp.notes]
     parts += ["## Claims", "", to_markdown(evaluate(inp, stat)), "## Rank agreement with the paper", "",
               rank_markdown(rank_agreement(inp, stat))]

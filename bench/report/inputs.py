@@ -14,7 +14,7 @@ import numpy as np
 
 from ..measurement import Measurement
 from ..store import ResultsError, StoredRow, read_results
-from ..vocab import UnknownDevice, device_kind
+from ..vocab import UnknownDevice, device_kind, runtime_name
 
 # What a results row must carry for the reports to place it.
 NEEDED = ("row_id", "model", "variant", "runtime", "device", "device_name", "precision", "batch",
@@ -96,6 +96,34 @@ class ReportInputs:
     files: list[Path]
     columns: list[Column]
     notes: list[str] = field(default_factory=list)
+    # How the report names and marks models: display names (`--name SPEC=LABEL`) and
+    # the models drawn highlighted (`--highlight`; the user's own models always are).
+    names: dict = field(default_factory=dict)
+    highlight: set = field(default_factory=set)
+    only_measured: bool = False
+
+    def label(self, model: str) -> str:
+        from .reference import paper_label
+
+        return self.names.get(model) or paper_label(model)
+
+    def user_models(self) -> set:
+        """Models the user brought (timm:NAME, a .onnx file, module:function)."""
+        return {r["model"] for r in self.rows() if str(r.data.get("paper_source") or "").startswith("user")}
+
+    def is_user(self, model: str) -> bool:
+        return model in self.user_models()
+
+    def highlighted(self, model: str) -> bool:
+        """The user's models and any named with --highlight; with neither, the paper's
+        own subject (EfficientMod), as the paper's figures draw it."""
+        chosen = set(self.highlight) | self.user_models()
+        if chosen:
+            return model in chosen
+        return model.startswith("efficientmod")
+
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(r["model"] for r in self.rows()))
 
     def rows(self) -> list[Row]:
         return [r for c in self.columns for r in c.rows]
@@ -112,15 +140,17 @@ class ReportInputs:
         return [sorted(cols, key=lambda c: int(c.key[5])) for cols in families.values() if len(cols) > 1]
 
 
-def load(paths: list[str | Path], duplicates: str = "refuse") -> ReportInputs:
+def load(paths: list[str | Path], duplicates: str = "latest") -> ReportInputs:
     """Read results files into columns; ResultsError (one line) for anything unusable.
 
     duplicates: what to do when one column has the same model, variant and
-    resolution twice (e.g. two runs given together): 'refuse', or 'latest' to keep
-    the row with the latest timestamp and say so in the notes."""
+    resolution from two runs (e.g. `results/*.csv`): 'latest' (default) keeps the row
+    with the latest timestamp and says so in the notes, 'refuse' stops. The same row
+    given twice (one run copied to two places) is always refused: it is a mistake,
+    not a newer measurement."""
     if not paths:
         raise ResultsError("name at least one results CSV")
-    files, seen_files = [], set()
+    files, seen_files, legacy = [], set(), set()
     columns: dict[tuple, Column] = {}
     notes = []
     for p in paths:
@@ -144,12 +174,22 @@ def load(paths: list[str | Path], duplicates: str = "refuse") -> ReportInputs:
                 raise ResultsError(f"{path}: row {rec['row_id']}: {exc}") from None
             # A column's first key is the device's class (the paper's GPU/CPU/mobile
             # columns); the device name keeps two machines of one class apart.
+            old = rec["runtime"]
+            rec["runtime"] = runtime_name(old, rec["device"])
+            if rec["runtime"] != old:
+                legacy.add((path.name, old, rec["runtime"]))
             key = (kind,) + tuple(_norm(rec[k]) for k in COLUMN_KEY[1:])
+            on = str(rec["row_id"]).partition("@")[2]
+            if on:  # a fleet run timed on several machines (--on LABEL): one column each
+                key = key[:1] + (f"{key[1]} @{on}",) + key[2:]
             col = columns.setdefault(key, Column(key))
             clash = [r for r in col.rows if (r["model"], r["variant"], int(r["resolution"])) ==
                      (rec["model"], rec["variant"], int(rec["resolution"]))]
             if clash:
                 other = clash[0]
+                if (other.data.get("run_id"), other.id) == (rec.get("run_id"), rec["row_id"]):
+                    raise ResultsError(f"{rec['model']} is measured twice by the same row: {other.ref} and {row.ref} "
+                                       f"(run {rec.get('run_id')}) are one run given twice; give one of the files")
                 if duplicates != "latest":
                     raise ResultsError(
                         f"{rec['model']} ({rec['variant']}, {int(rec['resolution'])}px) is measured twice in "
@@ -162,6 +202,9 @@ def load(paths: list[str | Path], duplicates: str = "refuse") -> ReportInputs:
                 col.rows.append(row)
     ordered = sorted(columns.values(), key=lambda c: (c.device != "gpu", str(c.key[1]), str(c.key[2]),
                                                       -_num(c.key[4]), _num(c.key[5])))
+    for name, old, new in sorted(legacy):
+        notes.append(f"{name}: runtime '{old}' (the name used before runners were named by device) "
+                     f"read as '{new}'")
     return ReportInputs(files, ordered, notes)
 
 

@@ -54,3 +54,63 @@ def repeat_vs_reshape(columns: list[Column]) -> list[VariantChange]:
 
 def pairing_label(r: Ratio) -> str:
     return f"paired, {r.n_blocks} interleaved blocks" if r.paired else "separate timing (not paired)"
+
+
+@dataclass
+class Comparison:
+    column: Column
+    a: Row
+    b: Row
+    ratio: Ratio  # a / b
+    asked: bool   # named with --compare (else chosen: a user model's nearest paper models)
+
+
+def nearest_peers(inp, col: Column, model: str, k: int = 2) -> list[Row]:
+    """The paper's models nearest in latency to `model` in `col`: the closest one
+    below and the closest one above, those timed together with it first."""
+    from .headline import headline
+
+    me = col.find(model)
+    if me is None:
+        return []
+    mine = headline(me).value
+    peers = [r for m in col.models() if m != model and not inp.is_user(m) for r in [col.find(m)] if r is not None]
+    if not peers:
+        return []
+    together = [r for r in peers if timed_together(me, r)]
+    pool = together or peers
+    below = sorted((r for r in pool if headline(r).value <= mine), key=lambda r: mine - headline(r).value)
+    above = sorted((r for r in pool if headline(r).value > mine), key=lambda r: headline(r).value - mine)
+    chosen = below[:1] + above[:1]
+    # All peers on one side: the next nearest fill in, so there are k to compare with.
+    rest = sorted((r for r in pool if r not in chosen), key=lambda r: abs(headline(r).value - mine))
+    return (chosen + rest)[:k]
+
+
+def comparisons(inp, pairs: list[tuple[str, str]] | None = None, stat: str = "median") -> list[Comparison]:
+    """Ratios to report: each (A, B) asked, in every column that has both; and by
+    default each user model against its nearest paper models."""
+    from ..store import ResultsError
+
+    out = []
+    for a, b in pairs or []:
+        found = False
+        for col in inp.columns:
+            ra, rb = col.find(a), col.find(b)
+            if ra is not None and rb is not None:
+                out.append(Comparison(col, ra, rb, ratio(ra, rb, stat), True))
+                found = True
+        if not found:
+            known = ", ".join(inp.models())
+            raise ResultsError(f"--compare {a}={b}: no column has both models measured; measured: {known}")
+    asked = {(a, b) for a, b in pairs or []}
+    for col in inp.columns:
+        for model in col.models():
+            if not inp.is_user(model):
+                continue
+            for peer in nearest_peers(inp, col, model):
+                if (model, peer["model"]) in asked:
+                    continue
+                me = col.find(model)
+                out.append(Comparison(col, me, peer, ratio(me, peer, stat), False))
+    return out

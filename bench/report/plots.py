@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from . import reference as ref  # noqa: E402
 from .pairs import repeat_vs_reshape  # noqa: E402
+from .headline import LATENCY, MEDIAN, figures_used, headline, is_valid  # noqa: E402
 from .inputs import Column, ReportInputs  # noqa: E402
 
 HIGHLIGHT = "#c0392b"
@@ -127,9 +128,10 @@ def user_top1(row) -> tuple[float, bool] | None:
     return float(v), False
 
 
-def _accuracy_points(col: Column) -> list[tuple]:
-    """(median, CI low, CI high, top-1, label, model) of each model in the column: the
-    paper's top-1, or for a user's own model the one given with run --top1."""
+def _accuracy_points(inp: ReportInputs, col: Column) -> list[tuple]:
+    """(latency, CI low, CI high, top-1, label, model, valid) of each model in the
+    column: the paper's top-1, or for a user's own model the one given with run --top1.
+    Latency is the row's headline (latency_ms, else median_ms); no interval: low = high."""
     pts = []
     for model in col.models():
         row = col.find(model)
@@ -137,56 +139,108 @@ def _accuracy_points(col: Column) -> list[tuple]:
         top = paper_top or (user_top1(row) if row is not None else None)
         if row is None or top is None:
             continue
-        m = row.measurement()
-        lo, hi = m.median_ci()
-        label = ref.paper_label(model) + (" †" if top[1] else "")
-        pts.append((m.median, lo, hi, top[0], label, model))
+        h = headline(row)
+        lo, hi = (h.low, h.high) if h.has_interval else (h.value, h.value)
+        label = inp.label(model) + (" †" if top[1] else "")
+        pts.append((h.value, lo, hi, top[0], label, model, is_valid(row)))
     return pts
 
 
-def accuracy_vs_latency(col: Column, out_dir: Path) -> list[Path] | None:
-    pts = _accuracy_points(col)
+def _latency_axis(rows) -> str:
+    """The latency axis' label, from the figure the rows' headline came from."""
+    used = figures_used(rows)
+    return ("Latency at normal machine speed, ms (95% CI)" if used == [LATENCY] else
+            "Median latency, ms (95% CI)" if used == [MEDIAN] else
+            "Latency, ms (95% CI; latency_ms where rows have it, else median)")
+
+
+def _draw_points(ax, inp: ReportInputs, pts, big: float = 11, small: float = 6) -> list[str]:
+    """Each point with its interval: highlighted models as stars, the others as dots,
+    INVALID rows hollow. Returns the point colours (for their labels)."""
+    colors = []
+    for p in pts:
+        hl = inp.highlighted(p[5])
+        color = HIGHLIGHT if hl else OTHER
+        colors.append(color)
+        ax.errorbar(p[0], p[3], xerr=[[p[0] - p[1]], [p[2] - p[0]]], fmt="*" if hl else "o",
+                    ms=big if hl else small, color=color, ecolor=color, mfc=color if p[6] else "white",
+                    mec=color, mew=1.2, elinewidth=0.8, capsize=2, zorder=3)
+    return colors
+
+
+def _legend_handles(inp: ReportInputs, pts) -> list:
+    from matplotlib.lines import Line2D
+
+    users = any(inp.is_user(p[5]) for p in pts)
+    hl = [p for p in pts if inp.highlighted(p[5])]
+    name = ("your models" if users else "highlighted" if inp.highlight else "EfficientMod")
+    handles = []
+    if hl:
+        handles.append(Line2D([], [], marker="*", ls="", ms=10, color=HIGHLIGHT, label=name))
+    if len(hl) < len(pts):
+        handles.append(Line2D([], [], marker="o", ls="", ms=6, color=OTHER, label="other models"))
+    if not all(p[6] for p in pts):
+        handles.append(Line2D([], [], marker="o", ls="", ms=6, color="#444", mfc="white",
+                              label="INVALID row (hollow)"))
+    return handles
+
+
+def accuracy_vs_latency(inp: ReportInputs, col: Column, out_dir: Path, column_width: bool = False
+                        ) -> list[Path] | None:
+    """Top-1 vs latency of one column. column_width: a second version drawn at a
+    paper's column width (3.4 in) at its final size, labelling only the highlighted
+    models and the Pareto front (twenty labels do not fit there)."""
+    pts = _accuracy_points(inp, col)
     if len(pts) < 2:
         return None
-    users = sum(ref.paper_top1(p[5]) is None for p in pts)
     # Drawn at the PNG's dpi: labels are placed from text extents, which do not
     # scale exactly with dpi, so placing at another dpi lets them collide when saved.
     # Twenty labels need more room than a handful to sit next to their points.
-    fig, ax = plt.subplots(figsize=(6.4, 4.4) if len(pts) <= 12 else (8.5, 6.0), dpi=PNG_DPI)
+    size = (3.4, 2.9) if column_width else (6.4, 4.4) if len(pts) <= 12 else (8.5, 6.0)
+    fig, ax = plt.subplots(figsize=size, dpi=PNG_DPI)
     x = np.array([p[0] for p in pts])
     y = np.array([p[3] for p in pts])
-    colors = [HIGHLIGHT if _is_efficientmod(p[5]) else OTHER for p in pts]
-    err = np.array([[p[0] - p[1] for p in pts], [p[2] - p[0] for p in pts]])
-    for i, p in enumerate(pts):
-        ax.errorbar(x[i], y[i], xerr=err[:, i:i + 1], fmt="*" if _is_efficientmod(p[5]) else "o",
-                    ms=11 if _is_efficientmod(p[5]) else 6, color=colors[i], ecolor=colors[i],
-                    elinewidth=0.8, capsize=2, zorder=3)
+    colors = _draw_points(ax, inp, pts, *((7, 3.5) if column_width else (11, 6)))
     front = pareto(list(x), list(y))
     fx, fy = x[front], y[front]
     step_x, step_y = np.r_[fx, x.max() * 1.05], np.r_[fy, fy[-1]]
-    ax.step(step_x, step_y, where="post", color="#555", lw=1, ls="--",
-            zorder=2, label="Pareto frontier (measured)")
+    ax.step(step_x, step_y, where="post", color="#555", lw=1, ls="--", zorder=2)
     # the 'post' step as a polyline: horizontal, then vertical, at every point
     path_x = np.repeat(step_x, 2)[1:]
     path_y = np.repeat(step_y, 2)[:-1]
-    span = x.max() - x.min() or x.max()
-    ax.set_xlim(max(0, x.min() - 0.12 * span), x.max() + 0.25 * span)
+    # The limits hold every interval, not only the points: a cut error bar reads as a bound.
+    lows, highs = min(p[1] for p in pts), max(p[2] for p in pts)
+    span = highs - lows or x.max()
+    ax.set_xlim(max(0, lows - 0.05 * span), highs + 0.12 * span)
     yspan = y.max() - y.min() or 1
     ax.set_ylim(y.min() - 0.15 * yspan, y.max() + 0.2 * yspan)
-    ax.set_xlabel(f"Measured latency, median ms (95% CI) — {col.label}")
-    ax.set_ylabel("ImageNet-1K top-1 (%), paper" + (" (yours: run --top1)" if users else ""))
-    ax.set_title(f"Accuracy vs latency, {col.device.upper()} (cf. paper Fig. 3 / Fig. 7)", fontsize=10)
+    rows = [col.find(p[5]) for p in pts]
+    small = 6.5 if column_width else None
+    ax.set_xlabel(f"{_latency_axis(rows)} — {col.label}", fontsize=small)
+    ax.set_ylabel("ImageNet-1K top-1 (%)", fontsize=small)
+    ax.set_title("Top-1 accuracy vs latency", fontsize=7.5 if column_width else 10)
+    if column_width:
+        ax.tick_params(labelsize=6)
     ax.grid(alpha=0.3)
-    ax.scatter([], [], marker="*", s=90, color=HIGHLIGHT, label="EfficientMod")
-    if not all(_is_efficientmod(p[5]) for p in pts):
-        ax.scatter([], [], marker="o", s=25, color=OTHER, label="other models")
-    ax.legend(fontsize=7.5, loc="best")  # away from the points; labels then avoid it
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color="#555", lw=1, ls="--", label="Pareto frontier (measured)")]
+    ax.legend(handles=handles + _legend_handles(inp, pts), fontsize=5.5 if column_width else 7.5, loc="best")
     fig.canvas.draw()  # limits are final: the line's display position is known
-    place_labels(ax, list(x), list(y), [p[4] for p in pts], colors,
-                 obstacles=line_boxes(ax, path_x, path_y))
+    if column_width:  # only what a reader looks for: the highlighted models and the front
+        keep = [i for i in range(len(pts)) if inp.highlighted(pts[i][5]) or i in front]
+        place_labels(ax, list(x[keep]), list(y[keep]), [pts[i][4] for i in keep], [colors[i] for i in keep],
+                     fontsize=5.5, obstacles=line_boxes(ax, path_x, path_y))
+    else:
+        place_labels(ax, list(x), list(y), [p[4] for p in pts], colors,
+                     obstacles=line_boxes(ax, path_x, path_y))
+    foot = []
     if any(" †" in p[4] for p in pts):
-        fig.text(0.01, -0.02, "† top-1 with strong training (the paper gives no plain figure)", fontsize=7)
-    return _save(fig, out_dir, f"accuracy_vs_latency_{slug(col.label)}")
+        foot.append("† top-1 with strong training (the paper gives no plain figure)")
+    if any(inp.is_user(p[5]) for p in pts):
+        foot.append("top-1 of your models: as given with run --top1; others: their papers")
+    if foot:
+        fig.text(0.01, -0.07 if column_width else -0.02, "; ".join(foot), fontsize=5 if column_width else 7)
+    return _save(fig, out_dir, f"accuracy_vs_latency_{slug(col.label)}" + ("_column" if column_width else ""))
 
 
 def accuracy_vs_latency_by_device(inp: ReportInputs, out_dir: Path) -> list[Path] | None:
@@ -194,55 +248,68 @@ def accuracy_vs_latency_by_device(inp: ReportInputs, out_dir: Path) -> list[Path
     axis: results from several machines are compared by position, never merged.
     Each panel's latency axis is its own (a GPU and a CPU differ tenfold)."""
     cols = [(c, pts) for c in inp.columns if int(c.key[5]) == 1
-            for pts in [_accuracy_points(c)] if len(pts) >= 2]
+            for pts in [_accuracy_points(inp, c)] if len(pts) >= 2]
     if len(cols) < 2:
         return None
     n = len(cols)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), dpi=PNG_DPI,
-                             sharey=True, squeeze=False)
+                             sharey=True, squeeze=False, layout="constrained")
     for ax, (col, pts) in zip(axes.flat, cols):
         x = np.array([p[0] for p in pts])
         y = np.array([p[3] for p in pts])
-        colors = [HIGHLIGHT if _is_efficientmod(p[5]) else OTHER for p in pts]
-        for i, p in enumerate(pts):
-            ax.errorbar(x[i], y[i], xerr=[[p[0] - p[1]], [p[2] - p[0]]],
-                        fmt="*" if _is_efficientmod(p[5]) else "o", ms=10 if _is_efficientmod(p[5]) else 5,
-                        color=colors[i], ecolor=colors[i], elinewidth=0.8, capsize=2, zorder=3)
-        span = x.max() - x.min() or x.max()
-        ax.set_xlim(max(0, x.min() - 0.12 * span), x.max() + 0.3 * span)
+        colors = _draw_points(ax, inp, pts, big=10, small=5)
+        lows, highs = min(p[1] for p in pts), max(p[2] for p in pts)
+        span = highs - lows or x.max()
+        ax.set_xlim(max(0, lows - 0.05 * span), highs + 0.15 * span)
         ax.set_title(col.label, fontsize=8.5)
-        ax.set_xlabel("median ms (95% CI)", fontsize=8)
+        ax.set_xlabel(_latency_axis([col.find(p[5]) for p in pts]), fontsize=8)
         ax.grid(alpha=0.3)
-        place_labels(ax, list(x), list(y), [p[4] for p in pts], colors, fontsize=6.5)
+        # A crowded panel labels only what a reader looks for: the highlighted models and the front.
+        keep = list(range(len(pts))) if len(pts) <= 12 else \
+            [i for i in range(len(pts)) if inp.highlighted(pts[i][5]) or i in pareto(list(x), list(y))]
+        place_labels(ax, list(x[keep]), list(y[keep]), [pts[i][4] for i in keep], [colors[i] for i in keep],
+                     fontsize=6.5)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("ImageNet-1K top-1 (%), paper")
-    fig.suptitle("Accuracy vs latency, one panel per device", fontsize=10)
+        ax.set_ylabel("ImageNet-1K top-1 (%)")
+    everything = [p for _, pts in cols for p in pts]
+    fig.legend(handles=_legend_handles(inp, everything), fontsize=7.5, loc="outside lower center",
+               ncol=3, frameon=False)
+    fig.suptitle("Top-1 accuracy vs latency, one panel per device", fontsize=10)
     return _save(fig, out_dir, "accuracy_vs_latency_by_device")
 
 
-def distributions(col: Column, out_dir: Path) -> list[Path] | None:
-    rows = sorted(col.rows, key=lambda r: r.measurement().median)
+def distributions(inp: ReportInputs, col: Column, out_dir: Path) -> list[Path] | None:
+    rows = sorted(col.rows, key=lambda r: headline(r).value)
     if not rows:
         return None
     data = [r.samples() for r in rows]
-    labels = [f"{ref.paper_label(r['model'])} ({r['variant']}, {int(r['resolution'])}px)" for r in rows]
+    labels = [f"{inp.label(r['model'])} ({r['variant']}, {int(r['resolution'])}px)"
+              + ("" if is_valid(r) else " ‡") for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.38 * len(rows)))
     bp = ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, widths=0.6, patch_artist=True,
                     flierprops=dict(marker=".", ms=2, alpha=0.4))
     for patch, r in zip(bp["boxes"], rows):
-        patch.set_facecolor("#f4c7c1" if _is_efficientmod(r["model"]) else "#c9dcf0")
+        color = "#f4c7c1" if inp.highlighted(r["model"]) else "#c9dcf0"
+        # An INVALID row: hollow box, coloured outline (as its point is hollow elsewhere).
+        patch.set_facecolor(color if is_valid(r) else "white")
+        patch.set_edgecolor("black" if is_valid(r) else (HIGHLIGHT if inp.highlighted(r["model"]) else OTHER))
     ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=7.5)
     ax.set_xlabel("Latency per inference (ms); box: quartiles, whiskers: 1st-99th percentile")
     ax.set_title(f"Latency distributions — {col.label}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
+    if not all(is_valid(r) for r in rows):
+        from matplotlib.patches import Patch
+        ax.legend(handles=[Patch(facecolor="white", edgecolor=OTHER, label="‡ INVALID row (hollow)")],
+                  fontsize=7, loc="lower right")
     return _save(fig, out_dir, f"distributions_{slug(col.label)}")
 
 
-def _line_plot(series: dict, xlabel: str, title: str, out_dir: Path, name: str, log2x=False) -> list[Path]:
+def _line_plot(series: dict, xlabel: str, title: str, out_dir: Path, name: str, log2x=False,
+               ylabel: str = "Median latency per call, ms (95% CI)") -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     # Distinct colours per line; EfficientMod solid, peers dashed, so two
     # EfficientMod settings never look alike.
@@ -262,7 +329,7 @@ def _line_plot(series: dict, xlabel: str, title: str, out_dir: Path, name: str, 
     ax.set_xticks(sorted(all_x), [str(v) for v in sorted(all_x)])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Median latency per call, ms (95% CI)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5)
@@ -274,14 +341,13 @@ def resolution_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
     for col in inp.columns:
         series = {}
         for r in col.rows:
-            m = r.measurement()
-            lo, hi = m.median_ci()
-            series.setdefault(f"{ref.paper_label(r['model'])} ({r['variant']})", []).append(
-                (int(r["resolution"]), m.median, lo, hi))
+            series.setdefault(f"{inp.label(r['model'])} ({r['variant']})", []).append(
+                (int(r["resolution"]),) + _point(r))
         series = {k: v for k, v in series.items() if len(v) > 1}
         if series:
-            out += _line_plot(series, "Input resolution (px)", f"Latency vs resolution (cf. Fig. 8) — {col.label}",
-                              out_dir, f"latency_vs_resolution_{slug(col.label)}")
+            out += _line_plot(series, "Input resolution (px)", f"Latency vs input resolution — {col.label}",
+                              out_dir, f"latency_vs_resolution_{slug(col.label)}",
+                              ylabel=_latency_axis(col.rows).replace(", ms", " per call, ms"))
     return out
 
 
@@ -291,15 +357,14 @@ def batch_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
         series = {}
         for c in cols:
             for r in c.rows:
-                m = r.measurement()
-                lo, hi = m.median_ci()
-                key = f"{ref.paper_label(r['model'])} ({r['variant']}, {int(r['resolution'])}px)"
-                series.setdefault(key, []).append((int(c.key[5]), m.median, lo, hi))
+                key = f"{inp.label(r['model'])} ({r['variant']}, {int(r['resolution'])}px)"
+                series.setdefault(key, []).append((int(c.key[5]),) + _point(r))
         series = {k: v for k, v in series.items() if len(v) > 1}
         if series:
             label = cols[0].label.split(", batch")[0]
-            out += _line_plot(series, "Batch size", f"Latency vs batch size (cf. Table 10) — {label}",
-                              out_dir, f"latency_vs_batch_{slug(label)}", log2x=True)
+            out += _line_plot(series, "Batch size", f"Latency vs batch size — {label}",
+                              out_dir, f"latency_vs_batch_{slug(label)}", log2x=True,
+                              ylabel=_latency_axis([r for c in cols for r in c.rows]).replace(", ms", " per call, ms"))
     return out
 
 
@@ -323,7 +388,8 @@ def variant_bars(inp: ReportInputs, out_dir: Path) -> list[Path] | None:
                           ref.PAPER_GPU if ch.column.device == "gpu" else ref.PAPER_CPU)
         if paper is not None:
             ax.plot(paper, y, marker="D", ms=7, mfc="white", mec="black", zorder=4)
-        labels.append(f"{ref.paper_label(ch.model)}\n{ch.column.label}" + ("" if r.paired else " (unpaired)"))
+        bad = "" if is_valid(ch.repeat) and is_valid(ch.reshape) else " ‡ INVALID row"
+        labels.append(f"{inp.label(ch.model)}\n{ch.column.label}" + ("" if r.paired else " (unpaired)") + bad)
         ys.append(y)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -337,7 +403,7 @@ def variant_bars(inp: ReportInputs, out_dir: Path) -> list[Path] | None:
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(ys, labels, fontsize=7.5)
     ax.set_xlabel("Latency change from Repeat to Reshape (%), 95% CI; < 0: Reshape faster")
-    ax.set_title("Repeat vs Reshape (cf. paper Fig. 2)", fontsize=10)
+    ax.set_title("Repeat vs Reshape, beside the EfficientMod paper's Fig. 2", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     # Below the axes: inside, it would cover bars or intervals.
     ax.legend(handles=handles, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
@@ -349,8 +415,9 @@ def build_all(inp: ReportInputs, out_dir: Path) -> list[Path]:
     paths = []
     for col in inp.columns:
         if col.key[5] == 1:
-            paths += accuracy_vs_latency(col, out_dir) or []
-        paths += distributions(col, out_dir) or []
+            paths += accuracy_vs_latency(inp, col, out_dir) or []
+            paths += accuracy_vs_latency(inp, col, out_dir, column_width=True) or []
+        paths += distributions(inp, col, out_dir) or []
     paths += accuracy_vs_latency_by_device(inp, out_dir) or []
     paths += variant_bars(inp, out_dir) or []
     paths += resolution_plots(inp, out_dir) + batch_plots(inp, out_dir) + fig9_plots(inp, out_dir)
@@ -368,11 +435,16 @@ def fig9_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
             for (s, block, x), row in sorted(pts.items()):
                 if s != sweep:
                     continue
-                m = row.measurement()
-                lo, hi = m.median_ci()
                 name = "EfficientMod (r=6)" if block == "efficientmod" else "MBConv (r=7)"
-                series.setdefault(name, []).append((x, m.median, lo, hi))
+                series.setdefault(name, []).append((x,) + _point(row))
             if series:
-                out += _line_plot(series, xlabel, f"EfficientMod vs MBConv (cf. Fig. 9) — {label}", out_dir,
-                                  f"fig9_{sweep}_{slug(label)}")
+                out += _line_plot(series, xlabel, f"EfficientMod vs MBConv (the EfficientMod paper's Fig. 9) — "
+                                  f"{label}", out_dir, f"fig9_{sweep}_{slug(label)}",
+                                  ylabel=_latency_axis(list(pts.values())).replace(", ms", " per call, ms"))
     return out
+
+
+def _point(row) -> tuple:
+    """(latency, low, high) of a row for a line plot; no interval: low = high."""
+    h = headline(row)
+    return (h.value, h.low, h.high) if h.has_interval else (h.value, h.value, h.value)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from . import reference as ref
 from .pairs import pairing_label, repeat_vs_reshape
+from .headline import describe, headline, is_valid
 from .inputs import Column, ReportInputs, Row
 
 STATS = ("median", "mean")
@@ -46,17 +47,36 @@ def _fmt(v: float) -> str:
 def measured_cell(row: Row | None, stat: str) -> Cell:
     if row is None:
         return Cell(NOT_MEASURED)
-    m = row.measurement()
-    mark = "" if _truthy(row.data.get("valid")) else INVALID_MARK
-    iv = m.interval(stat)  # 95% CI from block statistics
-    if iv.low != iv.low:  # one block: no interval
-        return Cell(f"{_fmt(iv.estimate)}{mark}", iv.estimate, None, None, row.ref)
-    return Cell(f"{_fmt(iv.estimate)} [{_fmt(iv.low)}, {_fmt(iv.high)}]{mark}", iv.estimate, iv.low, iv.high,
-                row.ref)
+    mark = "" if is_valid(row) else INVALID_MARK
+    h = headline(row, stat)  # the one reader of a row's number (latency_ms, else median_ms)
+    if not h.has_interval:  # one block: no interval
+        return Cell(f"{_fmt(h.value)}{mark}", h.value, None, None, row.ref)
+    return Cell(f"{_fmt(h.value)} [{_fmt(h.low)}, {_fmt(h.high)}]{mark}", h.value, h.low, h.high, row.ref)
 
 
-def _truthy(v) -> bool:
-    return v is True or str(v).lower() in ("true", "1")
+def _measured(cells) -> bool:
+    """Whether a table row has at least one measured cell (for --only-measured)."""
+    return any(isinstance(c, Cell) and c.ref for c in cells)
+
+
+def _keep(t: "Table", inp: ReportInputs) -> "Table":
+    """--only-measured: drop rows with no measured cell, and headings left empty."""
+    if not inp.only_measured:
+        return t
+    rows, pending = [], None
+    for r in t.rows:
+        if isinstance(r, str):
+            pending = r
+        elif _measured(r):
+            if pending is not None:
+                rows.append(pending)
+                pending = None
+            rows.append(r)
+    dropped = sum(1 for r in t.rows if not isinstance(r, str)) - sum(1 for r in rows if not isinstance(r, str))
+    t.rows = rows
+    if dropped:
+        t.notes.append(f"{dropped} rows of the paper's table with no measurement are left out (--only-measured).")
+    return t
 
 
 def _paper(v: float | None) -> Cell:
@@ -64,11 +84,12 @@ def _paper(v: float | None) -> Cell:
     return Cell("–" if v is None else f"{v:.1f}", v)
 
 
-def _stat_note(stat: str) -> str:
-    return (f"Measured cells: {stat} [its 95% CI, from the row's timing blocks] in ms over each row's stored "
-            f"samples. {INVALID_MARK}: the row failed its validity check (its interval wider than its target, "
-            "or the machine busy while it was timed); see invalid_reason in its results file. "
-            "Each measured cell's file and row_id are in this table's CSV (column `source`).")
+def _stat_note(stat: str, rows=()) -> str:
+    used = describe(rows, stat) if rows else ""
+    return (f"Measured cells: latency in ms [its 95% CI, from the row's timing blocks, on the log scale]. "
+            f"{used} {INVALID_MARK} INVALID: the row failed its validity check (its interval wider than its "
+            "target, or the machine busy while it was timed); see invalid_reason in its results file. "
+            "Each measured cell's file and row_id are in this table's CSV (column `source`).").replace("  ", " ")
 
 
 def _columns_note(cols: list[Column]) -> list[str]:
@@ -83,7 +104,7 @@ def table1(inp: ReportInputs, stat: str) -> Table:
     heads = (["Model", "Top-1 (%)", "GPU ms: paper (P100)"] + [f"GPU ms: {c.label}" for c in gpus]
              + ["CPU ms: paper (Xeon, 4 thr)"] + [f"CPU ms: {c.label}" for c in cpus]
              + ["Params M: paper", "Params M: measured", "FLOPs G: paper", "MACs G: measured", "Size"])
-    t = Table("table1", "Table 1: ImageNet-1K models, paper vs measured latency", heads)
+    t = Table("table1", "ImageNet-1K models: measured latency beside the EfficientMod paper's Table 1", heads)
     group_names = {1: "~4M parameters", 2: "~6M parameters", 3: "~12M parameters"}
     last_group = None
     for row_no, model, label in ref.table_rows("Table 1"):
@@ -96,7 +117,8 @@ def table1(inp: ReportInputs, stat: str) -> Table:
         top_text = ("–" if top is None else f"{top:.1f}") + (f" ({dist:.1f})" if dist is not None else "")
         any_row = next((c.find(model) for c in inp.columns if c.find(model) is not None), None)
         res = ref.value("Table 1", model, "resolution")
-        cells = [Cell(label), Cell(top_text, top), _paper(ref.value("Table 1", model, "latency_ms", ref.PAPER_GPU))]
+        cells = [Cell(inp.names.get(model) or label), Cell(top_text, top),
+                 _paper(ref.value("Table 1", model, "latency_ms", ref.PAPER_GPU))]
         cells += [measured_cell(c.find(model), stat) for c in gpus]
         cells += [_paper(ref.value("Table 1", model, "latency_ms", ref.PAPER_CPU))]
         cells += [measured_cell(c.find(model), stat) for c in cpus]
@@ -105,10 +127,10 @@ def table1(inp: ReportInputs, stat: str) -> Table:
                   _num_cell(any_row, "macs_g"), Cell(f"{int(res)}²" if res else "–", res)]
         t.rows.append(cells)
     t.rows += user_model_rows(inp, gpus, cpus, stat)
-    t.notes += [_stat_note(stat), "Paper: Table 1 (P100 GPU, Xeon E5-2680 CPU with 4 threads, batch 1, mean "
+    t.notes += [_stat_note(stat, inp.rows()), "Paper: Table 1 (P100 GPU, Xeon E5-2680 CPU with 4 threads, batch 1, mean "
                 "of 4000 ONNX runs); Top-1 in brackets is with strong training (distillation or "
                 "re-parameterization). FLOPs in the paper are multiply-accumulates."] + _columns_note(gpus + cpus)
-    return t
+    return _keep(t, inp)
 
 
 def user_model_rows(inp: ReportInputs, gpus: list[Column], cpus: list[Column], stat: str) -> list:
@@ -122,7 +144,7 @@ def user_model_rows(inp: ReportInputs, gpus: list[Column], cpus: list[Column], s
         top = any_row.data.get("top1")
         top = None if top is None or (isinstance(top, float) and math.isnan(top)) else float(top)
         res = int(any_row["resolution"])
-        rows.append([Cell(model), Cell("–" if top is None else f"{top:.1f}", top), Cell("–")]
+        rows.append([Cell(inp.label(model)), Cell("–" if top is None else f"{top:.1f}", top), Cell("–")]
                     + [measured_cell(c.find(model), stat) for c in gpus] + [Cell("–")]
                     + [measured_cell(c.find(model), stat) for c in cpus]
                     + [Cell("–"), _num_cell(any_row, "params_m"), Cell("–"), _num_cell(any_row, "macs_g"),
@@ -145,32 +167,32 @@ def table10(inp: ReportInputs, stat: str) -> Table:
     devs = ["P100", "T4", "V100-SXM2", "A100"]
     heads = (["Model", "Top-1 (%)"] + [f"paper {d} (mean ± std)" for d in devs]
              + [c.label for c in inp.columns] + ["Params M", "FLOPs G"])
-    t = Table("table10", "Table 10: latency on every device measured, beside the paper's four GPUs", heads)
+    t = Table("table10", "Latency on every device measured, beside the four GPUs of the EfficientMod paper's Table 10", heads)
     for _, model, label in ref.table_rows("Table 10"):
         top = ref.value("Table 10", model, "top1")
         dist = ref.value("Table 10", model, "top1_distilled")
-        cells = [Cell(label), Cell(f"{top:.1f}" if top is not None else f"({dist:.1f})", top)]
+        cells = [Cell(inp.names.get(model) or label), Cell(f"{top:.1f}" if top is not None else f"({dist:.1f})", top)]
         for d in devs:
             m, s = ref.value("Table 10", model, "latency_ms", d), ref.value("Table 10", model, "latency_std_ms", d)
             cells.append(Cell(f"{m:.1f} ± {s:.3f}", m))
         cells += [measured_cell(c.find(model), stat) for c in inp.columns]
         cells += [_paper(ref.value("Table 10", model, "params_m")), _paper(ref.value("Table 10", model, "flops_g"))]
         t.rows.append(cells)
-    t.notes += [_stat_note(stat), "Paper: Table 10 (three tests per GPU on different nodes, 500 runs each, "
+    t.notes += [_stat_note(stat, inp.rows()), "Paper: Table 10 (three tests per GPU on different nodes, 500 runs each, "
                 "mean ± std of the three)."] + _columns_note(inp.columns)
-    return t
+    return _keep(t, inp)
 
 
 # --- Paper tables with a few rows (3, 4, 6, App. L, 12) ------------------------
 
 SMALL_TABLES = [
-    ("table3", "Table 3", "Table 3: EfficientMod vs EfficientFormerV2 (GPU latency from the table's header)"),
-    ("table4", "Table 4", "Table 4: EfficientMod vs other modulation models"),
-    ("table6", "Table 6", "Table 6: EfficientMod vs MBConv blocks (isotropic and hierarchical)"),
-    ("appL_mlp", "App. L (MLP)", "App. L: slimmed modulation vs a separate MLP"),
-    ("appL_kernel", "App. L (kernel)", "App. L: one 7x7 kernel vs several kernel sizes"),
-    ("appL_attention", "App. L (attention)", "App. L: adding attention to EfficientMod-s-Conv"),
-    ("table12", "Table 12", "Table 12: iPhone 13 (Core ML) latency"),
+    ("table3", "Table 3", "EfficientMod vs EfficientFormerV2, beside the EfficientMod paper's Table 3"),
+    ("table4", "Table 4", "EfficientMod vs other modulation models, beside the EfficientMod paper's Table 4"),
+    ("table6", "Table 6", "EfficientMod vs MBConv blocks, beside the EfficientMod paper's Table 6"),
+    ("appL_mlp", "App. L (MLP)", "Slimmed modulation vs a separate MLP (EfficientMod paper, App. L)"),
+    ("appL_kernel", "App. L (kernel)", "One 7x7 kernel vs several kernel sizes (EfficientMod paper, App. L)"),
+    ("appL_attention", "App. L (attention)", "Adding attention to EfficientMod-s-Conv (EfficientMod paper, App. L)"),
+    ("table12", "Table 12", "iPhone 13 (Core ML) latency, beside the EfficientMod paper's Table 12"),
 ]
 
 
@@ -189,13 +211,13 @@ def small_table(inp: ReportInputs, name: str, paper_table: str, title: str, stat
     t = Table(name, title, heads)
     for _, model, label in rows:
         top = ref.value(paper_table, model, "top1")
-        cells = [Cell(label), _paper(top)]
+        cells = [Cell(inp.names.get(model) or label), _paper(top)]
         cells += [_paper(ref.value(paper_table, model, "latency_ms", d)) for d in devices]
         cells += [measured_cell(c.find(model), stat) for c in cols]
         t.rows.append(cells)
-    t.notes += [_stat_note(stat), f"Paper: {paper_table}. Rows the suite has no model for are shown as "
+    t.notes += [_stat_note(stat, inp.rows()), f"Paper: {paper_table}. Rows the suite has no model for are shown as "
                 f"'{NOT_MEASURED}'."] + _columns_note(cols)
-    return t
+    return _keep(t, inp)
 
 
 # --- Sweeps --------------------------------------------------------------------
@@ -217,9 +239,9 @@ def batch_sweeps(inp: ReportInputs, stat: str) -> list[Table]:
         if not keys:
             continue
         for model, variant, res in keys:
-            t.rows.append([Cell(ref.paper_label(model)), Cell(str(variant)), Cell(f"{res}", res)]
+            t.rows.append([Cell(inp.label(model)), Cell(str(variant)), Cell(f"{res}", res)]
                           + [measured_cell(c.find(model, variant, res), stat) for c in cols])
-        t.notes += [_stat_note(stat), "Latency is per batch (one inference call), not per image."]
+        t.notes += [_stat_note(stat, inp.rows()), "Latency is per batch (one inference call), not per image."]
         paper = [v for v in ref.table("Table 10 (batch)")]
         if paper and base.device == "gpu":
             pts = ", ".join(f"{v.label} b{v.batch}: {v.value:g}" for v in paper)
@@ -239,10 +261,12 @@ def resolution_sweeps(inp: ReportInputs, stat: str) -> list[Table]:
         t = Table(f"resolution_sweep_{len(out) + 1}", f"Latency vs input resolution: {c.label}",
                   ["Model", "Variant"] + [f"{r}px" for r in resolutions])
         for m, v in keys:
-            t.rows.append([Cell(ref.paper_label(m)), Cell(str(v))]
+            t.rows.append([Cell(inp.label(m)), Cell(str(v))]
                           + [measured_cell(c.find(m, v, r), stat) if c.find(m, v, r) else Cell("–")
                              for r in resolutions])
-        t.notes += [_stat_note(stat), "Paper: Fig. 8 (P100 GPU, 224 to 512 px) gives no numbers, only a plot."]
+        t.notes += [_stat_note(stat, c.rows)]
+        if any(m.startswith("efficientmod") for m, _ in keys):
+            t.notes.append("The EfficientMod paper's Fig. 8 (P100 GPU, 224 to 512 px) gives no numbers, only a plot.")
         out.append(t)
     return out
 
@@ -253,8 +277,8 @@ def variant_table(inp: ReportInputs) -> Table | None:
     changes = repeat_vs_reshape(inp.columns)
     if not changes:
         return None
-    t = Table("repeat_vs_reshape", "Repeat -> Reshape latency change (paper Fig. 2)",
-              ["Device", "Model", "Res", "Repeat median ms", "Reshape median ms", "Change % [95% CI]",
+    t = Table("repeat_vs_reshape", "Repeat -> Reshape latency change, beside the EfficientMod paper's Fig. 2",
+              ["Device", "Model", "Res", "Repeat ms", "Reshape ms", "Change % [95% CI]",
                "Timing", "Paper"])
     for ch in changes:
         r = ch.ratio
@@ -262,9 +286,10 @@ def variant_table(inp: ReportInputs) -> Table | None:
         ci = "" if math.isnan(lo) else f" [{lo:+.1f}, {hi:+.1f}]"
         paper = ref.value("Figure 2", ch.model, "latency_change_pct",
                           ref.PAPER_GPU if ch.column.device == "gpu" else ref.PAPER_CPU)
-        t.rows.append([Cell(ch.column.label), Cell(ref.paper_label(ch.model)), Cell(str(ch.resolution)),
-                       Cell(_fmt(ch.repeat.measurement().median), ref=ch.repeat.ref),
-                       Cell(_fmt(ch.reshape.measurement().median), ref=ch.reshape.ref),
+        marks = ["" if is_valid(x) else INVALID_MARK for x in (ch.repeat, ch.reshape)]
+        t.rows.append([Cell(ch.column.label), Cell(inp.label(ch.model)), Cell(str(ch.resolution)),
+                       Cell(_fmt(headline(ch.repeat).value) + marks[0], ref=ch.repeat.ref),
+                       Cell(_fmt(headline(ch.reshape).value) + marks[1], ref=ch.reshape.ref),
                        Cell(f"{r.change_pct:+.1f}{ci}", r.change_pct, lo, hi, ref=f"{ch.repeat.ref} {ch.reshape.ref}"),
                        Cell(pairing_label(r)),
                        Cell("–" if paper is None else f"{paper:+.1f} ({'P100' if ch.column.device == 'gpu' else 'Xeon'})",
@@ -272,14 +297,18 @@ def variant_table(inp: ReportInputs) -> Table | None:
     t.notes += ["Change = Reshape / Repeat - 1. Paired: the geometric mean over interleaved blocks of the "
                 "ratio of block medians, 95% CI by bootstrap over blocks. Separate timing: ratio of medians "
                 "with an independent bootstrap; machine drift between the runs is not in that interval.",
-                "Paper: Figure 2 (EfficientMod-s, -5.1% on the P100 GPU, +21.8% on the Xeon CPU)."]
+                "Paper: Figure 2 (EfficientMod-s, -5.1% on the P100 GPU, +21.8% on the Xeon CPU).",
+                f"{INVALID_MARK} INVALID: the row failed its validity check (see its invalid_reason)."]
     return t
 
 
-def build_all(inp: ReportInputs, stat: str = "median") -> list[Table]:
+def build_all(inp: ReportInputs, stat: str = "median", pairs=None) -> list[Table]:
     if stat not in STATS:
         raise ValueError(f"stat must be one of {STATS}")
     tables = [table1(inp, stat), table10(inp, stat)]
+    rt = ratio_table(inp, pairs, stat)
+    if rt is not None:
+        tables.insert(1, rt)
     for name, paper_table, title in SMALL_TABLES:
         t = small_table(inp, name, paper_table, title, stat)
         if t is not None:
@@ -312,12 +341,13 @@ def fig9_tables(inp: ReportInputs, stat: str) -> list[Table]:
         if not cols:
             continue
         heads = [unit] + [f"{b}: {label}" for label in cols for b in ("EfficientMod", "MBConv")]
-        t = Table(f"fig9_{sweep}", f"Fig. 9: EfficientMod vs MBConv blocks, latency vs {sweep} (isotropic)", heads)
+        t = Table(f"fig9_{sweep}", f"EfficientMod vs MBConv blocks, latency vs {sweep} (isotropic; "
+                  "the EfficientMod paper's Fig. 9)", heads)
         xs = sorted({p[2] for label in cols for p in found[label] if p[0] == sweep})
         for x in xs:
             t.rows.append([Cell(str(x), x)] + [measured_cell(found[label].get((sweep, b, x)), stat)
                                                 for label in cols for b in ("efficientmod", "mbconv")])
-        t.notes += [_stat_note(stat), "Paper: Fig. 9 (values shown only in the figure; the swept widths and "
+        t.notes += [_stat_note(stat, inp.rows()), "Paper: Fig. 9 (values shown only in the figure; the swept widths and "
                     "kernels here are assumed, see docs/models.md). Width sweep: EfficientMod 7x7 context, "
                     "MBConv 3x3 depth-wise; kernel sweep: both at width 196; depth 11, r = 6 / 7."]
         tables.append(t)
@@ -357,7 +387,8 @@ def latex_escape(s: str) -> str:
 def to_latex(t: Table) -> str:
     n = len(t.headers)
     out = [r"% Generated by bench.py report; needs \usepackage{booktabs}.", r"\begin{table}[t]", r"\centering",
-           r"\caption{" + latex_escape(t.title) + "}", r"\resizebox{\linewidth}{!}{%",
+           r"\caption{" + latex_escape(t.title) + "}", r"\label{tab:" + t.name.replace("_", "-") + "}",
+           r"\resizebox{\linewidth}{!}{%",
            r"\begin{tabular}{l" + "r" * (n - 1) + "}", r"\toprule",
            " & ".join(latex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
     first = True
@@ -392,3 +423,37 @@ def to_csv(t: Table) -> str:
 
 def _n(v) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(round(float(v), 6))
+
+
+# --- Paired ratios: the user's models against peers ------------------------------
+
+def ratio_table(inp: ReportInputs, pairs=None, stat: str = "median") -> Table | None:
+    """A/B for pairs of rows: paired (drift cancels) where both were timed in one
+    interleave group, labelled as separate timing where not."""
+    from .pairs import comparisons
+
+    found = comparisons(inp, pairs, stat)
+    if not found:
+        return None
+    t = Table("ratios", "Latency ratios between models (A / B)",
+              ["A", "B", "Device column", "A ms", "B ms", "A / B [95% CI]", "Timing", "Chosen"])
+    for c in found:
+        r = c.ratio
+        ci = "" if math.isnan(r.low) else f" [{r.low:.3f}, {r.high:.3f}]"
+        marks = ["" if is_valid(x) else INVALID_MARK for x in (c.a, c.b)]
+        t.rows.append([Cell(inp.label(c.a["model"]) + marks[0]), Cell(inp.label(c.b["model"]) + marks[1]),
+                       Cell(c.column.label),
+                       Cell(_fmt(headline(c.a, stat).value), ref=c.a.ref),
+                       Cell(_fmt(headline(c.b, stat).value), ref=c.b.ref),
+                       Cell(f"{r.estimate:.3f}{ci}", r.estimate, None if math.isnan(r.low) else r.low,
+                            None if math.isnan(r.high) else r.high, ref=f"{c.a.ref} {c.b.ref}"),
+                       Cell(pairing_label(r)),
+                       Cell("--compare" if c.asked else "nearest latency")])
+    t.notes += [f"A / B below 1: A is faster. Paired: the geometric mean over interleaved blocks of the ratio of "
+                f"block {stat}s, 95% CI by bootstrap over blocks; the machine's drift cancels in it, which is what "
+                "a shared machine can give. Separate timing: the rows were not timed together; the machine's "
+                "drift between them is not in the interval.",
+                "Chosen 'nearest latency': each of your models against the paper's models closest in latency "
+                "in the same column (timed together with it where any were); add pairs with --compare A=B.",
+                f"{INVALID_MARK} INVALID: the row failed its validity check (see its invalid_reason)."]
+    return t
