@@ -217,9 +217,11 @@ class Measurement:
                             iv.n_blocks, len(bs), share, factor, speed)
         used = [b for b, ok in zip(bs, normal) if ok]
         pu = probe.mean(axis=1)[normal]
-        if not used:
-            return Headline(math.nan, math.nan, math.nan, "median at normal speed (no normal block)",
-                            0, len(bs), share, factor, None)
+        if len(used) < MIN_NORMAL_BLOCKS:
+            # Too few blocks at normal speed to say anything about it: no figure at all
+            # rather than one that may be a slowed machine's.
+            return Headline(math.nan, math.nan, math.nan, "median at normal speed (not measured)",
+                            len(used), len(bs), share, factor, None)
         level = float(np.median(pu))
         correction = self.reference.ms / level
         est = float(np.median(np.concatenate(used))) * correction
@@ -254,8 +256,8 @@ class Measurement:
         h = self.headline(v.stat)
         if h.slowed_share is not None and v.stat == "median" and h.blocks_used < MIN_NORMAL_BLOCKS:
             reasons.append(f"host slowed for {h.slowed_share:.0%} of blocks ({h.slowed_factor or 0:.1f}x); "
-                           f"latency at normal speed not measured ({h.blocks_used} normal blocks, "
-                           f"need {MIN_NORMAL_BLOCKS})")
+                           f"latency at normal speed not measured ({h.blocks_used} normal "
+                           f"block{'s' if h.blocks_used != 1 else ''}, need {MIN_NORMAL_BLOCKS})")
         elif math.isnan(h.low):
             reasons.append(f"no interval: {h.blocks_used} block (need 2 or more)")
         elif h.rel_half_width > v.target_ci:

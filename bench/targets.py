@@ -9,6 +9,7 @@
     python -m bench.targets back-to-back    # two default table1 runs: latency_ms agreement, VALID rows
     python -m bench.targets reproduce       # N invocations of the trio: CV of latency_ms and ratios,
                                             # and `check --against` of each run with the next
+    python -m bench.targets estimators A B  # offline: which reading of the samples reproduces A -> B
 
 Each prints its measurements and targets and, with --out DIR, writes them to DIR/<name>.txt
 beside the results files it made (DIR/<name>/...). Run alone on the machine: anything
@@ -496,12 +497,54 @@ def reproduce(args, log: Report) -> None:
     _quiet_steps(quiet, log, "runs")
 
 
+def estimators(args, log: Report) -> None:
+    """Offline, on two results files of the same models (e.g. back-to-back's run-0 and
+    run-1): how well each way of reading the same samples and probe readings reproduces
+    from one file to the other. Times nothing."""
+    from .measurement import from_row
+    from .store import read_rows
+
+    def per_row(path):
+        out = {}
+        for r in read_rows(path):
+            x, p = r.samples(), r.probe()
+            m = from_row(r.data, x, p)
+            normal = m.normal_blocks()
+            bs = [x[i:i + m.block_size] for i in range(0, x.size, m.block_size)]
+            fig = {"median (all samples)": float(np.median(x)), "mean (all samples)": float(np.mean(x)),
+                   "latency_ms (as stored)": _headline(r)}
+            if normal is not None and normal.sum() >= 4:
+                used = np.concatenate([b for b, ok in zip(bs, normal) if ok])
+                pu = p.mean(axis=1)[normal]
+                fig["median of normal blocks, uncorrected"] = float(np.median(used))
+                fig["median of per-block probe-corrected normal blocks"] = float(np.median(
+                    np.concatenate([b * m.reference.ms / q for b, ok, q in zip(bs, normal, p.mean(axis=1)) if ok])))
+                fig["p25 of normal blocks, probe-corrected"] = float(np.percentile(used, 25)
+                                                                     * m.reference.ms / np.median(pu))
+            out[r["model"]] = fig
+        return out
+
+    a, b = per_row(args.files[0]), per_row(args.files[1])
+    common = sorted(set(a) & set(b))
+    names = sorted({k for m in common for k in a[m]} & {k for m in common for k in b[m]})
+    log(f"{args.files[0]} vs {args.files[1]}: {len(common)} models; per estimator, models whose two "
+        "figures agree within 1% / 2% / 3%, and the 10th-90th percentile of the ratios")
+    for name in names:
+        ratios = np.array([b[m][name] / a[m][name] for m in common if name in a[m] and name in b[m]])
+        if ratios.size == 0:
+            continue
+        d = np.abs(ratios - 1)
+        lo, hi = np.percentile(ratios, [10, 90])
+        log(f"  {name:52s} {int((d <= 0.01).sum()):2d} / {int((d <= 0.02).sum()):2d} / {int((d <= 0.03).sum()):2d} "
+            f"of {ratios.size}   {lo:.3f}-{hi:.3f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     for name, fn in (("machine", machine), ("transient", transient), ("suite-vs-bare", suite_vs_bare),
                      ("repeatability", repeatability), ("busy", busy), ("default-run", default_run),
-                     ("back-to-back", back_to_back), ("reproduce", reproduce)):
+                     ("back-to-back", back_to_back), ("reproduce", reproduce), ("estimators", estimators)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--out", type=Path, help="folder for the report and the results files it made")
@@ -521,6 +564,7 @@ def main(argv=None) -> int:
     sub.choices["default-run"].add_argument("--skip-fixed", action="store_true")
     sub.choices["back-to-back"].add_argument("--suite", default="table1")
     sub.choices["reproduce"].add_argument("--runs", type=int, default=6)
+    sub.choices["estimators"].add_argument("files", nargs=2, type=Path, metavar="RESULTS.csv")
     sub.choices["reproduce"].add_argument("--time-budget", type=float, default=60.0)
     bare = sub.add_parser("_bare")
     bare.add_argument("--files", required=True)
@@ -532,7 +576,8 @@ def main(argv=None) -> int:
         _bare_child(args)
         return 0
     log = Report(args.what, args.out)
-    if args.what != "machine":
+    timed = args.what not in ("machine", "estimators")
+    if timed:
         log(machine_state().line)  # before and after: the evidence is only as good as the machine was quiet
     try:
         args.fn(args, log)
@@ -540,7 +585,7 @@ def main(argv=None) -> int:
         log(f"stopped early (exit {stop.code}): the lines above are all this measurement has")
         raise
     finally:
-        if args.what != "machine":
+        if timed:
             log(machine_state().line)
         log.save()
     return 0

@@ -273,8 +273,8 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
                                        f"(reference {1:.2f} vs {rc.ms / ra.ms:.2f})") if n)
         return
     for side, h in (("baseline", ha), ("current", hc)):
-        if h.slowed_share is not None and stat == "median" and not h.blocks_used:
-            v.note = "; ".join(n for n in (v.note, f"not comparable: the {side} row has no block at the "
+        if h.slowed_share is not None and stat == "median" and h.estimate != h.estimate:
+            v.note = "; ".join(n for n in (v.note, f"not comparable: the {side} row has too few blocks at the "
                                            f"machine's normal speed (host slowed for {h.slowed_share:.0%})")
                                if n)
             return
