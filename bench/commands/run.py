@@ -9,6 +9,11 @@ from pathlib import Path
 from ..errors import UsageError
 
 
+# More threads than this many times the logical cores is a typo, not a setting: 1000
+# threads on 2 cores ran a 2 ms model at ~10 s per iteration (load average 900).
+OVERSUBSCRIBED_LIMIT = 4
+
+
 def default_threads() -> tuple[int, str]:
     """The paper's 4 intra-op threads where the machine has 4 physical cores; else as
     many as it has (4 threads on 2 cores were 2.3-2.9x slower here, and unstable)."""
@@ -65,6 +70,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="results CSV to create (default: a new file under --results-dir)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
+    p.add_argument("--force-threads", action="store_true",
+                   help=f"time --threads above {OVERSUBSCRIBED_LIMIT}x the logical cores anyway (refused otherwise)")
     p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin")
     p.add_argument("--block", type=A.positive_int, default=50, help="iterations per round-robin block (default 50)")
     p.add_argument("--block-warmup", type=A.non_negative_int, default=2,
@@ -257,6 +264,18 @@ def _prepare(jobs, req, runner):
     return prepared
 
 
+def check_thread_count(req, runner, force: bool) -> None:
+    """Refuse (one line, before anything is built) a thread count no machine of this
+    size should run, unless forced."""
+    from ..env import logical_cores
+
+    cores = logical_cores()
+    if runner.device == "cpu" and max(req.threads) > OVERSUBSCRIBED_LIMIT * cores and not force:
+        raise UsageError(f"--threads {max(req.threads)} is more than {OVERSUBSCRIBED_LIMIT}x this machine's "
+                         f"{cores} logical cores: timing it would take hours and measure the scheduler; "
+                         "pass --force-threads to time it anyway")
+
+
 def _warn_oversubscribed(req, runner) -> None:
     from ..env import logical_cores
 
@@ -272,6 +291,7 @@ def run(args) -> int:
         if args.cluster and "device_id" in req.options:
             raise UsageError("--device-id does not apply to --cluster: Ray gives each task one GPU, "
                              "its only visible device; pick machines with --on")
+        check_thread_count(req, runner, getattr(args, "force_threads", False) or bool(args.cluster))
         if not jobs and args.resume:
             print(f"{out}: every row is already complete; nothing to do")
             return 0
