@@ -28,7 +28,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a CI timeout) cleans up exactly as Ctrl-C does
+
+
+def handle_signals() -> None:
+    """The one place signals are handled: SIGTERM becomes Ctrl-C (KeyboardInterrupt),
+    so every `finally` and cleanup that Ctrl-C runs runs for it too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, _terminate)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    previous = handle_signals()
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

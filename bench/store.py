@@ -38,8 +38,8 @@ from typing import Mapping
 
 import numpy as np
 
-from models.fsio import (atomic_target, atomic_write, describe_os_error, ensure_writable_dir, fsync_dir,
-                         probe_writable)
+from models.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
+                         ensure_writable_dir, fsync_dir)
 
 from .errors import ModbenchError
 from .vocab import UnknownDevice, device
@@ -96,6 +96,10 @@ TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "
                 "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))
 SAMPLES_KEY = "samples_ms"
 _ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@-]{1,200}")
+
+
+def valid_row_id(text: str) -> bool:
+    return bool(_ROW_ID.fullmatch(str(text)))
 
 
 class ResultsError(ModbenchError):
@@ -444,14 +448,12 @@ def check_new_path(path: Path) -> None:
     path = Path(path)
     if path.suffix != ".csv":
         raise ResultsError(f"output {path} must end in .csv")
-    if path.is_dir():
-        raise ResultsError(f"output {path} is a folder")
-    if path.exists():
+    if path.exists() and not path.is_dir():
         raise ResultsError(f"{path} already exists; results are never overwritten (use --resume to finish it)")
     if samples_dir(path).exists() and not samples_dir(path).is_dir():
         raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
     try:
-        probe_writable(path, "results file")
+        check_new_output(path, "results file")
     except ModbenchError as exc:
         raise ResultsError(str(exc)) from None
 

@@ -116,10 +116,11 @@ def run(args) -> int:
         comp = compare_runs(base_csv, args.current, s)
 
     # Outputs first: a file that cannot be written is exit 2, never a printed verdict + exit 1.
+    from models.fsio import write_new
     if args.markdown:
-        report.write_atomic(args.markdown, report.markdown(comp))
+        write_new(Path(args.markdown), report.markdown(comp), "--markdown file")
     if args.junit:
-        report.write_atomic(args.junit, report.junit(comp))
+        write_new(Path(args.junit), report.junit(comp), "--junit file")
     print(report.text(comp))
     return comp.exit_code(args.strict)
 
@@ -127,13 +128,15 @@ def run(args) -> int:
 def _probe_outputs(args) -> None:
     """Prove --markdown/--junit/--out can be written before judging anything (exit 1 is
     for a regression only, so a bad output must fail first, with exit 2)."""
-    from models.fsio import probe_writable
+    from models.fsio import check_new_output, same_file
 
     from ..errors import UsageError
 
-    for opt, f in (("--markdown", args.markdown), ("--junit", args.junit), ("--out", args.out)):
-        if not f:
-            continue
-        if Path(f).is_dir():
-            raise UsageError(f"{opt} {f} is a folder; give a file name")
-        probe_writable(Path(f), f"{opt} file")
+    inputs = [args.current, args.against]
+    outs = [(opt, f) for opt, f in (("--markdown", args.markdown), ("--junit", args.junit),
+                                    ("--out", args.out)) if f]
+    for i, (opt, f) in enumerate(outs):
+        check_new_output(Path(f), f"{opt} file", inputs=inputs)
+        for opt2, f2 in outs[:i]:
+            if Path(f).resolve() == Path(f2).resolve():
+                raise UsageError(f"{opt} and {opt2} both name {f}; give each output its own file")

@@ -34,7 +34,7 @@ def run(args) -> int:
     from exporters import EXPORTERS
     from models import parse_model_args
 
-    from models.fsio import atomic_dir, probe_writable
+    from models.fsio import atomic_dir, check_new_output
 
     from ..errors import UsageError
     from ..pipeline import RunRequest, plan, prepare
@@ -57,10 +57,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else None
     jobs = plan(req)
     if out is not None:
-        clash = [out / f"{j.model}.mlpackage" for j in jobs if (out / f"{j.model}.mlpackage").exists()]
-        if clash:
-            raise UsageError(f"{clash[0]} already exists; exports are never overwritten")
-        probe_writable(out / "x.mlpackage", "--out folder")
+        for j in jobs:
+            check_new_output(out / f"{j.model}.mlpackage", "export", folder=True)
     for job in jobs:
         p = prepare(job, req, args.format, options)
         meta = p.artifact.meta
