@@ -98,6 +98,13 @@ SAMPLES_KEY = "samples_ms"
 _ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@-]{1,200}")
 
 
+def file_itself(path: Path) -> Path:
+    """A results file named by a symlink is the file it points to: its samples folder
+    and request sit beside the real file, and its lock is the real file's."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def valid_row_id(text: str) -> bool:
     return bool(_ROW_ID.fullmatch(str(text)))
 
@@ -266,7 +273,7 @@ class ResultsWriter:
         """Lock an existing file for appending; repair a torn last line.
 
         Returns (writer, the run's request, the validated rows already there)."""
-        path = Path(path)
+        path = file_itself(path)
         if not path.is_file():
             raise ResultsError(f"results file {path} does not exist")
         lock = cls._acquire(path)
@@ -469,7 +476,7 @@ def read_results(path: Path, check_samples: bool = True):
     out: only complete rows are results."""
     import pandas as pd
 
-    path = Path(path)
+    path = file_itself(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist")
     try:

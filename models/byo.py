@@ -270,8 +270,8 @@ def check_onnx_shape(entry: ModelEntry, batch: int | None, resolution: int | Non
     change, or a dynamic one not given (None)."""
     _, dims = onnx_input(load_onnx(entry.onnx_path))
     for label, flag, dim, asked in (("batch", "--batch", dims[0], batch),
-                                    ("height", "--resolution", dims[2], resolution),
-                                    ("width", "--resolution", dims[3], resolution)):
+                                    ("image size", "--resolution", dims[2], resolution),
+                                    ("image width", "--resolution", dims[3], resolution)):
         if not isinstance(dim, int) and asked is None:
             raise ModelError(f"{entry.name}: the ONNX input's {label} is dynamic ({dim or '?'}); give {flag}")
         if isinstance(dim, int) and asked is not None and asked != dim:
@@ -399,4 +399,8 @@ def _ort_reason(exc: BaseException) -> str:
     """ORT's messages carry a '[ONNXRuntimeError] : 10 : INVALID_GRAPH : ' prefix and
     several lines; the last part of the first line says what is wrong."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)[:240]
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"^Load model from .*? failed:", "", text)
+    # Drop ORT's source location and C++ signature ("/src/model.cc:256 ns::Fn(args) ").
+    text = re.sub(r"^/\S+:\d+ \S+?\(.*?\) ", "", text)
+    return text.strip()[:240]
