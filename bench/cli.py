@@ -64,6 +64,12 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("bench.py: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `bench.py list | head`: the reader has what it wanted; not an error. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MemoryError:
         print("bench.py: error: out of memory (a smaller --batch or --resolution?)", file=sys.stderr)
         return EXIT_USAGE

@@ -133,12 +133,21 @@ def plan(req: RunRequest) -> list[Job]:
         raise PlanError("--warmup and --block-warmup must be >= 0 and --block >= 1")
     if any(r is not None and r < 32 for r in req.resolutions):
         raise PlanError(f"--resolution must be at least 32, not {min(r for r in req.resolutions if r)}")
+    if req.auto and req.min_iters > req.iters:
+        raise PlanError(f"--min-iters {req.min_iters} is more than --max-iters {req.iters}")
     if req.checkpoint and len(set(req.models)) > 1:
         raise PlanError("--checkpoint applies to one model; name exactly one")
     jobs, seen = [], set()
     # One target: every job goes there, and row ids stay those of a local run.
     # Several: every job once per target.
     targets = list(req.on) if len(req.on) > 1 else [None]
+    if len(req.models) > 1:
+        # A variant no model has is a typo (one model with a variant refuses it below).
+        entries = [resolve_entry(spec, req) for spec in req.models]
+        for v in req.variants:
+            if v is not None and not any(v in e.variants for e in entries):
+                known = sorted({x for e in entries for x in e.variants})
+                raise PlanError(f"no model of this run has a variant {v!r}; they have {', '.join(known)}")
     for spec in req.models:
         entry = resolve_entry(spec, req)
         name = entry.name
@@ -250,11 +259,20 @@ def _prepare_module(job: Job, req: RunRequest, entry: ModelEntry, artifact_forma
         if user:
             _check_forward(job, module)
         macs = count_macs(module, job.resolution, batch=1)
+    except MemoryError:
+        raise PlanError(f"model {job.model} ran out of memory at batch {job.batch}, resolution "
+                        f"{job.resolution}; use a smaller --batch or --resolution") from None
     except (RuntimeError, AssertionError, ValueError) as exc:
         if getattr(exc, "__module__", "").startswith("models"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlanError(f"model {job.model} cannot take resolution {job.resolution}: {first[:200]}") from None
+        if "out of memory" in first.lower() or "can't allocate memory" in first.lower():
+            raise PlanError(f"model {job.model} ran out of memory at batch {job.batch}, resolution "
+                            f"{job.resolution}; use a smaller --batch or --resolution") from None
+        if isinstance(exc, (AssertionError, ValueError)) or "size" in first.lower() or "shape" in first.lower():
+            raise PlanError(f"model {job.model} cannot take resolution {job.resolution}: {first[:200]}") from None
+        raise PlanError(f"model {job.model} failed on a {job.batch}x3x{job.resolution}x{job.resolution} "
+                        f"input: {type(exc).__name__}: {first[:200]}") from None
     p = entry.paper
     cols = {
         "params_m": count_params(module) / 1e6, "macs_g": macs / 1e9, "top1": p.top1,
@@ -281,14 +299,14 @@ def prepare_onnx_file(job: Job, entry: ModelEntry, artifact_format: str) -> Prep
     """A user's ONNX file is the artifact: no build, no export (so no parity gate),
     params counted from its initializers, MACs not counted, its SHA-256 recorded."""
     from exporters import ExportedModel
-    from models.byo import load_onnx, onnx_input, onnx_input_dtype, onnx_param_count
+    from models.byo import load_onnx, onnx_file_digest, onnx_input, onnx_input_dtype, onnx_param_count
 
     if artifact_format != "onnx":
         raise PlanError(f"{entry.name} is an ONNX file; the {job.runtime} runtime needs a PyTorch model")
     proto = load_onnx(entry.onnx_path)
     input_name, _ = onnx_input(proto)
     dtype = onnx_input_dtype(proto)
-    sha = sha256_file(Path(entry.onnx_path))
+    sha = onnx_file_digest(entry.onnx_path)  # with its external weights, if any
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     art = ExportedModel(Path(entry.onnx_path), "onnx", input_name,
                         (job.batch, 3, job.resolution, job.resolution),

@@ -40,7 +40,14 @@ class CacheError(ModbenchError):
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get(ENV) or Path.home() / ".cache" / "modbench")
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    # Path.home() of an empty HOME is "/", which would put the cache in /.cache.
+    home = os.environ.get("HOME", "").strip()
+    if not home or Path(home) == Path("/"):
+        raise CacheError(f"HOME is empty or '/', so there is no user cache folder: set {ENV} "
+                         "to the folder the export cache should use")
+    return Path(home) / ".cache" / "modbench"
 
 
 def usable_cache_dir(root: Path | None = None) -> Path:

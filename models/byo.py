@@ -77,7 +77,11 @@ def parse_top1(items: list[str] | None) -> dict[str, float]:
         path = Path(item)
         if not path.is_file():
             raise ModelError(f"--top1 takes NAME=ACCURACY or a TSV file; {item!r} is neither")
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        try:  # utf-8-sig: a spreadsheet's export starts with a byte-order mark
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise ModelError(f"--top1 {item}: not a text file (a TSV of NAME<TAB>TOP1 lines)") from None
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
         for i, row in enumerate(csv.reader(lines, delimiter="\t"), 1):
             if i == 1 and [c.strip().lower() for c in row[:2]] == ["name", "top1"]:
                 continue
@@ -279,12 +283,10 @@ def check_onnx_shape(entry: ModelEntry, batch: int | None, resolution: int | Non
 
 
 def _onnx_entry(spec: str) -> ModelEntry:
-    from exporters.cache import sha256_file
-
     path = Path(spec).expanduser().resolve()
     model = load_onnx(path)
     _, dims = onnx_input(model)
-    sha = sha256_file(path)
+    sha = onnx_file_digest(path)
     res = dims[2] if isinstance(dims[2], int) else DEFAULT_RESOLUTION
     return ModelEntry(name=path.name, family="onnx", builder=None, onnx_path=str(path),
                       paper=_facts(path.name, f"ONNX file {path}", res),
@@ -404,3 +406,33 @@ def _ort_reason(exc: BaseException) -> str:
     # Drop ORT's source location and C++ signature ("/src/model.cc:256 ns::Fn(args) ").
     text = re.sub(r"^/\S+:\d+ \S+?\(.*?\) ", "", text)
     return text.strip()[:240]
+
+
+def onnx_file_digest(path: str | Path) -> str:
+    """SHA-256 of an ONNX file with its weights: a file saved with external data keeps
+    them in other files, which are hashed too (by name and content, in order)."""
+    import onnx
+
+    path = Path(path)
+
+    def file_sha(p: Path) -> str:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    main = file_sha(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return main  # load_onnx says what is wrong with it
+    names = sorted({e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                    for e in t.external_data if e.key == "location"})
+    if not names:
+        return main
+    h = hashlib.sha256(main.encode())
+    for name in names:
+        f = path.parent / name
+        h.update(name.encode() + b"\0" + (file_sha(f) if f.is_file() else "missing").encode())
+    return h.hexdigest()

@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (pull-request comment)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     p.add_argument("--boot", type=A.positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=A.non_negative_int, default=0, help="bootstrap seed (default 0)")
     ab = p.add_argument_group("interleaved mode (time the baseline's ONNX files and the current code alternately)")
     ab.add_argument("--interleaved", action="store_true",
                     help="time now, against the ONNX files saved with --baseline NAME")

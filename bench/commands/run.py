@@ -204,6 +204,16 @@ def _default_out(args, req) -> Path:
     return out
 
 
+# Settings stored in a run's request: --resume takes them from there, never from the
+# command line (a different --iters would silently not apply).
+_REQUEST_FLAGS = (("--iters", "iters", "auto"), ("--threads", "threads", None), ("--runtime", "runtime", "ort-cpu"),
+                  ("--batch", "batch", None), ("--resolution", "resolution", None), ("--variant", "variant", None),
+                  ("--warmup", "warmup", 50), ("--block", "block", 50), ("--min-iters", "min_iters", 300),
+                  ("--max-iters", "max_iters", 4000), ("--target-ci", "target_ci", 0.01),
+                  ("--checkpoint", "checkpoint", None), ("--model-arg", "model_arg", None),
+                  ("--exporter", "exporter", "torchscript"), ("--opset", "opset", None))
+
+
 def _open_results(args):
     """(writer or None, request, jobs still to time, results path) for a new run or a
     --resume. Everything that can fail on bad input happens before a file is created;
@@ -216,6 +226,11 @@ def _open_results(args):
     if args.resume:
         if args.models or args.suite or args.out or args.on is not None:
             raise UsageError("--resume takes the run's own request; do not name models, a suite, --on or --out")
+        given = [flag for flag, attr, default in _REQUEST_FLAGS if getattr(args, attr, default) != default]
+        if given:
+            raise UsageError(f"--resume finishes the run as it was asked (its request is stored beside it); "
+                             f"{', '.join(given)} would not apply: drop {'it' if len(given) == 1 else 'them'}, "
+                             "or start a new run")
         writer, config, done = ResultsWriter.resume(Path(args.resume))
         try:
             req = RunRequest.from_json(config)
