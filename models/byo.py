@@ -404,7 +404,13 @@ def _ort_reason(exc: BaseException) -> str:
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     text = re.sub(r"^Load model from .*? failed:", "", text)
     # Drop ORT's source location and C++ signature ("/src/model.cc:256 ns::Fn(args) ").
-    text = re.sub(r"^/\S+:\d+ \S+?\(.*?\) ", "", text)
+    loc = re.match(r"^/\S+:\d+ [^(]*\(", text)
+    if loc:
+        depth, i = 1, loc.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        text = text[i:]
     return text.strip()[:240]
 
 
