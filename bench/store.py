@@ -484,9 +484,6 @@ def read_results(path: Path, check_samples: bool = True):
     except OSError as exc:
         raise ResultsError(f"cannot read {path}: {describe_os_error(exc)}") from None
     raw, torn = _split_tail(path, raw)
-    if torn:
-        import sys
-        print(_torn_note(path), file=sys.stderr)
     try:
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -526,6 +523,9 @@ def read_results(path: Path, check_samples: bool = True):
                 raise ResultsError(f"{path}: samples file {rec['samples_file']} of row {rec['row_id']} is missing")
     df.attrs["path"] = str(path)
     df.attrs["torn_tail"] = torn
+    if torn:  # said once the rest is known good (a file refused anyway gets its one line)
+        import sys
+        print(_torn_note(path), file=sys.stderr)
     return df
 
 

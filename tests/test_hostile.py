@@ -217,9 +217,19 @@ def test_the_one_output_rule(tmp_path):
 # --- a model a user brings is probed before anything is planned ----------------------------
 
 def _onnx_file(path: Path, elem: int = 1, domain: str = "", ir: int | None = None,
-               dims=(1, 3, 32, 32)) -> Path:
+               dims=(1, 3, 32, 32), fails_when_run: bool = False) -> Path:
     import onnx
     from onnx import TensorProto, helper
+
+    if fails_when_run:  # loads, then gathers channel 10 of 3
+        nodes = [helper.make_node("Constant", [], ["i"], value=helper.make_tensor("i", TensorProto.INT64, [1], [10])),
+                 helper.make_node("Gather", ["x", "i"], ["y"], axis=1)]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, list(dims))],
+                                  [helper.make_tensor_value_info("y", 1, [1, 1, 32, 32])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, str(path))
+        return path
 
     nodes = []
     src = "x"
@@ -251,12 +261,15 @@ def test_an_onnx_file_is_fed_its_own_input_type(tmp_path, capsys, elem):
     ("custom-op", "cannot load it"),
     ("ir-version", "cannot load it"),
     ("width", "fixes image width at 48"),
+    ("run-time", "cannot run it on a 1x3x32x32 float32 input"),
 ])
 def test_an_onnx_file_the_runtime_refuses_is_one_line_before_anything_is_written(tmp_path, capsys, kind, says):
     if kind == "custom-op":
         f = _onnx_file(tmp_path / "m.onnx", domain="com.example")
     elif kind == "ir-version":
         f = _onnx_file(tmp_path / "m.onnx", ir=14)  # what onnx 1.23 writes; ORT 1.31 reads up to 13
+    elif kind == "run-time":
+        f = _onnx_file(tmp_path / "m.onnx", fails_when_run=True)
     else:
         f = _onnx_file(tmp_path / "m.onnx", dims=(1, 3, "h", 48))
     out = tmp_path / "out" / "r.csv"
@@ -412,3 +425,66 @@ def test_absurd_thread_counts_are_refused_unless_forced(tmp_path, capsys):
     assert main(["run", "mobilenetv2_100", "--out", str(out), "--threads", str(4 * cores + 1)]) == 2
     line = _one_line_error(capsys.readouterr().err)
     assert "--force-threads" in line and f"{cores} logical cores" in line and not out.exists()
+
+
+# --- the lower list -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,says", [
+    (["run", "mobilenetv2_100", "--min-iters", "100", "--max-iters", "40"], "more than --max-iters"),
+    (["run", "mobilenetv2_100", "efficientmod_xxs", "--variant", "reshap"], "no model of this run has a variant"),
+])
+def test_settings_that_cannot_be_run_are_refused(tmp_path, capsys, argv, says):
+    assert main([*argv, "--out", str(tmp_path / "r.csv")]) == 2
+    assert says in _one_line_error(capsys.readouterr().err)
+
+
+def test_resume_refuses_settings_it_would_ignore_and_says_what_changed(tmp_path, capsys):
+    out = _written(tmp_path / "r.csv", 1)
+    assert main(["run", "--resume", str(out), "--iters", "500", "--threads", "3"]) == 2
+    assert "--iters, --threads would not apply" in _one_line_error(capsys.readouterr().err)
+    from bench.commands.run import software_changes
+    df = read_results(out).assign(git_commit="0123abc", onnxruntime_version="0.1", onnxruntime_gpu_version="0.1")
+    notes = software_changes(df)  # whichever ONNX Runtime distribution is installed here
+    assert any("commit 0123abc" in n for n in notes) and any("onnxruntime" in n and " 0.1;" in n for n in notes)
+
+
+def test_list_into_a_closed_pipe_is_not_an_error():
+    r = subprocess.run(f"{sys.executable} {REPO / 'bench.py'} list --no-count | head -1", shell=True,
+                       cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.stdout.strip() and "Broken pipe" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_empty_home_is_not_the_root_cache(monkeypatch):
+    from exporters.cache import CacheError, default_cache_dir
+
+    monkeypatch.delenv("MODBENCH_CACHE", raising=False)
+    monkeypatch.setenv("HOME", "")
+    with pytest.raises(CacheError, match="MODBENCH_CACHE"):
+        default_cache_dir()
+
+
+def test_a_model_name_is_never_a_live_formula_in_a_table_csv():
+    from bench.report.tables import _inert
+
+    assert _inert("=1+1.onnx") == "'=1+1.onnx" and _inert("@x") == "'@x"
+    assert _inert("-0.5") == "-0.5" and _inert("-") == "-" and _inert("mobilenetv2_100") == "mobilenetv2_100"
+
+
+def test_an_onnx_file_with_external_data_is_hashed_with_its_weights(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from models.byo import onnx_file_digest
+
+    w = numpy_helper.from_array(np.ones((3, 3), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 3])], [w])
+    m = helper.make_model(g)
+    onnx.save(m, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.data", size_threshold=0)
+    before = onnx_file_digest(tmp_path / "m.onnx")
+    data = bytearray((tmp_path / "m.data").read_bytes())
+    data[0] ^= 1
+    (tmp_path / "m.data").write_bytes(bytes(data))
+    assert onnx_file_digest(tmp_path / "m.onnx") != before

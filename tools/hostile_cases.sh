@@ -69,6 +69,13 @@ def save(name, elem=1, dims=(1, 3, 64, 64), ir=8, opset=17, op="ReduceMean", dom
 save("int64.onnx", TensorProto.INT64); save("float16.onnx", TensorProto.FLOAT16)
 save("ir14.onnx", ir=14); save("opset27.onnx", opset=27, ir=13)
 save("custom.onnx", op="FancyOp", domain="com.example"); save("fails.onnx", op="Reshape")
+# Loads, then fails when run: a Gather of channel 10 of 3.
+n = [helper.make_node("Constant", [], ["i"], value=helper.make_tensor("i", TensorProto.INT64, [1], [10])),
+     helper.make_node("Gather", ["x", "i"], ["y"], axis=1)]
+g = helper.make_graph(n, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 64, 64])],
+                      [helper.make_tensor_value_info("y", 1, [1, 1, 64, 64])])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]); m.ir_version = 8
+onnx.save(m, "runfails.onnx")
 save("dynh.onnx", dims=(1, 3, "h", 48)); save("my model.onnx"); save("café.onnx"); save("ok.onnx")
 save("=1+1.onnx")
 torch.save({"c.weight": "text"}, "bad_ckpt.pt")
@@ -108,13 +115,13 @@ sum=$(md5sum < out/c3.csv)
 say 4 "rc=$r,$r2: $(last l4) | unchanged: $([ "$sum" = "$(md5sum < out/c3.csv)" ] && echo yes || echo NO)"
 
 # 5: ONNX files
-for f in int64 float16 ir14 opset27 custom fails; do
+for f in int64 float16 ir14 opset27 custom fails runfails; do
   "${B[@]}" run $f.onnx --out out/c5-$f.csv "${F[@]}" > l5 2>&1; r=$?
   say 5 "$f.onnx rc=$r: $(last l5)"
 done
 "${B[@]}" run dynh.onnx --resolution 64 --out out/c5-dynh.csv "${F[@]}" > l5 2>&1; r=$?
 say 5 "dynh.onnx --resolution 64 rc=$r: $(last l5)"
-say 5 "lock or other files left by the refused ones: $(ls -A out | grep -c 'c5-\(ir14\|opset27\|custom\|fails\|dynh\)' )"
+say 5 "lock or other files left by the refused ones: $(ls -A out | grep -c 'c5-\(ir14\|opset27\|custom\|fails\|runfails\|dynh\)' )"
 
 # 6: outputs and exceptions from user code
 for fn in tuple_out dict_out index_error; do

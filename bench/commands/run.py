@@ -238,6 +238,9 @@ def _open_results(args):
                 raise UsageError(f"{writer.path} is a fleet run on {','.join(req.on)}; finish it with "
                                  f"--resume {writer.path} --cluster ADDRESS")
             jobs = [j for j in plan(req) if j.row_id not in set(done["row_id"])]
+            if jobs:
+                for line in software_changes(done):
+                    print(line, file=sys.stderr)
         except BaseException:
             writer.close()
             raise
@@ -246,6 +249,23 @@ def _open_results(args):
     out = Path(args.out) if args.out else _default_out(args, req)
     check_new_path(out)  # proves the folder writable by writing, without creating anything
     return None, req, plan(req), out
+
+
+def software_changes(done) -> list[str]:
+    """Notes for a --resume whose new rows will come from other code or libraries
+    than the rows already there (each row records its own; this says it once)."""
+    from ..env import machine_env
+
+    env, notes = machine_env(), []
+    for col, what in (("git_commit", "commit"), ("onnxruntime_version", "onnxruntime"),
+                      ("onnxruntime_gpu_version", "onnxruntime-gpu"), ("torch_version", "torch")):
+        if col not in done or not env.get(col):
+            continue
+        before = sorted({str(v) for v in done[col].dropna()} - {""})
+        if before and before != [str(env[col])]:
+            notes.append(f"note: the rows already in the file were made with {what} {', '.join(before)}; "
+                         f"the new ones will be made with {env[col]} (each row records its own)")
+    return notes
 
 
 def _runner_for(req, here: bool):
