@@ -133,23 +133,20 @@ def plan(req: RunRequest) -> list[Job]:
         raise PlanError("--warmup and --block-warmup must be >= 0 and --block >= 1")
     if any(r is not None and r < 32 for r in req.resolutions):
         raise PlanError(f"--resolution must be at least 32, not {min(r for r in req.resolutions if r)}")
-    if req.auto and req.min_iters > req.iters:
-        raise PlanError(f"--min-iters {req.min_iters} is more than --max-iters {req.iters}")
     if req.checkpoint and len(set(req.models)) > 1:
         raise PlanError("--checkpoint applies to one model; name exactly one")
     jobs, seen = [], set()
     # One target: every job goes there, and row ids stay those of a local run.
     # Several: every job once per target.
     targets = list(req.on) if len(req.on) > 1 else [None]
+    entries = [resolve_entry(spec, req) for spec in req.models]
     if len(req.models) > 1:
         # A variant no model has is a typo (one model with a variant refuses it below).
-        entries = [resolve_entry(spec, req) for spec in req.models]
         for v in req.variants:
             if v is not None and not any(v in e.variants for e in entries):
                 known = sorted({x for e in entries for x in e.variants})
                 raise PlanError(f"no model of this run has a variant {v!r}; they have {', '.join(known)}")
-    for spec in req.models:
-        entry = resolve_entry(spec, req)
+    for spec, entry in zip(req.models, entries):
         name = entry.name
         if not entry.available:
             raise PlanError(f"model {name} is not available yet: {entry.unavailable_reason}")

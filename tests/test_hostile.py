@@ -488,3 +488,9 @@ def test_an_onnx_file_with_external_data_is_hashed_with_its_weights(tmp_path):
     data[0] ^= 1
     (tmp_path / "m.data").write_bytes(bytes(data))
     assert onnx_file_digest(tmp_path / "m.onnx") != before
+
+
+def test_an_interleaved_check_without_blocks_to_spread_is_refused(tmp_path, capsys):
+    assert main(["check", "--interleaved", "--baseline", "x", "--baseline-dir", str(tmp_path),
+                 "--iters", "1"]) == 2
+    assert "paired block(s); an interval needs at least 3" in _one_line_error(capsys.readouterr().err)

@@ -16,6 +16,9 @@ def _assign(text: str) -> tuple[str, str]:
     return a.strip(), b.strip()
 
 
+MIN_AB_BLOCKS = 3
+
+
 def add_parser(sub) -> None:
     from . import _args as A
 
@@ -89,6 +92,12 @@ def run(args) -> int:
             raise UsageError("--interleaved times now against --baseline NAME; do not name CURRENT.csv")
         if args.reference:
             raise UsageError("--reference is not needed with --interleaved: the baseline is its own reference")
+        blocks = args.iters // args.block
+        if blocks < MIN_AB_BLOCKS:
+            # One block has no spread: its interval has zero width and calls anything "unchanged".
+            raise UsageError(f"--interleaved --iters {args.iters} with --block {args.block} is {blocks} paired "
+                             f"block(s); an interval needs at least {MIN_AB_BLOCKS} (e.g. --iters "
+                             f"{MIN_AB_BLOCKS * args.block})")
         from ..env import fingerprint, machine_env
         from ..runners import get_runner
         fp = fingerprint(dict(machine_env(), device_name=machine_env()["cpu_name"]))

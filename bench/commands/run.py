@@ -126,6 +126,8 @@ def _request(args):
     variants = [v.strip() for v in args.variant.split(",")] if args.variant else [None]
     kw = {}
     if args.iters == "auto":
+        if args.min_iters > args.max_iters:
+            raise UsageError(f"--min-iters {args.min_iters} is more than --max-iters {args.max_iters}")
         kw.update(auto=True, iters=args.max_iters)
     else:
         kw.update(auto=False, iters=args.iters)
