@@ -156,17 +156,18 @@ def _pid_alive(pid: int) -> bool:
 
 
 def sweep_partial_dirs(path: Path) -> list[Path]:
-    """Remove half-built folders of `path` (atomic_dir's hidden siblings) whose
-    process is gone: a kill -9 cannot run the cleanup, so the next writer does it."""
+    """Remove half-built folders beside `path` (atomic_dir's hidden `.NAME.PID.partial.*`
+    folders) whose process is gone: a kill -9 cannot run the cleanup, so the next
+    writer of a folder there does it."""
     import shutil
 
     removed = []
-    try:
-        siblings = list(Path(path).parent.glob(f".{Path(path).name}.*{PARTIAL}*"))
+    try:  # any output's half folder in this parent, not only this name's
+        siblings = list(Path(path).parent.glob(f".*{PARTIAL}*"))
     except OSError:
         return removed
     for d in siblings:
-        pid = d.name[len(Path(path).name) + 2:].split(PARTIAL)[0]
+        pid = d.name.split(PARTIAL)[0].rsplit(".", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and d.is_dir():
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)

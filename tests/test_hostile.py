@@ -389,7 +389,7 @@ def test_a_run_killed_before_its_first_row_leaves_nothing(tmp_path, sig):
 def test_a_half_built_report_folder_of_a_dead_process_is_swept(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    half = tmp_path / f".report.{dead.pid}.partial.abc"
+    half = tmp_path / f".other-report.{dead.pid}.partial.abc"  # another name's, too
     half.mkdir()
     (half / "README.md").write_text("half")
     mine = tmp_path / f".report.{os.getpid()}.partial.def"

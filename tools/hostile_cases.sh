@@ -160,6 +160,11 @@ done
 "${B[@]}" report out/c3.csv --out rep > l9 2>&1 & p=$!
 sleep 4; kill -TERM $p; wait $p; r=$?
 say 9 "report SIGTERM rc=$r: $(last l9) | hidden half folders: $(ls -A | grep -c '^\.rep\.')"
+"${B[@]}" report out/c3.csv --out rep2 > l9 2>&1 & p=$!
+sleep 4; kill -KILL $p; wait $p 2>/dev/null; r=$?
+n1=$(ls -A | grep -c '^\.rep2\.')
+"${B[@]}" report out/c3.csv --out rep3 --no-plots > l9 2>&1; r2=$?
+say 9 "report kill -9 rc=$r: half folders left: $n1; the next report (rc=$r2) swept them: $(ls -A | grep -c '^\.rep2\.') left"
 
 # 10: two baseline saves of one name at once, 6 tries
 wins=""
