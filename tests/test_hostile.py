@@ -494,3 +494,15 @@ def test_an_interleaved_check_without_blocks_to_spread_is_refused(tmp_path, caps
     assert main(["check", "--interleaved", "--baseline", "x", "--baseline-dir", str(tmp_path),
                  "--iters", "1"]) == 2
     assert "paired block(s); an interval needs at least 3" in _one_line_error(capsys.readouterr().err)
+
+
+def test_top1_files_with_a_byte_order_mark_read_and_binary_ones_are_one_line(tmp_path):
+    from models.byo import parse_top1
+    from models.registry import ModelError
+
+    tsv = tmp_path / "top1.tsv"
+    tsv.write_bytes("\ufeffname\ttop1\nmine.onnx\t71.5\n".encode())
+    assert parse_top1([str(tsv)]) == {"mine.onnx": 71.5}
+    (tmp_path / "top1.bin").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ModelError, match="not a text file"):
+        parse_top1([str(tmp_path / "top1.bin")])
