@@ -28,7 +28,33 @@ def build_parser(prog: str = "bench.py") -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a CI timeout) cleans up exactly as Ctrl-C does
+
+
+def handle_signals() -> None:
+    """The one place signals are handled: SIGTERM becomes Ctrl-C (KeyboardInterrupt),
+    so every `finally` and cleanup that Ctrl-C runs runs for it too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, _terminate)
+    return None
+
+
 def main(argv: list[str] | None = None, prog: str = "bench.py") -> int:
+    import signal
+
+    previous = handle_signals()
+    try:
+        return _main(argv, prog)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     try:
         args = build_parser(prog).parse_args(argv)
         return int(args.func(args) or 0)
@@ -38,6 +64,12 @@ def main(argv: list[str] | None = None, prog: str = "bench.py") -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `bench.py list | head`: the reader has what it wanted; not an error. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MemoryError:
         print(f"{prog}: error: out of memory (a smaller --batch or --resolution?)", file=sys.stderr)
         return EXIT_USAGE

@@ -140,8 +140,14 @@ def plan(req: RunRequest) -> list[Job]:
     # One target: every job goes there, and row ids stay those of a local run.
     # Several: every job once per target.
     targets = list(req.on) if len(req.on) > 1 else [None]
-    for spec in req.models:
-        entry = resolve_entry(spec, req)
+    entries = [resolve_entry(spec, req) for spec in req.models]
+    if len(req.models) > 1:
+        # A variant no model has is a typo (one model with a variant refuses it below).
+        for v in req.variants:
+            if v is not None and not any(v in e.variants for e in entries):
+                known = sorted({x for e in entries for x in e.variants})
+                raise PlanError(f"no model of this run has a variant {v!r}; they have {', '.join(known)}")
+    for spec, entry in zip(req.models, entries):
         name = entry.name
         if not entry.available:
             raise PlanError(f"model {name} is not available yet: {entry.unavailable_reason}")
@@ -153,10 +159,23 @@ def plan(req: RunRequest) -> list[Job]:
                 check_onnx_job(entry, batch, res, req)
             job = Job(name, entry.resolve_variant(variant), req.runtime, threads, batch,
                       res or entry.default_resolution, req.checkpoint, target)
+            check_row_id(job, spec)
             if job.row_id not in seen:
                 seen.add(job.row_id)
                 jobs.append(job)
     return jobs
+
+
+def check_row_id(job: Job, spec: str) -> None:
+    """A row id names a samples file: a name that cannot be one is refused when the
+    run is planned, not after the model was timed."""
+    from .store import valid_row_id
+
+    if not valid_row_id(job.row_id):
+        bad = sorted({c for c in job.model if not valid_row_id(c)})
+        raise PlanError(f"{spec}: the model name {job.model!r} cannot name a results row (it contains "
+                        f"{' '.join(repr(c) for c in bad) or 'too many characters'}; letters, digits and "
+                        "_ . + : = @ - only); rename the file or function")
 
 
 def resolve_entry(spec: str, req: RunRequest) -> ModelEntry:
@@ -165,13 +184,15 @@ def resolve_entry(spec: str, req: RunRequest) -> ModelEntry:
 
 
 def check_onnx_job(entry: ModelEntry, batch: int, res: int | None, req: RunRequest) -> None:
-    """An ONNX file runs as it is: its fixed dims must be the ones asked for."""
-    from models.byo import check_onnx_shape
+    """An ONNX file runs as it is: its fixed dims must be the ones asked for, and it
+    must load and run once in ONNX Runtime on the planned input."""
+    from models.byo import check_onnx_shape, probe_onnx
 
     if req.checkpoint:
         raise PlanError(f"{entry.name} is an ONNX file and carries its own weights; --checkpoint does not apply")
     try:
         check_onnx_shape(entry, batch, res)
+        probe_onnx(entry, batch, res or entry.default_resolution)
     except ModelError as exc:
         raise PlanError(str(exc)) from None
 
@@ -195,19 +216,61 @@ def prepare(job: Job, req: RunRequest, artifact_format: str,
     takes its settings from the request when none are given."""
     import torch
 
+    from models.byo import is_user_entry, user_code
+
     entry = get_entry(job.model)
     if entry.onnx_path is not None:
         return prepare_onnx_file(job, entry, artifact_format)
+    if is_user_entry(entry):
+        # A user's network: whatever its code raises, SystemExit included, is one line.
+        with user_code(f"model {job.model}"):
+            return _prepare_module(job, req, entry, artifact_format, exporter_options, user=True)
+    return _prepare_module(job, req, entry, artifact_format, exporter_options)
+
+
+def _check_forward(job: Job, module) -> None:
+    """Run a user's module once on the planned input: its forward must work and return
+    a tensor, or a tuple, list or dict of tensors (all timed, all parity-checked)."""
+    import torch
+
+    from exporters.base import output_tensors
+    from models.byo import user_code
+
+    x = torch.zeros(job.batch, 3, job.resolution, job.resolution)
+    with user_code(f"model {job.model}: forward on a {job.batch}x3x{job.resolution}x{job.resolution} input"):
+        with torch.no_grad():
+            out = module.eval()(x)
+    try:
+        output_tensors(out, f"model {job.model}")
+    except ModbenchError as exc:
+        raise PlanError(str(exc)) from None
+
+
+def _prepare_module(job: Job, req: RunRequest, entry: ModelEntry, artifact_format: str,
+                    exporter_options: dict | None, user: bool = False) -> Prepared:
+    import torch
+
     torch.manual_seed(0)
     try:
         module = create_model(job.model, variant=job.variant, resolution=job.resolution,
                               checkpoint=job.checkpoint)
+        if user:
+            _check_forward(job, module)
         macs = count_macs(module, job.resolution, batch=1)
+    except MemoryError:
+        raise PlanError(f"model {job.model} ran out of memory at batch {job.batch}, resolution "
+                        f"{job.resolution}; use a smaller --batch or --resolution") from None
     except (RuntimeError, AssertionError, ValueError) as exc:
         if getattr(exc, "__module__", "").startswith("models"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlanError(f"model {job.model} cannot take resolution {job.resolution}: {first[:200]}") from None
+        if "out of memory" in first.lower() or "can't allocate memory" in first.lower():
+            raise PlanError(f"model {job.model} ran out of memory at batch {job.batch}, resolution "
+                            f"{job.resolution}; use a smaller --batch or --resolution") from None
+        if isinstance(exc, (AssertionError, ValueError)) or "size" in first.lower() or "shape" in first.lower():
+            raise PlanError(f"model {job.model} cannot take resolution {job.resolution}: {first[:200]}") from None
+        raise PlanError(f"model {job.model} failed on a {job.batch}x3x{job.resolution}x{job.resolution} "
+                        f"input: {type(exc).__name__}: {first[:200]}") from None
     p = entry.paper
     cols = {
         "params_m": count_params(module) / 1e6, "macs_g": macs / 1e9, "top1": p.top1,
@@ -234,17 +297,18 @@ def prepare_onnx_file(job: Job, entry: ModelEntry, artifact_format: str) -> Prep
     """A user's ONNX file is the artifact: no build, no export (so no parity gate),
     params counted from its initializers, MACs not counted, its SHA-256 recorded."""
     from exporters import ExportedModel
-    from models.byo import load_onnx, onnx_input, onnx_param_count
+    from models.byo import load_onnx, onnx_file_digest, onnx_input, onnx_input_dtype, onnx_param_count
 
     if artifact_format != "onnx":
         raise PlanError(f"{entry.name} is an ONNX file; the {job.runtime} runtime needs a PyTorch model")
     proto = load_onnx(entry.onnx_path)
     input_name, _ = onnx_input(proto)
-    sha = sha256_file(Path(entry.onnx_path))
+    dtype = onnx_input_dtype(proto)
+    sha = onnx_file_digest(entry.onnx_path)  # with its external weights, if any
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     art = ExportedModel(Path(entry.onnx_path), "onnx", input_name,
                         (job.batch, 3, job.resolution, job.resolution),
-                        {"sha256": sha, "exporter": "none (ONNX file)", "opset": opset})
+                        {"sha256": sha, "exporter": "none (ONNX file)", "opset": opset}, input_dtype=dtype)
     p = entry.paper
     cols = {
         "params_m": onnx_param_count(proto) / 1e6, "macs_g": None, "top1": p.top1,

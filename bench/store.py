@@ -14,8 +14,12 @@ Guarantees, also under kill -9, a full disk or two processes at once:
 - Rows are all-or-nothing. A row's samples are in place (atomic rename) before its
   line is appended; a short or failed append is truncated back to the last complete
   row. A torn last line left by a crash is cut off by the next writer (--resume).
-- A file is created exclusively and never overwritten. A run that wrote no row
-  leaves nothing behind (the writer discards its files on failure).
+- A file is created exclusively and never overwritten; it appears with its first row
+  (header, request and row together), so a run that wrote no row leaves nothing
+  behind, even after kill -9. The lock is on the file's resolved identity: a symlink
+  or a hard link to a file being written cannot get a second writer.
+- A last line without its newline that is a complete row (every field, valid, its
+  samples in place) is a row; a torn one is left out, and that is always said.
 - The reader validates everything it returns: the header, every row's fields and
   numeric columns, the samples path (inside the file's own .samples/ folder), and,
   when samples are loaded, that they are finite positive floats, as many as the row
@@ -36,8 +40,8 @@ from typing import Mapping
 
 import numpy as np
 
-from models.fsio import (atomic_target, atomic_write, describe_os_error, ensure_writable_dir, fsync_dir,
-                         portable_name, probe_writable)
+from models.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
+                         ensure_writable_dir, fsync_dir, portable_name, probe_writable)
 
 from .errors import ModbenchError
 from .vocab import UnknownDevice, device
@@ -101,6 +105,17 @@ TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "
 SAMPLES_KEY = "samples_ms"
 PROBE_KEY = "probe_ms"
 _ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@/-]{1,200}")  # "/": a PATH.py:function model
+
+
+def file_itself(path: Path) -> Path:
+    """A results file named by a symlink is the file it points to: its samples folder
+    and request sit beside the real file, and its lock is the real file's."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def valid_row_id(text: str) -> bool:
+    return bool(_ROW_ID.fullmatch(str(text)))
 
 
 class ResultsError(ModbenchError):
@@ -204,6 +219,8 @@ class ResultsWriter:
     def __init__(self, path: Path, lock, existing_ids: set[str], created: bool):
         self.path = Path(path)
         self._lock = lock
+        self._inode_fd: int | None = None
+        self._config: dict | None = None  # a created file's request, until its first row
         self._ids = set(existing_ids)
         self._created = created
         self.rows_written = 0
@@ -215,51 +232,82 @@ class ResultsWriter:
         from filelock import FileLock, Timeout
 
         ensure_writable_dir(path.parent, "results folder")
-        lock = FileLock(str(lock_path(path)), timeout=0)
+        # The lock belongs to the file, not to the name it was reached by: a symlink
+        # resolves to the same lock file (a hard link is caught by _lock_inode).
+        lock = FileLock(str(lock_path(Path(os.path.realpath(path)))), timeout=0)
         try:
             lock.acquire()
         except Timeout:
-            raise ResultsError(f"{path} is being written by another modbench process; a results file "
-                               "has one writer at a time (wait for it, or write to another --out)") from None
+            raise ResultsError(_busy(path)) from None
         except OSError as exc:
             raise ResultsError(f"cannot lock {path}: {describe_os_error(exc)}") from None
         return lock
 
+    def _lock_inode(self) -> None:
+        """Lock the results file itself (flock on its inode): every name of the file,
+        hard links included, meets this lock."""
+        import fcntl
+
+        if self._inode_fd is not None or not self.path.is_file():
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ResultsError(_busy(self.path)) from None
+        except OSError:
+            os.close(fd)  # a file system without flock: the name lock is what there is
+            return
+        self._inode_fd = fd
+
     @classmethod
     def create(cls, path: Path, run_config: dict) -> "ResultsWriter":
+        """A writer for a new file. Nothing is written until the first row: the
+        request, the header and that row appear together, so a run killed (even by
+        kill -9) before its first row leaves nothing a later run must step around."""
         path = Path(path)
         check_new_path(path)
         lock = cls._acquire(path)
         try:
             # Under the lock: whoever got here first created the file; a request or
-            # samples folder without a CSV is what a kill -9 before the first row
+            # samples folder without a CSV is what a kill -9 during the first row
             # leaves, and holds nothing finished, so it is taken over.
             if path.exists():
                 raise ResultsError(f"{path} already exists; results are never overwritten "
                                    "(use --resume to finish it)")
-            try:
-                samples_dir(path).mkdir(exist_ok=True)
-            except FileExistsError:
-                raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder") from None
-            atomic_write(run_config_path(path), json.dumps(run_config, indent=1, sort_keys=True, default=str))
-            with atomic_target(path, ".csv.tmp") as tmp:
-                tmp.write_bytes(_line(COLUMNS))
+            if samples_dir(path).exists() and not samples_dir(path).is_dir():
+                raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
         except BaseException:
             lock.release()
             raise
-        return cls(path, lock, set(), created=True)
+        w = cls(path, lock, set(), created=True)
+        w._config = run_config
+        return w
+
+    def _materialize(self, first_line: bytes = b"") -> None:
+        """Write the request and the header (with the first row, when given) of a
+        created file; the CSV appears whole, by one rename."""
+        atomic_write(run_config_path(self.path),
+                     json.dumps(self._config, indent=1, sort_keys=True, default=str))
+        with atomic_target(self.path, ".csv.tmp") as tmp:
+            tmp.write_bytes(_line(COLUMNS) + first_line)
+        self._config = None
+        self._lock_inode()
 
     @classmethod
     def resume(cls, path: Path) -> tuple["ResultsWriter", dict, "object"]:
         """Lock an existing file for appending; repair a torn last line.
 
         Returns (writer, the run's request, the validated rows already there)."""
-        path = Path(path)
+        path = file_itself(path)
         if not path.is_file():
             raise ResultsError(f"results file {path} does not exist")
         lock = cls._acquire(path)
+        w = cls(path, lock, set(), created=False)
         try:
-            _cut_torn_tail(path)
+            w._lock_inode()
+            _repair_tail(path)
             df = read_results(path)
             if list(df.columns) != COLUMNS:
                 # Rows are appended in COLUMNS' order: under another header they would
@@ -270,9 +318,10 @@ class ResultsWriter:
                                    + "; this version cannot append to it, start a new run")
             config = read_run_config(path)
         except BaseException:
-            lock.release()
+            w.close()
             raise
-        return cls(path, lock, set(df["row_id"]), created=False), config, df
+        w._ids = set(df["row_id"])
+        return w, config, df
 
     def close(self, discard_empty: bool = False) -> None:
         if self._lock is None:
@@ -280,7 +329,12 @@ class ResultsWriter:
         try:
             if discard_empty and self._created and self.rows_written == 0:
                 self._discard()
+            elif self._config is not None:
+                self._materialize()  # kept on purpose with no row (a fleet run to --resume)
         finally:
+            if self._inode_fd is not None:
+                os.close(self._inode_fd)  # releases the flock
+                self._inode_fd = None
             self._lock.release()
             self._lock = None
 
@@ -324,6 +378,10 @@ class ResultsWriter:
         rel = samples_file_of(self.path, row_id)
         target = self.path.parent / rel
         try:
+            samples_dir(self.path).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(f"cannot create {samples_dir(self.path)}: {describe_os_error(exc)}") from None
+        try:
             with atomic_target(target, ".npz.tmp") as tmp:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(f, **keep)
@@ -331,7 +389,14 @@ class ResultsWriter:
             raise ResultsError(f"{exc}; the {len(self._ids)} complete rows in {self.path} are kept "
                                f"(free space, then `bench.py run --resume {self.path}`)") from None
         line = _line([_cell(dict(row, samples_file=rel).get(c)) for c in COLUMNS])
-        self._append_line(line, row_id, target)
+        if self._config is not None:
+            try:
+                self._materialize(line)
+            except ModbenchError as exc:
+                target.unlink(missing_ok=True)
+                raise ResultsError(f"cannot write {self.path}: {exc}") from None
+        else:
+            self._append_line(line, row_id, target)
         self._ids.add(row_id)
         self.rows_written += 1
 
@@ -363,17 +428,58 @@ class ResultsWriter:
             os.close(fd)
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Truncate a last line without its newline (a crash mid-append) back to the last
-    complete row. Called by a writer that holds the lock."""
+def _busy(path: Path) -> str:
+    return (f"{path} is being written by another modbench process; a results file has one writer "
+            "at a time (wait for it, or write to another --out)")
+
+
+def _split_tail(path: Path, raw: bytes) -> tuple[bytes, bool]:
+    """(the complete rows, whether a last line without its newline was left out).
+
+    A last line without a newline is a row when it is one: every field of the header,
+    valid, and its samples file in place (an editor or `truncate -s -1` removes just
+    the newline); anything else is a torn append and is left out."""
+    if not raw or raw.endswith(b"\n"):
+        return raw, False
+    head, tail = raw[: raw.rfind(b"\n") + 1], raw[raw.rfind(b"\n") + 1:]
+    try:
+        header = next(csv.reader(io.StringIO(head.decode("utf-8-sig"))))
+        rows = list(csv.reader(io.StringIO(tail.decode("utf-8"))))
+        if len(rows) == 1 and len(rows[0]) == len(header):
+            rec = {k: (v if v != "" else None) for k, v in zip(header, rows[0])}
+            _validate_row(path, head.count(b"\n") + 1, rec)
+            if (path.parent / str(rec.get("samples_file"))).is_file():
+                return raw + b"\n", False
+    except (StopIteration, UnicodeDecodeError, csv.Error, ResultsError):
+        pass
+    return head, True
+
+
+def _torn_note(path: Path) -> str:
+    return (f"note: {path}: its last line is an incomplete row (a run that crashed mid-row, or one "
+            "still writing); it is left out")
+
+
+def _repair_tail(path: Path) -> None:
+    """Before appending: give a complete last row its missing newline, or cut a torn
+    one back to the last complete row (and say so). Called by a writer that holds the lock."""
+    import sys
+
+    raw = path.read_bytes()
+    kept, torn = _split_tail(path, raw)
+    if kept == raw:
+        return
     with open(path, "rb+") as f:
-        data = f.read()
-        if not data or data.endswith(b"\n"):
-            return
-        f.truncate(data.rfind(b"\n") + 1)
+        if torn:
+            f.truncate(len(kept))
+        else:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(path.parent)
+    if torn:
+        print(_torn_note(path) + " and cut off before appending", file=sys.stderr)
 
 
 def check_new_path(path: Path) -> None:
@@ -382,14 +488,12 @@ def check_new_path(path: Path) -> None:
     path = Path(path)
     if path.suffix != ".csv":
         raise ResultsError(f"output {path} must end in .csv")
-    if path.is_dir():
-        raise ResultsError(f"output {path} is a folder")
-    if path.exists():
+    if path.exists() and not path.is_dir():
         raise ResultsError(f"{path} already exists; results are never overwritten (use --resume to finish it)")
     if samples_dir(path).exists() and not samples_dir(path).is_dir():
         raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
     try:
-        probe_writable(path, "results file")
+        check_new_output(path, "results file")
     except ModbenchError as exc:
         raise ResultsError(str(exc)) from None
 
@@ -405,16 +509,14 @@ def read_results(path: Path, check_samples: bool = True):
     out: only complete rows are results."""
     import pandas as pd
 
-    path = Path(path)
+    path = file_itself(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist")
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ResultsError(f"cannot read {path}: {describe_os_error(exc)}") from None
-    torn = bool(raw) and not raw.endswith(b"\n")
-    if torn:
-        raw = raw[: raw.rfind(b"\n") + 1]
+    raw, torn = _split_tail(path, raw)
     try:
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -454,6 +556,9 @@ def read_results(path: Path, check_samples: bool = True):
                 raise ResultsError(f"{path}: samples file {rec['samples_file']} of row {rec['row_id']} is missing")
     df.attrs["path"] = str(path)
     df.attrs["torn_tail"] = torn
+    if torn:  # said once the rest is known good (a file refused anyway gets its one line)
+        import sys
+        print(_torn_note(path), file=sys.stderr)
     return df
 
 

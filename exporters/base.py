@@ -39,6 +39,41 @@ class ExportRequest:
         }
 
 
+def module_fingerprint(model: nn.Module) -> str:
+    """A digest of the built module itself, the part of a cache key that says what is
+    timed: every submodule's class (module and qualified name) and printed settings,
+    and every parameter and buffer (name, shape, dtype). A source file's digest cannot
+    see an imported helper change or a functools.partial. Weights are not in it (the
+    checkpoint is a key field of its own); what the forward computes is proved on a
+    hit by the exporter's parity check."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, m in model.named_modules():
+        cls = type(m)
+        h.update(f"{name}|{cls.__module__}.{cls.__qualname__}|{m.extra_repr()}\n".encode())
+    for kind, items in (("p", model.named_parameters()), ("b", model.named_buffers())):
+        for name, t in items:
+            h.update(f"{kind}|{name}|{tuple(t.shape)}|{t.dtype}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def output_tensors(out, where: str = "the model") -> list:
+    """A forward's outputs as a flat list of tensors: a tensor, or a tuple, list or
+    dict of them (nested), in order (dict values in insertion order, as the ONNX
+    exporter flattens them). Anything else is an ExportError naming what it is."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in output_tensors(o, where)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in output_tensors(o, where)]
+    raise ExportError(f"{where} returned {type(out).__name__}; its forward must return a tensor, "
+                      "or a tuple, list or dict of tensors")
+
+
 def example_input(request: "ExportRequest"):
     """The seeded input an export traces and checks parity with; a shape too large to
     allocate is an ExportError (one line), not a traceback from deep inside torch."""
@@ -72,6 +107,9 @@ class ExportedModel:
     input_shape: tuple[int, ...]
     # How it was made: exporter, opset, versions, parity error, export seconds, cache hit.
     meta: dict = field(default_factory=dict)
+    # The input's element type (numpy name): exports take float32; a user's ONNX file
+    # may take float16 or integers, and is fed what it takes.
+    input_dtype: str = "float32"
 
 
 class Exporter(ABC):

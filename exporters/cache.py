@@ -40,7 +40,14 @@ class CacheError(ModbenchError):
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get(ENV) or Path.home() / ".cache" / "modbench")
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    # Path.home() of an empty HOME is "/", which would put the cache in /.cache.
+    home = os.environ.get("HOME", "").strip()
+    if not home or Path(home) == Path("/"):
+        raise CacheError(f"HOME is empty or '/', so there is no user cache folder: set {ENV} "
+                         "to the folder the export cache should use")
+    return Path(home) / ".cache" / "modbench"
 
 
 def usable_cache_dir(root: Path | None = None) -> Path:
@@ -162,26 +169,30 @@ class ExportCache:
         return art
 
     def get_or_build(self, fmt: str, fields: dict, suffix: str,
-                     build: Callable[[Path], tuple[Path, dict]]) -> tuple[Path, dict, bool]:
+                     build: Callable[[Path], tuple[Path, dict]],
+                     verify: Callable[[Path], bool] | None = None) -> tuple[Path, dict, bool]:
         """(artifact, metadata, cache_hit) for the request described by `fields`.
 
         On a miss, `build(scratch)` makes the artifact inside the scratch folder and
         returns (its path, metadata). It runs under a per-key file lock, so a second
         process asking for the same key waits and then finds the entry; the scratch
-        folder is removed whether the build succeeds or fails."""
+        folder is removed whether the build succeeds or fails.
+
+        verify(artifact): a hit is used only if it says True (e.g. the cached graph
+        still computes what the built module does); otherwise it is rebuilt."""
         from filelock import FileLock, Timeout
 
         self.open()
         key = cache_key(fields)
         hit = self.lookup(fmt, key, suffix, fields)
-        if hit is not None:
+        if hit is not None and (verify is None or verify(hit[0])):
             return hit[0], hit[1], True
         lock_path = self.root / fmt / f"{key}.lock"
         ensure_writable_dir(lock_path.parent, "export cache folder")
         try:
             with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
                 hit = self.lookup(fmt, key, suffix, fields)  # built by another process meanwhile?
-                if hit is not None:
+                if hit is not None and (verify is None or verify(hit[0])):
                     return hit[0], hit[1], True
                 with self.scratch(fmt) as scratch:
                     built, meta = build(scratch)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportedModel, Exporter, ExportError, ExportRequest, example_input
+from .base import ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint
 from .cache import ExportCache
 
 INPUT_NAME = "input"
@@ -153,17 +153,20 @@ class CoreMLExporter(Exporter):
         self.image_input = image_input
         self.cache = cache or ExportCache()
 
-    def key_fields(self, request: ExportRequest) -> dict:
-        return {**request.key_fields(), "exporter": "torch.export+coremltools",
-                "precision": self.precision, "target": self.target, "image_input": self.image_input,
-                "torch": torch.__version__, "coremltools": version("coremltools")}
+    def key_fields(self, request: ExportRequest, model: nn.Module | None = None) -> dict:
+        fields = {**request.key_fields(), "exporter": "torch.export+coremltools",
+                  "precision": self.precision, "target": self.target, "image_input": self.image_input,
+                  "torch": torch.__version__, "coremltools": version("coremltools")}
+        if model is not None:
+            fields["module"] = module_fingerprint(model)  # what is converted, not a source file
+        return fields
 
     def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:
         if request.dynamic_batch:
             raise ExportError("Core ML export here is static-shape only; drop --dynamic-batch")
         if self.image_input and request.batch != 1:
             raise ExportError("an image input takes one image; use --batch 1")
-        fields = self.key_fields(request)
+        fields = self.key_fields(request, model)
 
         def build(scratch: Path) -> tuple[Path, dict]:
             built = scratch / "model.mlpackage"

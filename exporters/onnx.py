@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportedModel, Exporter, ExportError, ExportRequest, example_input
+from .base import (ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint,
+                   output_tensors)
 from .cache import ExportCache
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -49,12 +50,24 @@ class OnnxExporter(Exporter):
         self.parity_tol = parity_tol
         self.cache = cache or ExportCache()
 
-    def key_fields(self, request: ExportRequest) -> dict:
-        return {**request.key_fields(), "exporter": self.exporter, "opset": self.opset,
-                "torch": torch.__version__, "onnx": version("onnx")}
+    def key_fields(self, request: ExportRequest, model: nn.Module | None = None) -> dict:
+        fields = {**request.key_fields(), "exporter": self.exporter, "opset": self.opset,
+                  "torch": torch.__version__, "onnx": version("onnx")}
+        if model is not None:
+            fields["module"] = module_fingerprint(model)
+        return fields
 
     def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:
-        fields = self.key_fields(request)
+        fields = self.key_fields(request, model)
+
+        def still_this_model(path: Path) -> bool:
+            # A hit proves it is the graph asked for: the cached file run on this
+            # module's input agrees with this module (a forward changed without any
+            # parameter changing is caught here and rebuilt).
+            try:
+                return self._parity(model, example_input(request), path) <= self.parity_tol
+            except ExportError:
+                return False
 
         def build(scratch: Path) -> tuple[Path, dict]:
             built = scratch / "model.onnx"
@@ -80,7 +93,7 @@ class OnnxExporter(Exporter):
             return built, dict(fields, export_s=round(export_s, 3), parity_rel_err=err,
                                onnxruntime=version(ort_dist))
 
-        path, meta, hit = self.cache.get_or_build("onnx", fields, ".onnx", build)
+        path, meta, hit = self.cache.get_or_build("onnx", fields, ".onnx", build, verify=still_this_model)
         return ExportedModel(path, "onnx", INPUT_NAME, request.input_shape, dict(meta, cache_hit=hit))
 
     def _export(self, model: nn.Module, x: torch.Tensor, path: Path, dynamic_batch: bool) -> None:
@@ -99,17 +112,27 @@ class OnnxExporter(Exporter):
 
     @staticmethod
     def _parity(model: nn.Module, x: torch.Tensor, path: Path) -> float:
+        """The largest relative error over every output (a detection or segmentation
+        network returns several)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
         with torch.no_grad():
-            ref = model(x).numpy()
-        if got.shape != ref.shape:
-            raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {ref.shape}")
-        return relative_error(got, ref)
+            ref = [t.numpy() for t in output_tensors(model(x))]
+        if len(got) != len(ref):
+            raise ExportError(f"the ONNX graph has {len(got)} outputs, PyTorch's forward {len(ref)}")
+        err = 0.0
+        for i, (g, r) in enumerate(zip(got, ref)):
+            if g.shape != r.shape:
+                raise ExportError(f"ONNX output {i} has shape {g.shape}, PyTorch's {r.shape}")
+            if r.dtype.kind in "fc":
+                err = max(err, relative_error(g.astype(np.float64), r.astype(np.float64)))
+            elif not np.array_equal(g, r):
+                err = float("inf")
+        return err
 
 
 def _has(dist: str) -> bool:

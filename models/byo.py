@@ -90,7 +90,11 @@ def parse_top1(items: list[str] | None) -> dict[str, float]:
         path = Path(item)
         if not path.is_file():
             raise ModelError(f"--top1 takes NAME=ACCURACY or a TSV file; {item!r} is neither")
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        try:  # utf-8-sig: a spreadsheet's export starts with a byte-order mark
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise ModelError(f"--top1 {item}: not a text file (a TSV of NAME<TAB>TOP1 lines)") from None
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
         for i, row in enumerate(csv.reader(lines, delimiter="\t"), 1):
             if i == 1 and [c.strip().lower() for c in row[:2]] == ["name", "top1"]:
                 continue
@@ -228,9 +232,9 @@ def _import_callable(spec: str):
     _user_paths()
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # user code: sys.exit() at import is bad input too
         raise ModelError(_shadowed(spec, module_name) or f"{spec}: module {module_name!r} does not import "
-                         f"({type(exc).__name__}: {_first_line(exc)})") from None
+                         f"({describe_exception(exc)})") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise ModelError(_shadowed(spec, module_name)
@@ -270,9 +274,8 @@ def _load_file_callable(spec: str):
 def _call(spec: str, fn, args: dict) -> nn.Module:
     try:
         model = fn(**args)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ModelError(f"{spec}({_args_text(args)}) failed: {type(exc).__name__}: {first}") from None
+    except (Exception, SystemExit) as exc:
+        raise ModelError(f"{spec}({_args_text(args)}) failed: {describe_exception(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -389,7 +392,8 @@ def check_onnx_shape(entry: ModelEntry, batch: int | None, resolution: int | Non
     change, or a dynamic one not given (None)."""
     _, dims = onnx_input(load_onnx(entry.onnx_path))
     for label, flag, dim, asked in (("batch", "--batch", dims[0], batch),
-                                    ("image size", "--resolution", dims[2], resolution)):
+                                    ("image size", "--resolution", dims[2], resolution),
+                                    ("image width", "--resolution", dims[3], resolution)):
         if not isinstance(dim, int) and asked is None:
             raise ModelError(f"{entry.name}: the ONNX input's {label} is dynamic ({dim or '?'}); give {flag}")
         if isinstance(dim, int) and asked is not None and asked != dim:
@@ -397,13 +401,162 @@ def check_onnx_shape(entry: ModelEntry, batch: int | None, resolution: int | Non
 
 
 def _onnx_entry(spec: str) -> ModelEntry:
-    from exporters.cache import sha256_file
-
     path = Path(spec).expanduser().resolve()
     model = load_onnx(path)
     _, dims = onnx_input(model)
-    sha = sha256_file(path)
+    sha = onnx_file_digest(path)
     res = dims[2] if isinstance(dims[2], int) else DEFAULT_RESOLUTION
     return ModelEntry(name=path.name, family="onnx", builder=None, onnx_path=str(path),
                       paper=_facts(path.name, f"ONNX file {path}", res),
                       source_id=f"onnx:sha256:{sha}", tags=("user", "onnx-file"))
+
+
+# --- user code and probing ----------------------------------------------------------
+# Everything a user brings runs under these: whatever it raises (SystemExit included,
+# since exit code 1 means "a regression") becomes one line and exit code 2.
+
+def describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+class user_code:
+    """`with user_code("model x: forward"):` turns any exception of the code inside
+    (SystemExit included; Ctrl-C and modbench's own errors pass) into one ModelError."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        from .errors import ModbenchError
+
+        if exc is None or isinstance(exc, (KeyboardInterrupt, GeneratorExit, ModbenchError)):
+            return False
+        if isinstance(exc, (Exception, SystemExit)):
+            raise ModelError(f"{self.what}: {describe_exception(exc)}") from None
+        return False
+
+
+# ONNX TensorProto element types the suite can feed, as numpy dtype names.
+ONNX_ELEMENT_TYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3: "int8", 4: "uint16",
+                      5: "int16", 6: "int32", 7: "int64", 12: "uint32", 13: "uint64", 9: "bool"}
+
+
+def input_array(shape, dtype: str = "float32", seed: int = 0):
+    """Seeded input of a given element type: noise for floats, 0..255 for uint8 (an
+    image), zeros for other integers and bool (indices and masks stay in range)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return rng.standard_normal(shape, dtype=np.float32).astype(dt, copy=False)
+    if dt == np.uint8:
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    return np.zeros(shape, dtype=dt)
+
+
+def onnx_input_dtype(model) -> str:
+    """The numpy name of the image input's element type; ModelError if none fits."""
+    import onnx
+
+    name, _ = onnx_input(model)
+    inp = next(i for i in model.graph.input if i.name == name)
+    elem = inp.type.tensor_type.elem_type
+    if elem not in ONNX_ELEMENT_TYPES:
+        kind = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else elem
+        raise ModelError(f"the ONNX input {name!r} is of type {kind}; the suite feeds "
+                         f"{', '.join(sorted(set(ONNX_ELEMENT_TYPES.values())))}")
+    return ONNX_ELEMENT_TYPES[elem]
+
+
+_probed: dict[tuple, str] = {}
+
+
+def probe_onnx(entry: ModelEntry, batch: int, resolution: int) -> str:
+    """Open a user's ONNX file in ONNX Runtime and run it once on the planned input
+    (its element type and every dimension from the file, the dynamic ones from the
+    plan), so a file the runtime cannot load or run fails in one line before anything
+    is planned, built or written. Returns the input's dtype name."""
+    import onnxruntime as ort
+
+    key = (entry.onnx_path, batch, resolution)
+    if key in _probed:
+        return _probed[key]
+    proto = load_onnx(entry.onnx_path)
+    name, dims = onnx_input(proto)
+    dtype = onnx_input_dtype(proto)
+    shape = [d if isinstance(d, int) else asked
+             for d, asked in zip(dims, (batch, 3, resolution, resolution))]
+    where = f"{entry.name}: ONNX Runtime {ort.__version__}"
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(str(entry.onnx_path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"{where} cannot load it: {_ort_reason(exc)}") from None
+    feeds = [i for i in sess.get_inputs() if i.name != name]
+    if feeds:
+        raise ModelError(f"{entry.name}: the graph needs inputs {', '.join(i.name for i in feeds)} besides "
+                         f"{name!r}; the suite feeds one image tensor")
+    try:
+        sess.run(None, {name: input_array(tuple(shape), dtype)})
+    except Exception as exc:
+        raise ModelError(f"{where} cannot run it on a {'x'.join(map(str, shape))} {dtype} input: "
+                         f"{_ort_reason(exc)}") from None
+    _probed[key] = dtype
+    return dtype
+
+
+def _ort_reason(exc: BaseException) -> str:
+    """ORT's messages carry a '[ONNXRuntimeError] : 10 : INVALID_GRAPH : ' prefix and
+    several lines; the last part of the first line says what is wrong."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"^Load model from .*? failed:", "", text)
+    # Drop ORT's source location and C++ signature ("/src/model.cc:256 ns::Fn(args) ").
+    loc = re.match(r"^/\S+:\d+ [^(]*\(", text)
+    if loc:
+        depth, i = 1, loc.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        text = text[i:]
+    return text.strip()[:240]
+
+
+def onnx_file_digest(path: str | Path) -> str:
+    """SHA-256 of an ONNX file with its weights: a file saved with external data keeps
+    them in other files, which are hashed too (by name and content, in order)."""
+    import onnx
+
+    path = Path(path)
+
+    def file_sha(p: Path) -> str:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    main = file_sha(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return main  # load_onnx says what is wrong with it
+    names = sorted({e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                    for e in t.external_data if e.key == "location"})
+    if not names:
+        return main
+    h = hashlib.sha256(main.encode())
+    for name in names:
+        f = path.parent / name
+        h.update(name.encode() + b"\0" + (file_sha(f) if f.is_file() else "missing").encode())
+    return h.hexdigest()

@@ -144,6 +144,38 @@ def probe_writable(path: Path, what: str = "output") -> None:
         raise WriteError(f"cannot write {what} {path}: {describe_os_error(exc)}") from None
 
 
+PARTIAL = ".partial."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_partial_dirs(path: Path) -> list[Path]:
+    """Remove half-built folders beside `path` (atomic_dir's hidden `.NAME.PID.partial.*`
+    folders) whose process is gone: a kill -9 cannot run the cleanup, so the next
+    writer of a folder there does it."""
+    import shutil
+
+    removed = []
+    try:  # any output's half folder in this parent, not only this name's
+        siblings = list(Path(path).parent.glob(f".*{PARTIAL}*"))
+    except OSError:
+        return removed
+    for d in siblings:
+        pid = d.name.split(PARTIAL)[0].rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `path`; on success it is renamed to `path`
@@ -153,7 +185,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        sweep_partial_dirs(path)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}{PARTIAL}"))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     except FileExistsError:
         raise WriteError(f"cannot write {path}: a path component is a file, not a folder") from None
@@ -190,3 +223,71 @@ def portable_name(text: str, max_len: int = 120) -> str:
         return text
     slug = re.sub(r"[^A-Za-z0-9._+=@-]+", "_", text).strip("._")[: max_len - 9] or "x"
     return f"{slug}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two names reach one file (a symlink, a hard link, `./x` and `x`)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_new_output(path: Path, what: str = "output", *, folder: bool = False, inputs=()) -> Path:
+    """The one rule for every file or folder a command creates: outputs never
+    overwrite inputs or existing files.
+
+    Refused in one line: an existing file (or, for `folder`, anything but an empty
+    folder), a name that reaches one of the command's `inputs`, and a place that
+    cannot be written (proved by writing a probe there, creating nothing)."""
+    path = Path(path)
+    for inp in inputs:
+        if inp is not None and Path(inp).exists() and path.exists() and same_file(path, Path(inp)):
+            raise WriteError(f"{what} {path} is {inp}, an input of this command; outputs never overwrite inputs")
+    if path.is_symlink() and not path.exists():
+        raise WriteError(f"{what} {path} is a dangling symlink; give a new name")
+    if folder:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise WriteError(f"{what} {path} already exists and is not an empty folder; outputs are never overwritten")
+    elif path.is_dir():
+        raise WriteError(f"{what} {path} is a folder; give a file name")
+    elif path.exists():
+        raise WriteError(f"{what} {path} already exists; outputs are never overwritten (give a new name)")
+    probe_writable(path, what)
+    return path
+
+
+def write_new(path: Path, data: str | bytes, what: str = "output") -> None:
+    """Write a new file whole or not at all, and never over an existing one: the data
+    goes to a temporary file that is hard-linked to `path` (which fails if it exists)."""
+    path = Path(path)
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    tmp = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise WriteError(f"{what} {path} already exists; outputs are never overwritten (give a new name)") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            # No hard links on this file system: claim the name exclusively, then fill it.
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                raise WriteError(f"{what} {path} already exists; outputs are never overwritten") from None
+            os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)

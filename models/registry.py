@@ -218,6 +218,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"checkpoint {str(path)!r} is a folder; give the state dict file in it")
     if not path.is_file():
         raise ModelError(f"checkpoint {str(path)!r} does not exist")
     try:
@@ -230,6 +232,11 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
             break
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {str(path)!r} holds no state dict")
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        k = not_tensors[0]
+        raise ModelError(f"checkpoint {str(path)!r} is not a state dict: its value {k!r} is a "
+                         f"{type(state[k]).__name__}, not a tensor ({len(not_tensors)} such values)")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

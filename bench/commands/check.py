@@ -16,6 +16,9 @@ def _assign(text: str) -> tuple[str, str]:
     return a.strip(), b.strip()
 
 
+MIN_AB_BLOCKS = 3
+
+
 def add_parser(sub) -> None:
     from . import _args as A
 
@@ -47,7 +50,8 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="what to print: a table (default) or JSON (docs/json-output.md)")
     p.add_argument("--boot", type=A.positive_int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0: verdicts are reproducible)")
+    p.add_argument("--seed", type=A.non_negative_int, default=0,
+                   help="bootstrap seed (default 0: verdicts are reproducible)")
     ab = p.add_argument_group("interleaved mode (time the baseline's ONNX files and the current code alternately)")
     ab.add_argument("--interleaved", action="store_true",
                     help="time now, against the ONNX files saved with --baseline NAME")
@@ -98,6 +102,12 @@ def run(args) -> int:
             raise UsageError("--interleaved times now against --baseline NAME; do not name CURRENT.csv")
         if args.reference:
             raise UsageError("--reference is not needed with --interleaved: the baseline is its own reference")
+        blocks = args.iters // args.block
+        if blocks < MIN_AB_BLOCKS:
+            # One block has no spread: its interval has zero width and calls anything "unchanged".
+            raise UsageError(f"--interleaved --iters {args.iters} with --block {args.block} is {blocks} paired "
+                             f"block(s); an interval needs at least {MIN_AB_BLOCKS} (e.g. --iters "
+                             f"{MIN_AB_BLOCKS * args.block})")
         from ..env import fingerprint, machine_env
         from ..runners import get_runner
         fp = fingerprint(dict(machine_env(), device_name=machine_env()["cpu_name"]))
@@ -127,10 +137,11 @@ def run(args) -> int:
         comp = compare_runs(base_csv, args.current, s)
 
     # Outputs first: a file that cannot be written is exit 2, never a printed verdict + exit 1.
+    from models.fsio import write_new
     if args.markdown:
-        report.write_atomic(args.markdown, report.markdown(comp))
+        write_new(Path(args.markdown), report.markdown(comp), "--markdown file")
     if args.junit:
-        report.write_atomic(args.junit, report.junit(comp))
+        write_new(Path(args.junit), report.junit(comp), "--junit file")
     print(report.to_json(comp, args.strict) if args.format == "json" else report.text(comp))
     return comp.exit_code(args.strict)
 
@@ -161,13 +172,15 @@ def _current_models(args, manifest: dict) -> list[str] | None:
 def _probe_outputs(args) -> None:
     """Prove --markdown/--junit/--out can be written before judging anything (exit 1 is
     for a regression only, so a bad output must fail first, with exit 2)."""
-    from models.fsio import probe_writable
+    from models.fsio import check_new_output, same_file
 
     from ..errors import UsageError
 
-    for opt, f in (("--markdown", args.markdown), ("--junit", args.junit), ("--out", args.out)):
-        if not f:
-            continue
-        if Path(f).is_dir():
-            raise UsageError(f"{opt} {f} is a folder; give a file name")
-        probe_writable(Path(f), f"{opt} file")
+    inputs = [args.current, args.against]
+    outs = [(opt, f) for opt, f in (("--markdown", args.markdown), ("--junit", args.junit),
+                                    ("--out", args.out)) if f]
+    for i, (opt, f) in enumerate(outs):
+        check_new_output(Path(f), f"{opt} file", inputs=inputs)
+        for opt2, f2 in outs[:i]:
+            if Path(f).resolve() == Path(f2).resolve():
+                raise UsageError(f"{opt} and {opt2} both name {f}; give each output its own file")

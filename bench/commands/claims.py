@@ -29,17 +29,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..report import claims
     from ..report.inputs import load
-    from models.fsio import atomic_write, probe_writable
+    from models.fsio import check_new_output, write_new
 
-    from ..store import ResultsError
-
-    if args.out and Path(args.out).exists():
-        raise ResultsError(f"{args.out} already exists; reports are never overwritten")
     if args.out:
-        probe_writable(Path(args.out), "--out file")
+        check_new_output(Path(args.out), "--out file", inputs=args.results)
     inp = load(args.results, duplicates=args.duplicates)
     text = claims.report(inp, args.stat)
     if args.out:
-        atomic_write(Path(args.out), text)  # whole or not at all
+        write_new(Path(args.out), text, "--out file")  # whole or not at all, never over a file
     print(claims.to_json(inp, args.stat) if args.format == "json" else text)
     return 0

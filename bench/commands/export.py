@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from exporters import EXPORTERS
-    from models.fsio import atomic_dir, portable_name, probe_writable
+
+    from models.fsio import atomic_dir, check_new_output, portable_name
 
     from ..errors import UsageError
     from ..pipeline import RunRequest, plan, prepare
@@ -64,11 +65,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else None
     jobs = plan(req)
     if out is not None:
-        clash = [out / f"{portable_name(j.model)}.mlpackage" for j in jobs
-                 if (out / f"{portable_name(j.model)}.mlpackage").exists()]
-        if clash:
-            raise UsageError(f"{clash[0]} already exists; exports are never overwritten")
-        probe_writable(out / "x.mlpackage", "--out folder")
+        for j in jobs:
+            check_new_output(out / f"{portable_name(j.model)}.mlpackage", "export", folder=True)
     for job in jobs:
         p = prepare(job, req, args.format, options)
         meta = p.artifact.meta

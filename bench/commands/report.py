@@ -57,14 +57,9 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def check_out_dir(out: Path) -> None:
-    from models.fsio import probe_writable
+    from models.fsio import check_new_output
 
-    from ..store import ResultsError
-
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ResultsError(f"{out} already exists and is not an empty folder; reports are never overwritten")
-    # os.access says yes to root on a read-only mount: prove it with a real write.
-    probe_writable(out, "report folder")
+    check_new_output(out, "report folder", folder=True)
 
 
 def run(args) -> int:

@@ -10,6 +10,11 @@ from pathlib import Path
 from ..errors import UsageError
 
 
+# More threads than this many times the logical cores is a typo, not a setting: 1000
+# threads on 2 cores ran a 2 ms model at ~10 s per iteration (load average 900).
+OVERSUBSCRIBED_LIMIT = 4
+
+
 def default_threads() -> tuple[int, str]:
     """The paper's 4 intra-op threads where the machine has 4 physical cores; else as
     many as it has (4 threads on 2 cores were 2.3-2.9x slower here, and unstable)."""
@@ -79,6 +84,8 @@ def add_parser(sub) -> None:
     p.add_argument("--results-dir", default="results",
                    help="where a run without --out writes its new CSV (default results/)")
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
+    p.add_argument("--force-threads", action="store_true",
+                   help=f"time --threads above {OVERSUBSCRIBED_LIMIT}x the logical cores anyway (refused otherwise)")
     p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin",
                    help="round-robin (default): models take turns block by block, so drift hits all "
                         "alike; sequential: one model after another")
@@ -137,6 +144,8 @@ def _request(args):
     variants = [v.strip() for v in args.variant.split(",")] if args.variant else [None]
     kw = {}
     if args.iters == "auto":
+        if args.min_iters > args.max_iters:
+            raise UsageError(f"--min-iters {args.min_iters} is more than --max-iters {args.max_iters}")
         kw.update(auto=True, iters=args.max_iters)
     else:
         kw.update(auto=False, iters=args.iters)
@@ -196,6 +205,16 @@ def _default_out(args, req) -> Path:
     return out
 
 
+# Settings stored in a run's request: --resume takes them from there, never from the
+# command line (a different --iters would silently not apply).
+_REQUEST_FLAGS = (("--iters", "iters", "auto"), ("--threads", "threads", None), ("--runtime", "runtime", "ort-cpu"),
+                  ("--batch", "batch", None), ("--resolution", "resolution", None), ("--variant", "variant", None),
+                  ("--warmup", "warmup", 50), ("--block", "block", 50), ("--min-iters", "min_iters", 300),
+                  ("--max-iters", "max_iters", 4000), ("--target-ci", "target_ci", 0.01),
+                  ("--checkpoint", "checkpoint", None), ("--model-arg", "model_arg", None),
+                  ("--exporter", "exporter", "torchscript"), ("--opset", "opset", None))
+
+
 def _open_results(args):
     """(writer or None, request, jobs still to time, results path) for a new run or a
     --resume. Everything that can fail on bad input happens before a file is created;
@@ -208,6 +227,11 @@ def _open_results(args):
     if args.resume:
         if args.models or args.suite or args.out or args.on is not None:
             raise UsageError("--resume takes the run's own request; do not name models, a suite, --on or --out")
+        given = [flag for flag, attr, default in _REQUEST_FLAGS if getattr(args, attr, default) != default]
+        if given:
+            raise UsageError(f"--resume finishes the run as it was asked (its request is stored beside it); "
+                             f"{', '.join(given)} would not apply: drop {'it' if len(given) == 1 else 'them'}, "
+                             "or start a new run")
         writer, config, done = ResultsWriter.resume(Path(args.resume))
         try:
             req = RunRequest.from_json(config)
@@ -215,6 +239,9 @@ def _open_results(args):
                 raise UsageError(f"{writer.path} is a fleet run on {','.join(req.on)}; finish it with "
                                  f"--resume {writer.path} --cluster ADDRESS")
             jobs = [j for j in plan(req) if j.row_id not in set(done["row_id"])]
+            if jobs:
+                for line in software_changes(done):
+                    print(line, file=sys.stderr)
         except BaseException:
             writer.close()
             raise
@@ -223,6 +250,23 @@ def _open_results(args):
     out = Path(args.out) if args.out else _default_out(args, req)
     check_new_path(out)  # proves the folder writable by writing, without creating anything
     return None, req, plan(req), out
+
+
+def software_changes(done) -> list[str]:
+    """Notes for a --resume whose new rows will come from other code or libraries
+    than the rows already there (each row records its own; this says it once)."""
+    from ..env import machine_env
+
+    env, notes = machine_env(), []
+    for col, what in (("git_commit", "commit"), ("onnxruntime_version", "onnxruntime"),
+                      ("onnxruntime_gpu_version", "onnxruntime-gpu"), ("torch_version", "torch")):
+        if col not in done or not env.get(col):
+            continue
+        before = sorted({str(v) for v in done[col].dropna()} - {""})
+        if before and before != [str(env[col])]:
+            notes.append(f"note: the rows already in the file were made with {what} {', '.join(before)}; "
+                         f"the new ones will be made with {env[col]} (each row records its own)")
+    return notes
 
 
 def _runner_for(req, here: bool):
@@ -256,6 +300,18 @@ def _prepare(jobs, req, runner):
     return prepared
 
 
+def check_thread_count(req, runner, force: bool) -> None:
+    """Refuse (one line, before anything is built) a thread count no machine of this
+    size should run, unless forced."""
+    from ..env import logical_cores
+
+    cores = logical_cores()
+    if runner.device == "cpu" and max(req.threads) > OVERSUBSCRIBED_LIMIT * cores and not force:
+        raise UsageError(f"--threads {max(req.threads)} is more than {OVERSUBSCRIBED_LIMIT}x this machine's "
+                         f"{cores} logical cores: timing it would take hours and measure the scheduler; "
+                         "pass --force-threads to time it anyway")
+
+
 def _warn_oversubscribed(req, runner) -> None:
     from ..env import logical_cores
 
@@ -271,6 +327,7 @@ def run(args) -> int:
         if args.cluster and "device_id" in req.options:
             raise UsageError("--device-id does not apply to --cluster: Ray gives each task one GPU, "
                              "its only visible device; pick machines with --on")
+        check_thread_count(req, runner, getattr(args, "force_threads", False) or bool(args.cluster))
         if not jobs and args.resume:
             print(rows_json([], out) if args.format == "json" else
                   f"{out}: every row is already complete; nothing to do")

@@ -98,14 +98,27 @@ def save(results_csv, name: str, root=DEFAULT_ROOT, replace: bool = False,
                     "artifacts": artifacts}
         atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         read_results(tmp / results_csv.name)  # the copy must load before it becomes the baseline
-        if target.exists():
-            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            os.replace(target, machine / f"{name}.replaced-{stamp}")
-        os.replace(tmp, target)
+        _claim(tmp, target, name, replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target, manifest
+
+
+def _claim(tmp: Path, target: Path, name: str, replace: bool) -> None:
+    """Give the built folder its name atomically: under the name's lock, the check that
+    it is free and the rename are one step, so of two saves of one name one wins and
+    the other is refused (never both told they succeeded)."""
+    from filelock import FileLock
+
+    with FileLock(str(target.with_name(f".{name}.lock"))):
+        if target.exists():
+            if not replace:
+                raise GateError(f"baseline {name!r} was just saved by another process; pick another name "
+                                "or pass --replace (the old one is kept)")
+            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+            os.replace(target, target.with_name(f"{name}.replaced-{stamp}"))
+        os.rename(tmp, target)
 
 
 def _incomplete(csv_path: Path, df) -> str:

@@ -204,7 +204,7 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
         for run in (base, cur):
             if s.reference not in set(run.df["model"]):
                 raise GateError(f"reference model {s.reference!r} is not in {run.path}; time it "
-                                "in the same run (bench.py run ... {s.reference})")
+                                f"in the same run (bench.py run ... {s.reference})")
 
     base_rows = {row_key(r): r for _, r in base.df.iterrows()}
     cur_rows = {row_key(r, s.pairs.get(r["model"])): r for _, r in cur.df.iterrows()}

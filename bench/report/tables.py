@@ -416,9 +416,19 @@ def to_csv(t: Table) -> str:
             continue
         label = _text(r[0])
         for h, c in zip(t.headers[1:], r[1:]):
-            w.writerow([t.name, group, label, h, _text(c), _n(getattr(c, "value", None)),
-                        _n(getattr(c, "low", None)), _n(getattr(c, "high", None)), getattr(c, "ref", None) or ""])
+            w.writerow([t.name, _inert(group), _inert(label), h, _inert(_text(c)), _n(getattr(c, "value", None)),
+                        _n(getattr(c, "low", None)), _n(getattr(c, "high", None)),
+                        _inert(getattr(c, "ref", None) or "")])
     return buf.getvalue()
+
+
+def _inert(text: str) -> str:
+    """A cell a spreadsheet would run as a formula (a model file named `=1+1.onnx`)
+    gets a leading apostrophe; numbers such as -0.5 stay numbers."""
+    text = str(text)
+    if text[:1] in ("=", "+", "@", "\t", "\r") or (text[:1] == "-" and not text[1:2].isdigit() and text != "-"):
+        return "'" + text
+    return text
 
 
 def _n(v) -> str:

@@ -111,5 +111,9 @@ def time_calls(fn, n: int, *args) -> np.ndarray:
     return samples * 1e-6
 
 
-def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+def random_input(shape: tuple[int, ...], seed: int = 0, dtype: str = "float32") -> np.ndarray:
+    """The timed input: seeded noise of the input's own element type (a user's ONNX
+    file may take float16 or integers; see models.byo.ONNX_ELEMENT_TYPES)."""
+    from models.byo import input_array
+
+    return input_array(shape, dtype, seed)

@@ -65,7 +65,7 @@ class OrtCpuRunner(Runner):
         load_ms = (time.perf_counter_ns() - t0) * 1e-6
         if sess.get_providers()[0] != self.provider:
             raise RunnerUnavailable(f"session fell back to {sess.get_providers()[0]}")
-        s = OrtSession(sess, artifact.input_name, random_input(input_shape), {
+        s = OrtSession(sess, artifact.input_name, random_input(input_shape, dtype=getattr(artifact, "input_dtype", "float32")), {
             "runtime": "onnxruntime", "provider": self.provider, "device": "cpu",
             "device_name": cpu_name(), "threads": opts.intra_op_num_threads,
             "runtime_settings": {"inter_op_threads": 1, "execution_mode": "sequential",

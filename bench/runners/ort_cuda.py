@@ -285,7 +285,7 @@ class OrtCudaRunner(Runner):
                 "provider_options": {p: effective.get(p, {}) for p in got if p != "CPUExecutionProvider"},
             },
         }
-        s = OrtCudaSession(sess, artifact.input_name, random_input(input_shape), input_shape,
+        s = OrtCudaSession(sess, artifact.input_name, random_input(input_shape, dtype=getattr(artifact, "input_dtype", "float32")), input_shape,
                            device_id, bool(options.get("end_to_end")), bool(options.get("cuda_graphs")),
                            describe, self.open_extra(load_ms, options))
         s.load_ms = load_ms
