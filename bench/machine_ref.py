@@ -3,8 +3,8 @@
 On a shared VM the host slows the whole machine for seconds at a time (another
 tenant on the same physical cores), and nothing inside the VM shows it: no other
 process, no steal. The only witness is a fixed piece of work whose time is known:
-the *probe*, a small convolution network run in ONNX Runtime with the run's thread
-count, timed for a few iterations before every block. Its time against the
+the *probe*, a small convolution network run in ONNX Runtime on one thread, timed
+for a few iterations before every block. Its time against the
 machine's normal probe time (the *reference*) says whether the block that follows
 ran at normal speed, and how much slower it was if not.
 
@@ -31,12 +31,17 @@ from exporters.cache import default_cache_dir
 from models.fsio import atomic_write
 
 # Bump when the probe network or its reading changes: old calibrations no longer apply.
-PROBE_VERSION = 2
-# Probe iterations per reading (about 6 ms of work); the reading is their mean time.
-# The mean, not the median: a slowdown that comes as time slices taken away (a
-# competitor on the same CPU) leaves most single iterations untouched, and only the
-# time of the whole reading shows it, as it shows in a block of the model.
-PROBE_ITERS = 20
+PROBE_VERSION = 5
+# Probe iterations per reading (about 10 ms of work); the reading is their mean time.
+# The mean, not the median, and iterations of a model's length (1-2 ms), not a tiny
+# kernel: a slowdown that comes as time slices taken away (a competitor on the same
+# CPU) leaves most short iterations untouched and shows only in the time of the whole
+# reading, as it shows in a block of the model. (Measured here under a pinned
+# competitor switched on and off: the per-block correlation of probe and model slowdown
+# was 0.73-0.79 for this probe, 0.61-0.65 for 20 iterations of a 0.3 ms kernel's mean,
+# 0.34-0.37 for their median.)
+PROBE_ITERS = 5
+PROBE_CHANNELS, PROBE_SIDE = 64, 28
 # A block whose probe reading is within this factor of the reference ran at normal
 # speed. The host's two modes sit at 1.0-1.2x and 1.6-2.0x with an empty gap between.
 NORMAL_MAX = 1.25
@@ -52,15 +57,15 @@ CALIBRATION_MAX_AGE_DAYS = 14
 
 
 def probe_model_bytes() -> bytes:
-    """A fixed convolution network (about 0.3 ms with 2 threads on a current x86 core):
-    convolutions and a matrix product, the kernels the timed models spend their time in."""
+    """A fixed convolution network (about 2 ms on one thread of this project's VM):
+    3x3 convolutions, the kernels the timed models spend most of their time in."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(PROBE_VERSION)
-    c, side = 32, 28
+    c, side = PROBE_CHANNELS, PROBE_SIDE
     inits, nodes, x = [], [], "x"
-    for i in range(2):
+    for i in range(4):
         w = numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32), f"w{i}")
         inits.append(w)
         nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
@@ -77,25 +82,31 @@ def probe_model_bytes() -> bytes:
 
 
 class Probe:
-    """The probe network loaded in ONNX Runtime; `read()` returns one reading (ms)."""
+    """The probe network loaded in ONNX Runtime; `read()` returns one reading (ms).
 
-    def __init__(self, threads: int, spinning: bool = True):
+    One thread, never spinning. A timed session's spinning worker keeps a core busy for
+    50-100 ms after its block (measured here: 0.8 cores during a 50 ms pause), so a
+    2-thread probe after it read 2.04 ms instead of 1.08 and jumped between the two;
+    a 1-thread probe runs on the other core and read 2.08 instead of 2.02, steadily.
+    A slowdown of the host's cores (another tenant on them, a lower clock) reaches it
+    all the same."""
+
+    threads = 1
+
+    def __init__(self):
         # ONNX Runtime is imported here, not at module level: GPU-only and Core ML
         # runs never open a probe.
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        # Spinning as the timed sessions do, so the probe waits for its threads as they do;
-        # the scheduler pauses before each block, so spinning workers are idle by then.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        self.threads = opts.intra_op_num_threads
-        self.spinning = bool(spinning)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sess = ort.InferenceSession(probe_model_bytes(), opts, providers=["CPUExecutionProvider"])
-        self._feed = {"x": np.random.default_rng(0).standard_normal((1, 32, 28, 28), dtype=np.float32)}
-        for _ in range(20):  # its own warm-up, outside every reading
+        self._feed = {"x": np.random.default_rng(0).standard_normal((1, PROBE_CHANNELS, PROBE_SIDE, PROBE_SIDE),
+                                                                    dtype=np.float32)}
+        for _ in range(10):  # its own warm-up, outside every reading
             self._sess.run(None, self._feed)
 
     def read(self) -> float:
@@ -142,20 +153,19 @@ class Reference:
     source: str  # "calibration YYYY-MM-DD" or "this run (no calibration for this machine yet)"
 
 
-def calibration_key(env: dict, threads: int, spinning: bool = True) -> str:
-    """The machine fingerprint and the probe's settings: what must match for a calibration to apply."""
-    text = (f"{env.get('cpu_name')}|{env.get('cpu_logical')}|threads={threads}|spinning={bool(spinning)}"
-            f"|probe={PROBE_VERSION}")
+def calibration_key(env: dict, threads: int) -> str:
+    """The machine fingerprint and the probe's threads: what must match for a calibration to apply."""
+    text = f"{env.get('cpu_name')}|{env.get('cpu_logical')}|threads={threads}|probe={PROBE_VERSION}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def calibration_path(env: dict, threads: int, spinning: bool = True) -> Path:
-    return default_cache_dir() / "machine" / f"probe-{calibration_key(env, threads, spinning)}.json"
+def calibration_path(env: dict, threads: int) -> Path:
+    return default_cache_dir() / "machine" / f"probe-{calibration_key(env, threads)}.json"
 
 
-def load_calibration(env: dict, threads: int, spinning: bool = True) -> dict | None:
+def load_calibration(env: dict, threads: int) -> dict | None:
     """The stored calibration, or None when there is none, it is damaged or too old."""
-    p = calibration_path(env, threads, spinning)
+    p = calibration_path(env, threads)
     try:
         data = json.loads(p.read_text())
         ms, date = float(data["probe_ms"]), _dt.date.fromisoformat(str(data["date"]))
@@ -168,8 +178,7 @@ def load_calibration(env: dict, threads: int, spinning: bool = True) -> dict | N
     return dict(data, probe_ms=ms)
 
 
-def resolve_reference(readings, env: dict, threads: int, save: bool = True,
-                      spinning: bool = True) -> Reference | None:
+def resolve_reference(readings, env: dict, threads: int, save: bool = True) -> Reference | None:
     """The reference for a set of probe readings, updating the stored calibration.
 
     - A calibration exists and the run is not clearly faster: the calibration is the
@@ -181,23 +190,23 @@ def resolve_reference(readings, env: dict, threads: int, save: bool = True,
     mode, support = fast_mode(readings)
     if mode is None:
         return None
-    cal = load_calibration(env, threads, spinning)
+    cal = load_calibration(env, threads)
     today = _dt.date.today().isoformat()
     if cal is not None and mode >= cal["probe_ms"] * (1 - RECALIBRATE):
         return Reference(cal["probe_ms"], f"calibration {cal['date']}")
     if save and support >= MIN_MODE_READINGS:
-        _store(env, threads, spinning, mode, support, today)
+        _store(env, threads, mode, support, today)
     if cal is not None:
         return Reference(mode, f"this run (faster than the calibration of {cal['date']} by "
                                f"{1 - mode / cal['probe_ms']:.0%}; stored)")
     return Reference(mode, "this run (no calibration for this machine yet)")
 
 
-def _store(env: dict, threads: int, spinning: bool, ms: float, support: int, date: str) -> None:
-    data = {"probe_ms": ms, "date": date, "readings": support, "threads": threads, "spinning": spinning,
+def _store(env: dict, threads: int, ms: float, support: int, date: str) -> None:
+    data = {"probe_ms": ms, "date": date, "readings": support, "threads": threads,
             "probe_version": PROBE_VERSION, "cpu_name": env.get("cpu_name"),
             "cpu_logical": env.get("cpu_logical")}
     try:
-        atomic_write(calibration_path(env, threads, spinning), json.dumps(data, indent=1), make_parents=True)
+        atomic_write(calibration_path(env, threads), json.dumps(data, indent=1), make_parents=True)
     except Exception:  # a read-only cache only costs the next run its calibration
         pass

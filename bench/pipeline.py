@@ -374,16 +374,16 @@ def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, st
     return row
 
 
-def open_probe(runner, threads: list[int], env: dict, spinning: bool = True) -> tuple[Probe | None, Callable | None]:
+def open_probe(runner, env: dict) -> tuple[Probe | None, Callable | None]:
     """The machine probe for a group timed on the CPU, and the function that turns its
     readings into the machine's reference (bench/machine_ref). GPU runners get none:
     the host's CPU speed is not what their samples measure."""
     if runner.device != "cpu":
         return None, None
-    probe = Probe(max(threads), spinning)
+    probe = Probe()
 
     def reference(readings, final):
-        return resolve_reference(readings, env, probe.threads, save=final, spinning=probe.spinning)
+        return resolve_reference(readings, env, probe.threads, save=final)
     return probe, reference
 
 
@@ -405,7 +405,7 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
                                    options=dict(req.options))
             shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
             sessions.append(runner.open(p.artifact, shape, settings))
-        probe, reference = open_probe(runner, [p.job.threads for p in members], env, req.spinning)
+        probe, reference = open_probe(runner, env)
         measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
                                      req.block_warmup, progress, req.target, on_round,
                                      probe=probe, reference=reference)

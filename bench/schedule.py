@@ -19,7 +19,7 @@ block needed is recorded.
 
 The machine's speed: with a `probe` (bench/machine_ref), a probe reading is taken
 before every block (after a short pause, so the last session's spinning workers are
-idle) and one after the last; each block keeps the readings on both sides of it.
+idle; the probe itself never spins) and one after the last; each block keeps the readings on both sides of it.
 The stopping rule then counts only what the headline uses: the blocks that ran at
 the machine's normal speed, against the reference that `reference(readings, final)`
 gives for the readings so far.
@@ -112,6 +112,7 @@ class _ProbeLog:
         if self.probe is None:
             return None
         if self._fresh is None:
+            # The last block's spinning workers go idle first (the probe never spins).
             time.sleep(SETTLE_S)
             self._fresh = self.probe.read()
             self.readings.append(self._fresh)

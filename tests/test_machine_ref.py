@@ -16,29 +16,31 @@ from bench.measurement import Measurement, Validity
 CPUS = sorted(os.sched_getaffinity(0))
 
 
-def _compete(cpu: int, on_s: float, off_s: float, stop_at: float) -> None:
-    """Spin on one CPU for on_s, rest for off_s, until stop_at (off_s 0: always on)."""
+def _compete(cpu: int, on_s: float, off_s: float, t0: float, stop_at: float) -> None:
+    """Spin on one CPU in phases counted from t0 (the same clock in every process, so
+    all competitors switch together): on for on_s, off for off_s (0: always on)."""
     os.sched_setaffinity(0, {cpu})
-    while time.monotonic() < stop_at:
-        t = time.monotonic() + on_s
-        while time.monotonic() < t:
-            pass
-        if off_s:
-            time.sleep(off_s)
+    period = on_s + off_s
+    while (now := time.monotonic()) < stop_at:
+        if off_s and (now - t0) % period >= on_s:
+            time.sleep(min(0.01, stop_at - now))
+        # else: spin
 
 
 class Competitor:
-    """One spinning process pinned to each CPU; switched on and off with a period."""
+    """One spinning process pinned to each CPU; switched on and off together."""
 
     def __init__(self, on_s: float, off_s: float = 0.0, seconds: float = 120):
         ctx = mp.get_context("spawn")
-        stop = time.monotonic() + seconds
-        self.procs = [ctx.Process(target=_compete, args=(c, on_s, off_s, stop), daemon=True) for c in CPUS]
+        t0 = time.monotonic() + 1.0
+        stop = t0 + seconds
+        self.procs = [ctx.Process(target=_compete, args=(c, on_s, off_s, t0, stop), daemon=True) for c in CPUS]
+        self.t0 = t0
 
     def __enter__(self):
         for p in self.procs:
             p.start()
-        time.sleep(0.5)
+        time.sleep(max(self.t0 - time.monotonic(), 0) + 0.2)
         return self
 
     def __exit__(self, *exc):
@@ -53,11 +55,12 @@ def sessions():
     from bench.pipeline import RunRequest, plan, prepare_all
     from bench.runners import RunSettings, get_runner
 
-    threads = len(CPUS)
-    req = RunRequest(models=["mobilenetv2_100"], threads=[threads], resolutions=[96])
+    # One thread: a 2-thread session of so small a model changes speed by itself (its
+    # threads' placement), which no probe can know; one thread is steady.
+    req = RunRequest(models=["mobilenetv2_100"], threads=[1], resolutions=[128])
     prep = prepare_all(plan(req), req, "onnx")
     r = get_runner("ort-cpu")
-    out = [r.open(p.artifact, (1, 3, 96, 96), RunSettings(threads=threads)) for p in prep]
+    out = [r.open(p.artifact, (1, 3, 128, 128), RunSettings(threads=1)) for p in prep]
     yield out
     for s in out:
         s.close()
@@ -66,7 +69,7 @@ def sessions():
 @pytest.fixture()
 def probe(tmp_path, monkeypatch):
     monkeypatch.setenv("MODBENCH_CACHE", str(tmp_path / "cache"))
-    p = Probe(len(CPUS))
+    p = Probe()
     yield p
     p.close()
 
@@ -100,19 +103,21 @@ def test_quiet_machine_headline_is_the_median_of_all_samples(sessions, probe):
 
 def test_a_slowed_host_is_set_aside_and_a_wholly_slowed_run_is_never_valid(sessions, probe):
     quiet = _timed(sessions, probe, 600)
-    with Competitor(on_s=0.7, off_s=0.7):
+    with Competitor(on_s=0.6, off_s=0.6):
         mixed = _timed(sessions, probe, 1200)
+    quiet_after = _timed(sessions, probe, 400)
     with Competitor(on_s=60):
         slowed = _timed(sessions, probe, 300)
-    lq = quiet.headline().estimate
+    quiets = [quiet.headline().estimate, quiet_after.headline().estimate]
 
     hm = mixed.headline()
     speeds = mixed.block_speeds()
     assert 0.1 <= hm.slowed_share <= 0.9, speeds  # both kinds of block were seen
     assert hm.slowed_factor > 1.25
     # All samples together are far from the quiet figure; the headline is not.
-    assert mixed.median > 1.1 * lq or mixed.mean > 1.2 * lq, (mixed.median, mixed.mean, lq)
-    assert abs(hm.estimate / lq - 1) < 0.06, (hm.estimate, lq, hm)
+    lq = max(quiets)
+    assert mixed.median > 1.1 * lq or mixed.mean > 1.2 * lq, (mixed.median, mixed.mean, quiets)
+    assert min(abs(hm.estimate / q - 1) for q in quiets) < 0.06, (hm.estimate, quiets, hm)
 
     hs = slowed.headline()
     assert slowed.reference.source.startswith("calibration"), slowed.reference

@@ -118,7 +118,7 @@ def _time_pair(job, brow, base, head, spinning, run_id, g, env, iters, warmup, b
     sessions, probe = [], None
     try:
         sessions = [runner.open(base, shape, settings), runner.open(head.artifact, shape, settings)]
-        probe, reference = open_probe(runner, [job.threads], env, spinning)
+        probe, reference = open_probe(runner, env)
         ms = time_sessions(sessions, iters, warmup, block, "round-robin", block_warmup,
                            probe=probe, reference=reference)
         out = []
