@@ -50,8 +50,9 @@ DEFAULT_TARGET_CI = 0.01
 PERCENTILE_MIN_SAMPLES = {90: 64, 99: 662}
 # Block statistics spread wider than this are named in an imprecise row's reason.
 DRIFT_NOTE = 0.05
-# The normal-speed headline needs at least this many normal blocks (an interval from
-# fewer would be a guess about the machine, not a measurement of the model).
+# The normal-speed headline needs at least this many normal blocks when the host slowed
+# any (an interval from fewer would be a guess about the machine, not a measurement
+# of the model); a short row whose every block ran at normal speed needs no more.
 MIN_NORMAL_BLOCKS = 4
 # A normal-probe block whose own median is this far above the row's other normal
 # blocks was slowed between two probe readings; it is set aside too.
@@ -217,7 +218,7 @@ class Measurement:
                             iv.n_blocks, len(bs), share, factor, speed)
         used = [b for b, ok in zip(bs, normal) if ok]
         pu = probe.mean(axis=1)[normal]
-        if len(used) < MIN_NORMAL_BLOCKS:
+        if len(used) < min(MIN_NORMAL_BLOCKS, len(bs)) or not used:
             # Too few blocks at normal speed to say anything about it: no figure at all
             # rather than one that may be a slowed machine's.
             return Headline(math.nan, math.nan, math.nan, "median at normal speed (not measured)",
@@ -254,7 +255,7 @@ class Measurement:
     def validity(self, v: Validity = Validity()) -> tuple[bool, str]:
         reasons = []
         h = self.headline(v.stat)
-        if h.slowed_share is not None and v.stat == "median" and h.blocks_used < MIN_NORMAL_BLOCKS:
+        if h.slowed_share is not None and v.stat == "median" and math.isnan(h.estimate):
             reasons.append(f"host slowed for {h.slowed_share:.0%} of blocks ({h.slowed_factor or 0:.1f}x); "
                            f"latency at normal speed not measured ({h.blocks_used} normal "
                            f"block{'s' if h.blocks_used != 1 else ''}, need {MIN_NORMAL_BLOCKS})")
