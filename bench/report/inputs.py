@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..measurement import Measurement
+from ..measurement import Measurement, from_row
 from ..store import ResultsError, StoredRow, read_results
 from ..vocab import UnknownDevice, device_kind, runtime_name
 
@@ -30,10 +30,9 @@ class Row(StoredRow):
     """One results row as the reports use it: the store's row, plus its Measurement."""
 
     def measurement(self) -> Measurement:
-        """The row's samples with the blocks they were timed in (for honest intervals)."""
-        b = self.data.get("block_size")
-        block = int(b) if isinstance(b, (int, float)) and b == b and b > 0 else None
-        return Measurement(self.samples(), block=block)
+        """The row's samples with the blocks they were timed in (for honest intervals),
+        and the probe readings and reference its headline was judged against."""
+        return from_row(self.data, self.samples(), self.probe())
 
 
 @dataclass
@@ -168,6 +167,10 @@ def load(paths: list[str | Path], duplicates: str = "latest") -> ReportInputs:
         files.append(path)
         for rec in df.to_dict("records"):
             row = Row(rec, path)
+            # Every number a report prints rests on the row's samples: a row whose samples
+            # (or probe readings) cannot be trusted stops the report, one line naming it.
+            row.samples()
+            row.probe()
             try:
                 kind = device_kind(rec["device"])
             except UnknownDevice as exc:
