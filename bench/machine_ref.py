@@ -210,3 +210,54 @@ def _store(env: dict, threads: int, ms: float, support: int, date: str) -> None:
         atomic_write(calibration_path(env, threads), json.dumps(data, indent=1), make_parents=True)
     except Exception:  # a read-only cache only costs the next run its calibration
         pass
+
+
+# --- each model's fast figure on this machine, kept between runs ------------------------
+#
+# The probe sees what slows the whole machine; the host of this project's VMs also
+# slows two-thread work in phases a one-thread probe does not see, which each row's
+# own block medians show as a second mode. A row slowed from its first block to its
+# last has no fast mode to find: its fastest blocks, against this model's fast figure
+# from an earlier run on this machine, say so.
+
+def model_figures_path(env: dict) -> Path:
+    return default_cache_dir() / "machine" / f"models-{calibration_key(env, 0)}.json"
+
+
+def load_model_figures(env: dict) -> dict:
+    """key -> {"ms": fast-mode latency, "date": ...}, dropping figures too old to trust."""
+    try:
+        data = json.loads(model_figures_path(env).read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for k, v in (data.items() if isinstance(data, dict) else []):
+        try:
+            ms, date = float(v["ms"]), _dt.date.fromisoformat(str(v["date"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if ms > 0 and math.isfinite(ms) and (_dt.date.today() - date).days <= CALIBRATION_MAX_AGE_DAYS:
+            out[k] = {"ms": ms, "date": str(date)}
+    return out
+
+
+def update_model_figures(env: dict, found: dict) -> None:
+    """Store each model's fast figure of this run where there was none, the old one is
+    too old, or this run's is faster by more than RECALIBRATE (never a slower one: a
+    slowed run must not become the reference)."""
+    figures = load_model_figures(env)
+    today = _dt.date.today().isoformat()
+    changed = False
+    for key, ms in found.items():
+        if not (ms and math.isfinite(ms) and ms > 0):
+            continue
+        old = figures.get(key)
+        if old is None or ms < old["ms"] * (1 - RECALIBRATE):
+            figures[key] = {"ms": float(ms), "date": today}
+            changed = True
+    if changed:
+        try:
+            atomic_write(model_figures_path(env), json.dumps(figures, indent=1, sort_keys=True),
+                         make_parents=True)
+        except Exception:  # a read-only cache only costs the next run these figures
+            pass

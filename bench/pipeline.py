@@ -22,8 +22,8 @@ from models.complexity import count_macs, count_params
 from .env import machine_env, now_iso
 from .errors import ModbenchError
 from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
-from .measurement import DEFAULT_TARGET_CI, Validity
-from .machine_ref import Probe, resolve_reference
+from .measurement import DEFAULT_TARGET_CI, MIN_NORMAL_BLOCKS, Validity
+from .machine_ref import Probe, load_model_figures, resolve_reference, update_model_figures
 from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter
 from .runners import RUNNERS, RunSettings, get_runner
 from .schedule import Target, time_sessions
@@ -374,6 +374,14 @@ def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, st
     return row
 
 
+def model_figure_key(p: Prepared, req: RunRequest) -> str:
+    """What a model's stored fast figure belongs to: the artifact timed (its SHA-256,
+    or the model's identity for runners that time a PyTorch module) and the settings."""
+    what = p.columns.get("artifact_sha256") or f"{p.job.model}|{p.job.variant}|{p.columns.get('checkpoint')}"
+    return (f"{what}|{p.job.runtime}|t{p.job.threads}|b{p.job.batch}|r{p.job.resolution}"
+            f"|spin={req.spinning}|{sorted(req.options.items())}")
+
+
 def open_probe(runner, env: dict) -> tuple[Probe | None, Callable | None]:
     """The machine probe for a group timed on the CPU, and the function that turns its
     readings into the machine's reference (bench/machine_ref). GPU runners get none:
@@ -406,9 +414,15 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
             shape = (p.job.batch, 3, p.job.resolution, p.job.resolution)
             sessions.append(runner.open(p.artifact, shape, settings))
         probe, reference = open_probe(runner, env)
+        keys = [model_figure_key(p, req) for p in members]
+        figures = load_model_figures(env) if probe is not None else {}
         measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
                                      req.block_warmup, progress, req.target, on_round,
-                                     probe=probe, reference=reference)
+                                     probe=probe, reference=reference,
+                                     known_ms=[figures.get(k, {}).get("ms") for k in keys])
+        if probe is not None:
+            update_model_figures(env, {k: m.headline("median").estimate for k, m in zip(keys, measurements)
+                                       if m.headline("median").blocks_used >= MIN_NORMAL_BLOCKS})
         out = []
         for p, s, m in zip(members, sessions, measurements):
             precision = req.options.get("precision") or "fp32"

@@ -136,24 +136,26 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
                   target: Target | None = None,
                   on_round: Callable[[RoundStatus], None] = lambda s: None,
                   probe: Probe | None = None,
-                  reference: Callable[[list[float], bool], Reference | None] | None = None
-                  ) -> list[Measurement]:
+                  reference: Callable[[list[float], bool], Reference | None] | None = None,
+                  known_ms: list[float | None] | None = None) -> list[Measurement]:
     """Time every session; one Measurement each. `iters` is the count (fixed) or the
     ceiling (with a precision `target`). With a `probe` and a `reference`, every
-    Measurement carries its blocks' probe readings and the machine's reference."""
+    Measurement carries its blocks' probe readings and the machine's reference;
+    `known_ms` gives each session's model its fast figure from earlier runs, if any."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}")
     if probe is not None and reference is None:
         raise ValueError("a probe needs a reference function")
     states = [_State(s, [], [], []) for s in sessions]
+    known = list(known_ms) if known_ms is not None else [None] * len(sessions)
     probes = _ProbeLog(probe)
     t_start = time.monotonic()
 
-    def measured(st: _State, ref: Reference | None) -> Measurement:
+    def measured(st: _State, ref: Reference | None, k: float | None) -> Measurement:
         return Measurement(st.samples(), warmup=warmup, load_ms=st.session.load_ms, first_run_ms=st.first,
                            block=block, loads=load.block_loads(st.marks), settle=st.settle,
                            probe_ms=np.array(st.probe_pairs) if probe is not None else None,
-                           reference=ref)
+                           reference=ref, known_ms=k)
 
     def update_precision(active: list[_State]) -> None:
         """The headline's precision and what it rests on, for the stopping rule."""
@@ -163,7 +165,8 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
         ref = reference(probes.readings, False) if probe is not None else None
         for st in active:
             m = Measurement(st.samples(), block=block,
-                            probe_ms=np.array(st.probe_pairs) if probe is not None else None, reference=ref)
+                            probe_ms=np.array(st.probe_pairs) if probe is not None else None, reference=ref,
+                            known_ms=known[states.index(st)])
             h = m.headline(target.stat)
             st.width = h.rel_half_width
             normal = m.normal_blocks()
@@ -235,7 +238,7 @@ def time_sessions(sessions: list[Session], iters: int, warmup: int, block: int, 
                                  time.monotonic() - t_start))
     probes.reading()  # the reading after the last block
     ref = reference(probes.readings, True) if probe is not None else None
-    return [measured(st, ref) for st in states]
+    return [measured(st, ref, k) for st, k in zip(states, known)]
 
 
 def _settle(st: _State, minimum: int) -> int:

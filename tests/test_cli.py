@@ -35,8 +35,9 @@ def test_run_writes_complete_rows_with_samples(two_model_run):
         assert r.threads == 1 and r.batch == 1 and r.resolution == 224
         assert r.schedule == "round-robin" and r.block_size == 4
         # Valid exactly when 3 blocks pin the median to ±1% on an otherwise quiet machine.
-        assert r.valid == (r.ci_rel_half_width <= 0.01 and "busy" not in str(r.invalid_reason))
-        assert r.valid or "median known to ±" in r.invalid_reason or "machine busy" in r.invalid_reason
+        assert r.valid == (r.ci_rel_half_width <= 0.01 and "busy" not in str(r.invalid_reason)
+                           and "host slowed" not in str(r.invalid_reason))
+        assert r.valid or any(w in r.invalid_reason for w in ("median known to ±", "machine busy", "host slowed"))
         assert r.blocks == 3 and r.disturbed_blocks >= 0 and r.others_cpu_max >= 0
         assert r.cpu_name and r.torch_version and r.onnxruntime_gpu_version and r.git_commit
         # Load and first run recorded apart from the steady state: each costs more than
