@@ -501,6 +501,7 @@ def estimators(args, log: Report) -> None:
     """Offline, on two results files of the same models (e.g. back-to-back's run-0 and
     run-1): how well each way of reading the same samples and probe readings reproduces
     from one file to the other. Times nothing."""
+    from .machine_ref import NORMAL_MAX
     from .measurement import from_row
     from .store import read_rows
 
@@ -516,11 +517,15 @@ def estimators(args, log: Report) -> None:
             if normal is not None and normal.sum() >= 4:
                 used = np.concatenate([b for b, ok in zip(bs, normal) if ok])
                 pu = p.mean(axis=1)[normal]
-                fig["median of normal blocks, uncorrected"] = float(np.median(used))
-                fig["median of per-block probe-corrected normal blocks"] = float(np.median(
-                    np.concatenate([b * m.reference.ms / q for b, ok, q in zip(bs, normal, p.mean(axis=1)) if ok])))
-                fig["p25 of normal blocks, probe-corrected"] = float(np.percentile(used, 25)
-                                                                     * m.reference.ms / np.median(pu))
+                by_probe = m.block_speeds() <= NORMAL_MAX
+                fig["median of normal blocks (probe and fast mode), as this code computes"] = float(np.median(used))
+                fig["median of blocks the probe alone calls normal"] = float(np.median(
+                    np.concatenate([b for b, ok in zip(bs, by_probe) if ok])))
+                fig["same, probe-corrected to the reference"] = float(np.median(
+                    np.concatenate([b for b, ok in zip(bs, by_probe) if ok])) * m.reference.ms
+                    / np.median(p.mean(axis=1)[by_probe]))
+                fig["median of normal blocks, probe-corrected"] = float(np.median(used) * m.reference.ms
+                                                                        / np.median(pu))
             out[r["model"]] = fig
         return out
 
