@@ -220,6 +220,10 @@ def _store(env: dict, threads: int, ms: float, support: int, date: str) -> None:
 # last has no fast mode to find: its fastest blocks, against this model's fast figure
 # from an earlier run on this machine, say so.
 
+# A row's normal-speed blocks say something of its model's fast figure once this many agree.
+MODEL_FIGURE_BLOCKS = 3
+
+
 def model_figures_path(env: dict) -> Path:
     return default_cache_dir() / "machine" / f"models-{calibration_key(env, 0)}.json"
 

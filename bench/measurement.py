@@ -334,6 +334,7 @@ class Measurement:
             "blocks_used": head.blocks_used, "slowed_share": head.slowed_share,
             "slowed_factor": head.slowed_factor, "machine_speed": head.speed,
             "machine_ref_ms": ref.ms if ref else None, "machine_ref_source": ref.source if ref else None,
+            "model_ref_ms": self.known_ms if ref else None,
             "mean_ms": self.mean, "std_ms": self.std, "median_ms": self.median,
             "median_ci_low_ms": _num(med.low), "median_ci_high_ms": _num(med.high),
             "mean_ci_low_ms": _num(mean.low), "mean_ci_high_ms": _num(mean.high),
@@ -360,7 +361,8 @@ def from_row(row, samples, probe=None) -> Measurement:
     ref_ms = _num(_float(row.get("machine_ref_ms")))
     ref = Reference(ref_ms, str(row.get("machine_ref_source") or "")) if probe is not None and ref_ms else None
     return Measurement(samples, block=int(block) if block else None,
-                       probe_ms=probe if ref is not None else None, reference=ref)
+                       probe_ms=probe if ref is not None else None, reference=ref,
+                       known_ms=_num(_float(row.get("model_ref_ms"))))
 
 
 def _float(v) -> float | None:

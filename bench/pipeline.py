@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from exporters import ExportRequest, get_exporter
 from exporters.cache import sha256_file
 from models import ModelEntry, ModelError, create_model, get_entry, resolve_spec
@@ -22,8 +24,8 @@ from models.complexity import count_macs, count_params
 from .env import machine_env, now_iso
 from .errors import ModbenchError
 from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
-from .measurement import DEFAULT_TARGET_CI, MIN_NORMAL_BLOCKS, Validity
-from .machine_ref import Probe, load_model_figures, resolve_reference, update_model_figures
+from .measurement import DEFAULT_TARGET_CI, Validity
+from .machine_ref import MODEL_FIGURE_BLOCKS, Probe, load_model_figures, resolve_reference, update_model_figures
 from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter
 from .runners import RUNNERS, RunSettings, get_runner
 from .schedule import Target, time_sessions
@@ -382,6 +384,15 @@ def model_figure_key(p: Prepared, req: RunRequest) -> str:
             f"|spin={req.spinning}|{sorted(req.options.items())}")
 
 
+def model_figure(m) -> float | None:
+    """What a row tells of its model's fast figure: the median of its normal-speed blocks,
+    once three of them agree (a mode), even where a row has too few for a headline."""
+    normal = m.normal_blocks()
+    if normal is None or normal.sum() < MODEL_FIGURE_BLOCKS:
+        return None
+    return float(np.median(m.headline_samples("median")))
+
+
 def open_probe(runner, env: dict) -> tuple[Probe | None, Callable | None]:
     """The machine probe for a group timed on the CPU, and the function that turns its
     readings into the machine's reference (bench/machine_ref). GPU runners get none:
@@ -421,8 +432,8 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
                                      probe=probe, reference=reference,
                                      known_ms=[figures.get(k, {}).get("ms") for k in keys])
         if probe is not None:
-            update_model_figures(env, {k: m.headline("median").estimate for k, m in zip(keys, measurements)
-                                       if m.headline("median").blocks_used >= MIN_NORMAL_BLOCKS})
+            update_model_figures(env, {k: fast for k, m in zip(keys, measurements)
+                                       if (fast := model_figure(m)) is not None})
         out = []
         for p, s, m in zip(members, sessions, measurements):
             precision = req.options.get("precision") or "fp32"

@@ -58,6 +58,7 @@ COLUMNS = [
     # and what it set aside (blocks timed while the host slowed the machine)
     "latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_stat", "blocks_used",
     "slowed_share", "slowed_factor", "machine_speed", "machine_ref_ms", "machine_ref_source",
+    "model_ref_ms",
     # statistics (milliseconds), all derived from the stored samples
     "mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
     "mean_ci_low_ms", "mean_ci_high_ms", "headline_stat", "ci_rel_half_width", "target_ci",
@@ -95,7 +96,7 @@ FLOAT_COLUMNS = ("mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_c
                  "params_m", "macs_g", "top1", "mean_ci_low_ms", "mean_ci_high_ms", "ci_rel_half_width",
                  "target_ci", "others_cpu_max", "others_cpu_mean", "steal_pct", "cpu_mhz",
                  "settle_iters_mean", "latency_ms", "latency_ci_low_ms", "latency_ci_high_ms",
-                 "slowed_share", "slowed_factor", "machine_speed", "machine_ref_ms")
+                 "slowed_share", "slowed_factor", "machine_speed", "machine_ref_ms", "model_ref_ms")
 # Columns kept as text even when every value looks like a number.
 TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
                 "precision", "cluster", "node", "headline_stat", "latency_stat", "machine_ref_source", "schedule", "interleave_group", "invalid_reason",

@@ -56,6 +56,13 @@ def _headline(r) -> float:
     return float(v) if v is not None and v == v else float(r["median_ms"])
 
 
+def _latency(r) -> float | None:
+    """A row's latency_ms where it was measured; None for a row with none (the host
+    slowed it throughout): such a row has no figure to reproduce."""
+    v = r.get("latency_ms")
+    return float(v) if v is not None and v == v else None
+
+
 def _rows(csv: Path) -> dict:
     from .store import read_rows
     return {r["model"]: r for r in read_rows(csv)}
@@ -418,6 +425,9 @@ def default_run(args, log: Report) -> None:
 def _validity_line(r) -> str:
     slowed = r.get("slowed_share")
     s = "" if slowed is None or slowed != slowed else f", {slowed:.0%} of blocks slowed"
+    if _latency(r) is None and "latency_ms" in r.data:
+        return (f"no latency_ms (all-samples median {float(r['median_ms']):.3f} ms; "
+                f"{int(r.get('blocks_used') or 0)}/{int(r.get('blocks') or 0)} blocks at normal speed{s}, INVALID)")
     return (f"{_headline(r):.3f} ms ±{(r.get('ci_rel_half_width') or float('nan')):.2%} "
             f"({int(r.get('blocks_used') or 0)}/{int(r.get('blocks') or 0)} blocks used{s}, "
             f"{'VALID' if r['valid'] else 'INVALID'})")
@@ -439,14 +449,18 @@ def back_to_back(args, log: Report) -> None:
         log(f"run {k + 1}: {wall / 60:.1f} min wall (target <= 10), {valid}/{len(rows)} rows VALID "
             "(target >= 20 of 25)")
     common = sorted(set(a) & set(b))
-    within1 = within3 = 0
+    within1 = within3 = measured = 0
     for m in common:
-        ratio = _headline(b[m]) / _headline(a[m])
-        within1 += abs(ratio - 1) <= 0.01
-        within3 += abs(ratio - 1) <= 0.03
-        log(f"  {m:32s} {_validity_line(a[m])}  |  {_validity_line(b[m])}  ratio {ratio:.4f}")
-    log(f"latency_ms within 1%: {within1}/{len(common)} (target >= 20 of 25); within 3%: "
-        f"{within3}/{len(common)} (target all)")
+        la, lb = _latency(a[m]), _latency(b[m])
+        ratio = lb / la if la and lb else None
+        if ratio is not None:
+            measured += 1
+            within1 += abs(ratio - 1) <= 0.01
+            within3 += abs(ratio - 1) <= 0.03
+        log(f"  {m:32s} {_validity_line(a[m])}  |  {_validity_line(b[m])}  ratio "
+            + (f"{ratio:.4f}" if ratio is not None else "- (no latency_ms in a run)"))
+    log(f"latency_ms measured in both runs: {measured}/{len(common)}; within 1%: {within1}/{len(common)} "
+        f"(target >= 20 of 25); within 3%: {within3}/{len(common)} (target all)")
     for k, rows in enumerate((a, b)):
         for m, r in rows.items():
             if not r["valid"]:
@@ -472,11 +486,14 @@ def reproduce(args, log: Report) -> None:
         "`check --against` of each run with the next: no 'slower'")
     prev = None
     for k in range(args.runs):
-        csv = log.dir / f"run-{k}.csv"
-        with timed_step(args, log, quiet):
-            wall = _bench("run", *TRIO, "--time-budget", f"{args.time_budget:g}", "--out", str(csv))
+        csv = (args.reuse or log.dir) / f"run-{k}.csv"
+        if args.reuse:  # judge runs timed before, with this code's reading of them
+            wall = float("nan")
+        else:
+            with timed_step(args, log, quiet):
+                wall = _bench("run", *TRIO, "--time-budget", f"{args.time_budget:g}", "--out", str(csv))
         rows = _rows(csv)
-        runs.append({m: _headline(rows[m]) for m in TRIO})
+        runs.append({m: _latency(rows[m]) for m in TRIO})
         log(f"run {k + 1} ({wall:.0f} s): " + "; ".join(f"{m} {_validity_line(rows[m])}" for m in TRIO))
         if prev is not None:
             code, head = _check_against(prev, csv, log)
@@ -484,13 +501,17 @@ def reproduce(args, log: Report) -> None:
             log(f"  check --against run-{k - 1}.csv run-{k}.csv: exit {code}: {head}")
         prev = csv
     cv = lambda v: float(np.std(v, ddof=1) / np.mean(v))  # noqa: E731
-    log("\nCV across invocations")
+    log("\nCV across invocations (runs with a latency_ms; a run slowed throughout has none)")
     for m in TRIO:
-        v = cv([r[m] for r in runs])
-        log(f"  latency_ms of {m:22s} {v:.2%}  {'met' if v <= 0.015 else 'NOT met'}")
+        vals = [r[m] for r in runs if r[m] is not None]
+        v = cv(vals) if len(vals) >= 2 else float("nan")
+        log(f"  latency_ms of {m:22s} {v:.2%} over {len(vals)} of {len(runs)} runs  "
+            f"{'met' if v <= 0.015 and len(vals) == len(runs) else 'NOT met'}")
     for a, b in _PAIRS:
-        v = cv([r[a] / r[b] for r in runs])
-        log(f"  ratio {a} / {b}: {v:.2%}  {'met' if v <= 0.01 else 'NOT met'}")
+        vals = [r[a] / r[b] for r in runs if r[a] is not None and r[b] is not None]
+        v = cv(vals) if len(vals) >= 2 else float("nan")
+        log(f"  ratio {a} / {b}: {v:.2%} over {len(vals)} runs  "
+            f"{'met' if v <= 0.01 and len(vals) == len(runs) else 'NOT met'}")
     slower = sum(c == 1 for c in verdicts)
     log(f"check --against, each run with the next: {slower} of {len(verdicts)} said 'slower' "
         f"({'met' if slower == 0 else 'NOT met'})")
@@ -571,6 +592,9 @@ def main(argv=None) -> int:
     sub.choices["reproduce"].add_argument("--runs", type=int, default=6)
     sub.choices["estimators"].add_argument("files", nargs=2, type=Path, metavar="RESULTS.csv")
     sub.choices["reproduce"].add_argument("--time-budget", type=float, default=60.0)
+    sub.choices["reproduce"].add_argument("--reuse", type=Path, metavar="DIR",
+                                          help="time nothing: judge the run-K.csv files of an earlier "
+                                               "reproduce in DIR with this code")
     bare = sub.add_parser("_bare")
     bare.add_argument("--files", required=True)
     bare.add_argument("--iters", type=int, required=True)
@@ -581,7 +605,7 @@ def main(argv=None) -> int:
         _bare_child(args)
         return 0
     log = Report(args.what, args.out)
-    timed = args.what not in ("machine", "estimators")
+    timed = args.what not in ("machine", "estimators") and not getattr(args, "reuse", None)
     if timed:
         log(machine_state().line)  # before and after: the evidence is only as good as the machine was quiet
     try:

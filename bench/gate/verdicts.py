@@ -272,8 +272,10 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
         v.note = "; ".join(n for n in (v.note, "not comparable: the machine ran at different speeds "
                                        f"(reference {1:.2f} vs {rc.ms / ra.ms:.2f})") if n)
         return
-    for side, h in (("baseline", ha), ("current", hc)):
-        if h.slowed_share is not None and stat == "median" and h.estimate != h.estimate:
+    for side, h, row in (("baseline", ha, b), ("current", hc, c)):
+        stored = row.get("latency_ms")
+        no_figure = "latency_ms" in row and (stored is None or stored != stored)
+        if h.slowed_share is not None and stat == "median" and (h.estimate != h.estimate or no_figure):
             v.note = "; ".join(n for n in (v.note, f"not comparable: the {side} row has too few blocks at the "
                                            f"machine's normal speed (host slowed for {h.slowed_share:.0%})")
                                if n)
