@@ -617,18 +617,10 @@ def load_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
         row = {"samples_file": row, "row_id": Path(row).stem}
     row_id = row.get("row_id")
     where = f"{csv_path.name}:{row_id}"
-    path = _samples_path(csv_path, row.get("samples_file"), where)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if SAMPLES_KEY not in z.files:
-                raise SamplesError(f"{where}: samples file has no {SAMPLES_KEY!r} (it has {sorted(z.files)})")
-            x = z[SAMPLES_KEY]
-    except SamplesError:
-        raise
-    except FileNotFoundError:
-        raise SamplesError(f"{where}: samples file {row.get('samples_file')} is missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise SamplesError(f"{where}: samples file {path.name} is damaged ({type(exc).__name__})") from None
+    arrays = _read_samples_file(csv_path, row, where)
+    if SAMPLES_KEY not in arrays:
+        raise SamplesError(f"{where}: samples file has no {SAMPLES_KEY!r} (it has {sorted(arrays)})")
+    x = arrays[SAMPLES_KEY]
     n = _int_or_none(row.get("iters"))
     x = validate_samples(x, where, n)
     med = _float_or_none(row.get("median_ms"))
@@ -643,14 +635,16 @@ def load_probe(csv_path: Path, row: Mapping) -> np.ndarray | None:
     timed without the machine probe (GPU runners, files written before it existed)."""
     csv_path = Path(csv_path)
     where = f"{csv_path.name}:{row.get('row_id')}"
+    arrays = _read_samples_file(csv_path, row, where)
+    return _validate_probe(arrays[PROBE_KEY], where) if PROBE_KEY in arrays else None
+
+
+def _read_samples_file(csv_path: Path, row: Mapping, where: str) -> dict:
+    """Every array of a row's samples file; SamplesError (one line) when it is missing or damaged."""
     path = _samples_path(csv_path, row.get("samples_file"), where)
     try:
         with np.load(path, allow_pickle=False) as z:
-            if PROBE_KEY not in z.files:
-                return None
-            return _validate_probe(z[PROBE_KEY], where)
-    except SamplesError:
-        raise
+            return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise SamplesError(f"{where}: samples file {row.get('samples_file')} is missing") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
