@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.gate.synthetic import synthetic_run
 from bench.store import ResultsWriter, read_results
+from tools.gate_error_rates import synthetic_run
 
 CPU = {"cpu_name": "Test CPU", "cpu_logical": 2, "device_name": "Test CPU"}
 

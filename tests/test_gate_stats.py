@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bench.gate.verdicts import judge_samples
-from bench.gate.synthetic import block_speed, detection_rate, latency_samples, synthetic_run
 from bench.stats import boot_block_length, headline_interval, kendall, mann_whitney, paired_ratio, spearman, \
     unpaired_ratio
+from tools.gate_error_rates import block_speed, detection_rate, latency_samples, synthetic_run
 
 
 def test_mann_whitney_is_scipys_two_sided_asymptotic_test():

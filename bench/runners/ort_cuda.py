@@ -37,7 +37,7 @@ def load_cuda_libraries() -> None:
     machine whose CUDA comes as pip packages (nvidia-*), importing torch loads
     them process-wide; `onnxruntime.preload_dlls()` would look next to the
     onnxruntime package instead, which misses them when onnxruntime-gpu is
-    installed apart (`pip install --target`, bench/gpu_wheel.sh). If torch's
+    installed apart (`pip install --target`, tools/gpu_wheel.sh). If torch's
     CUDA major is not the one the onnxruntime-gpu build needs, the session
     still fails, and the refusal names the missing library."""
     with contextlib.suppress(Exception):  # no torch, or a torch that cannot load: ORT says why

@@ -3,17 +3,17 @@
 # CPU onnxruntime. The wheel (256 MB) is over the 64 MiB one device call carries,
 # so it travels in parts, one per call, and is put together there.
 #
-#   bash bench/gpu_wheel.sh prepare    here: download, check, split into $DIR/part-*
-#   bash bench/gpu_wheel.sh install    there: join the parts, check, install into $SITE,
+#   bash tools/gpu_wheel.sh prepare    here: download, check, split into $DIR/part-*
+#   bash tools/gpu_wheel.sh install    there: join the parts, check, install into $SITE,
 #                                      say whether ORT CUDA can run and if not why
-# bench/gpu_plan.sh puts $SITE (.gpu-site) first on PYTHONPATH when it exists; for
+# tools/gpu_plan.sh puts $SITE (.gpu-site) first on PYTHONPATH when it exists; for
 # anything else: PYTHONPATH=.gpu-site python3 -m pytest -m gpu ...
 #
 # Sequence with the device tool (calls back to back: an idle machine is given
 # back after 30 s, and with it the parts already sent):
 #   run "ls -l .gpu-wheel"  carry [.gpu-wheel/part-aa]       (starts the machine)
 #   run "ls -l .gpu-wheel"  carry [.gpu-wheel/part-ab]       ... one call per part
-#   run "bash bench/gpu_wheel.sh install && bash bench/gpu_plan.sh check table1"
+#   run "bash tools/gpu_wheel.sh install && bash tools/gpu_plan.sh check table1"
 #
 # $DIR is kept out of git by .git/info/exclude (this clone only), so it never
 # travels uncalled-for with the working tree.
@@ -86,6 +86,6 @@ EOF
         || echo "ort-cuda cannot run here: the line above says why"
     ;;
 *)
-    die "usage: bash bench/gpu_wheel.sh prepare|install"
+    die "usage: bash tools/gpu_wheel.sh prepare|install"
     ;;
 esac

@@ -3,7 +3,7 @@
 # EfficientMod-s batch sweep (Table 10's batch table) and the resolution sweep
 # (Fig. 8), on every GPU runtime that works on this machine.
 #
-#   bash bench/gpu_plan.sh [PHASE ...]     phases: check table1 repeat-reshape batch
+#   bash tools/gpu_plan.sh [PHASE ...]     phases: check table1 repeat-reshape batch
 #                                          resolution trt compile   (default: the first five)
 #
 # Each phase is sized to end well inside a 10-minute command on one modern GPU
@@ -23,7 +23,7 @@ ITERS=${ITERS:-1000}
 RESULTS=${RESULTS:-results/gpu}
 TAG=${TAG:-$(date -u +%Y%m%d-%H%M%S)}
 export PYTHONUNBUFFERED=1
-# onnxruntime-gpu brought by bench/gpu_wheel.sh, ahead of the image's CPU build
+# onnxruntime-gpu brought by tools/gpu_wheel.sh, ahead of the image's CPU build
 if [ -d .gpu-site ]; then export PYTHONPATH="$PWD/.gpu-site${PYTHONPATH:+:$PYTHONPATH}"; fi
 mkdir -p "$RESULTS"
 LOG="$RESULTS/$TAG-plan.log"

@@ -1,15 +1,15 @@
 """Benchmarks of the measuring itself: are the default numbers trustworthy?
 
-    python -m bench.targets machine         # is the machine quiet? per-CPU speed of a pinned loop
-    python -m bench.targets transient       # the block-switch transient, with and without settling
-    python -m bench.targets suite-vs-bare   # the suite vs a bare session.run loop, process by process
-    python -m bench.targets repeatability   # 5 default invocations: CV of ratios between models
-    python -m bench.targets busy            # rows flagged busy with and without a busy-loop competitor
-    python -m bench.targets default-run     # the default table1 run: wall time, validity, vs 4000 fixed
-    python -m bench.targets back-to-back    # two default table1 runs: latency_ms agreement, VALID rows
-    python -m bench.targets reproduce       # N invocations of the trio: CV of latency_ms and ratios,
-                                            # and `check --against` of each run with the next
-    python -m bench.targets estimators A B  # offline: which reading of the samples reproduces A -> B
+    python -m tools.selfbench machine         # is the machine quiet? per-CPU speed of a pinned loop
+    python -m tools.selfbench transient       # the block-switch transient, with and without settling
+    python -m tools.selfbench suite-vs-bare   # the suite vs a bare session.run loop, process by process
+    python -m tools.selfbench repeatability   # 5 default invocations: CV of ratios between models
+    python -m tools.selfbench busy            # rows flagged busy with and without a busy-loop competitor
+    python -m tools.selfbench default-run     # the default table1 run: wall time, validity, vs 4000 fixed
+    python -m tools.selfbench back-to-back    # two default table1 runs: latency_ms agreement, VALID rows
+    python -m tools.selfbench reproduce       # N invocations of the trio: CV of latency_ms and ratios,
+                                              # and `check --against` of each run with the next
+    python -m tools.selfbench estimators A B  # offline: which reading of the samples reproduces A -> B
 
 Each prints its measurements and targets and, with --out DIR, writes them to DIR/<name>.txt
 beside the results files it made (DIR/<name>/...). Run alone on the machine: anything
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -29,6 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+
+from bench import schedule
+from bench.machine_ref import NORMAL_MAX
+from bench.measurement import from_row
+from bench.pipeline import RunRequest, plan, prepare_all
+from bench.runners import RunSettings, get_runner
+from bench.runners.base import random_input
+from bench.runners.ort_cpu import cpu_session_options
+from bench.stats import block_bootstrap, paired_ratio, verdict_at_most
+from bench.store import load_samples, read_rows
+from models.fsio import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 TRIO = ["efficientmod_s", "efficientformerv2_s2", "mobilenetv2_100"]
@@ -64,17 +77,18 @@ def _latency(r) -> float | None:
 
 
 def _rows(csv: Path) -> dict:
-    from .store import read_rows
     return {r["model"]: r for r in read_rows(csv)}
 
 
 def _refuse(message: str) -> None:
     """Bad input or a failed step: one line, exit 2 (exit 1 means a regression)."""
-    print(f"bench.targets: {message}", file=sys.stderr)
+    print(f"tools.selfbench: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
-class Report:
+class Evidence:
+    """What one measurement prints, line by line; kept as OUT/<name>.txt with --out."""
+
     def __init__(self, name: str, out: Path | None):
         self.name, self.lines = name, []
         self.dir = (out / name) if out else Path(os.environ.get("TMPDIR", "/tmp")) / f"modbench-{name}-{os.getpid()}"
@@ -90,7 +104,6 @@ class Report:
 
     def save(self) -> None:
         if self.out:
-            from models.fsio import atomic_write
             atomic_write(self.out / f"{self.name}.txt", "\n".join(self.lines) + "\n")
 
 
@@ -150,7 +163,7 @@ def machine_state(seconds: float = 10.0) -> MachineState:
     return MachineState(seconds, slowed, line)
 
 
-def wait_quiet(limit_s: float, log: "Report") -> MachineState:
+def wait_quiet(limit_s: float, log: Evidence) -> MachineState:
     """Poll the machine until it is quiet or `limit_s` has passed; the last state."""
     t_end = time.monotonic() + limit_s
     while True:
@@ -162,7 +175,7 @@ def wait_quiet(limit_s: float, log: "Report") -> MachineState:
 
 
 @contextmanager
-def timed_step(args, log: "Report", quiet: list):
+def timed_step(args, log: Evidence, quiet: list):
     """One timed step of a target. With --wait-quiet S: wait up to S seconds for a quiet
     machine first, check it again after, and append whether it was quiet throughout to
     `quiet` (the summaries then also give the quiet steps alone)."""
@@ -174,7 +187,7 @@ def timed_step(args, log: "Report", quiet: list):
         quiet.append(before.quiet and after.quiet)
 
 
-def _quiet_steps(quiet: list, log: "Report", what: str) -> list:
+def _quiet_steps(quiet: list, log: Evidence, what: str) -> list:
     """The indices of the steps timed on a quiet machine, said in one line."""
     q = [k for k, ok in enumerate(quiet) if ok]
     if quiet:
@@ -183,17 +196,14 @@ def _quiet_steps(quiet: list, log: "Report", what: str) -> list:
     return q
 
 
-def machine(args, log: Report) -> None:
+def machine(args, log: Evidence) -> None:
     log(machine_state(args.seconds).line)
 
 
 # --- the block-switch transient ---------------------------------------------------------
 
-def transient(args, log: Report) -> None:
+def transient(args, log: Evidence) -> None:
     """Iteration position within a block vs the block's median, three models round-robin."""
-    from . import schedule
-    from .pipeline import RunRequest, plan, prepare_all
-    from .runners import RunSettings, get_runner
 
     req = RunRequest(models=TRIO, threads=[args.threads])
     prep = prepare_all(plan(req), req, "onnx")
@@ -225,9 +235,6 @@ def transient(args, log: Report) -> None:
 
 def _bare_child(args) -> None:
     """In its own process: a hand-written loop over each file, as a user would write it."""
-    from .runners.base import RunSettings, random_input
-    from .runners.ort_cpu import cpu_session_options
-    import onnxruntime as ort
 
     out = {}
     for name, path, res in json.loads(args.files):
@@ -245,9 +252,7 @@ def _bare_child(args) -> None:
     print(json.dumps(out))
 
 
-def suite_vs_bare(args, log: Report) -> None:
-    from .pipeline import RunRequest, plan, prepare_all
-    from .stats import block_bootstrap, verdict_at_most
+def suite_vs_bare(args, log: Evidence) -> None:
 
     req = RunRequest(models=TRIO, threads=[args.threads])
     prep = prepare_all(plan(req), req, "onnx")  # the cache both sides then load the same files from
@@ -261,7 +266,7 @@ def suite_vs_bare(args, log: Report) -> None:
         csv = log.dir / f"suite-{k}.csv"
         with timed_step(args, log, quiet):
             _bench("run", *TRIO, "--iters", str(args.iters), "--threads", str(args.threads), "--out", str(csv))
-            proc = subprocess.run([sys.executable, "-m", "bench.targets", "_bare", "--files", files, "--iters",
+            proc = subprocess.run([sys.executable, "-m", "tools.selfbench", "_bare", "--files", files, "--iters",
                                    str(args.iters), "--threads", str(args.threads)], cwd=REPO, capture_output=True,
                                   text=True)
         if proc.returncode != 0:
@@ -291,8 +296,6 @@ def suite_vs_bare(args, log: Report) -> None:
 def _paired_ratios(csv: Path, rows: dict) -> dict:
     """The ratio a report prints for two rows of one run: geometric mean of the ratios
     of block medians, block k of one against block k of the other."""
-    from .stats import paired_ratio
-    from .store import load_samples
 
     x = {m: load_samples(csv, rows[m]) for m in TRIO}
     return {(a, b): paired_ratio(x[a], x[b], int(rows[a]["block_size"]),
@@ -303,7 +306,7 @@ def _paired_ratios(csv: Path, rows: dict) -> dict:
 _PAIRS = ((TRIO[0], TRIO[1]), (TRIO[0], TRIO[2]), (TRIO[1], TRIO[2]))
 
 
-def repeatability(args, log: Report) -> None:
+def repeatability(args, log: Evidence) -> None:
     runs, paired = [], []
     log(f"{args.runs} separate default invocations of `bench.py run {' '.join(TRIO)}` (auto iterations, "
         "default threads); target: CV of each ratio <= 1%")
@@ -344,8 +347,7 @@ def _spin(seconds: float) -> None:
         pass
 
 
-def busy(args, log: Report) -> None:
-    import multiprocessing as mp
+def busy(args, log: Evidence) -> None:
 
     models = ["mobilenetv2_100", "efficientmod_xxs", "efficientformerv2_s0"]
     log(f"{args.runs} runs with a busy-loop competitor on one core and {args.runs} without, alternating: "
@@ -382,7 +384,7 @@ def busy(args, log: Report) -> None:
 
 # --- the default run ------------------------------------------------------------------------------
 
-def default_run(args, log: Report) -> None:
+def default_run(args, log: Evidence) -> None:
     auto, fixed = log.dir / "default.csv", log.dir / "fixed-4000.csv"
     quiet = []
     with timed_step(args, log, quiet):
@@ -433,7 +435,7 @@ def _validity_line(r) -> str:
             f"{'VALID' if r['valid'] else 'INVALID'})")
 
 
-def back_to_back(args, log: Report) -> None:
+def back_to_back(args, log: Evidence) -> None:
     """Two default runs of a suite, one after the other: does latency_ms reproduce?"""
     csvs, walls, quiet = [], [], []
     for k in range(2):
@@ -468,7 +470,7 @@ def back_to_back(args, log: Report) -> None:
     _quiet_steps(quiet, log, "runs")
 
 
-def _check_against(base: Path, cur: Path, log: Report) -> tuple[int, str]:
+def _check_against(base: Path, cur: Path, log: Evidence) -> tuple[int, str]:
     r = subprocess.run([sys.executable, str(REPO / "bench.py"), "check", "--against", str(base), str(cur)],
                        cwd=REPO, capture_output=True, text=True)
     if r.returncode not in (0, 1):
@@ -477,7 +479,7 @@ def _check_against(base: Path, cur: Path, log: Report) -> tuple[int, str]:
     return r.returncode, head
 
 
-def reproduce(args, log: Report) -> None:
+def reproduce(args, log: Evidence) -> None:
     """N invocations of the trio: the CV of each model's latency_ms and of their ratios;
     each run judged against the one before by `check --against` (no "slower" expected)."""
     runs, verdicts, quiet = [], [], []
@@ -518,13 +520,10 @@ def reproduce(args, log: Report) -> None:
     _quiet_steps(quiet, log, "runs")
 
 
-def estimators(args, log: Report) -> None:
+def estimators(args, log: Evidence) -> None:
     """Offline, on two results files of the same models (e.g. back-to-back's run-0 and
     run-1): how well each way of reading the same samples and probe readings reproduces
     from one file to the other. Times nothing."""
-    from .machine_ref import NORMAL_MAX
-    from .measurement import from_row
-    from .store import read_rows
 
     def per_row(path):
         out = {}
@@ -573,7 +572,7 @@ def main(argv=None) -> int:
                      ("back-to-back", back_to_back), ("reproduce", reproduce), ("estimators", estimators)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
-        p.add_argument("--out", type=Path, help="folder for the report and the results files it made")
+        p.add_argument("--out", type=Path, help="folder for the evidence (NAME.txt) and the results files it made")
         p.add_argument("--threads", type=int, default=2)
         if name != "machine":
             p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
@@ -604,7 +603,7 @@ def main(argv=None) -> int:
     if args.what == "_bare":
         _bare_child(args)
         return 0
-    log = Report(args.what, args.out)
+    log = Evidence(args.what, args.out)
     timed = args.what not in ("machine", "estimators") and not getattr(args, "reuse", None)
     if timed:
         log(machine_state().line)  # before and after: the evidence is only as good as the machine was quiet

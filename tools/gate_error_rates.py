@@ -6,7 +6,7 @@ that wanders from block to block inside a run (an AR(1) walk on the log scale).
 `machine` multiplies a whole run: the between-invocation drift that only a reference
 model timed in the same run (or the interleaved mode) can remove.
 
-    python -m bench.gate.synthetic --seeds 200     # false positives and power
+    python -m tools.gate_error_rates --seeds 200     # false positives and power
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import argparse
 
 import numpy as np
 
-from ..measurement import Measurement
-from .verdicts import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_samples
+from bench.gate.verdicts import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_samples
+from bench.measurement import Measurement
 
 
 def block_speed(rng, n_blocks: int, drift_sd: float = 0.02, rho: float = 0.8) -> np.ndarray:

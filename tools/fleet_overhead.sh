@@ -4,7 +4,7 @@
 # this machine (127.0.0.1 only), three times each; prints both medians, the overhead,
 # and each side's per-model median latency (they should agree: the timing loop is the same).
 # Run from the checkout on a quiet machine (load < 0.5):
-#   bench/fleet_overhead.sh [ITERS]     (default 2000; PYTHON defaults to .venv/bin/python)
+#   tools/fleet_overhead.sh [ITERS]     (default 2000; PYTHON defaults to .venv/bin/python)
 # The overhead is a fixed few seconds per run (Ray connect, the node's worker importing
 # torch and ONNX Runtime); its share shrinks as the run grows.
 set -u

@@ -2,7 +2,7 @@
 `session.run` loop on the same ONNX file, interleaved block by block in one
 process so machine drift hits both alike.
 
-    python -m bench.overhead [--model efficientmod_xxs] [--threads 2] [--blocks 40] [--block 50]
+    python -m tools.harness_overhead [--model efficientmod_xxs] [--threads 2] [--blocks 40] [--block 50]
 
 Prints the ratios of medians and of means (suite / bare), each with a 95%
 interval over paired blocks. Targets: medians at most 1.01, means at most 1.015.
@@ -13,6 +13,14 @@ import argparse
 import time
 
 import numpy as np
+import onnxruntime as ort
+
+from bench.measurement import Measurement
+from bench.pipeline import RunRequest, plan, prepare
+from bench.runners import RunSettings, get_runner
+from bench.runners.ort_cpu import cpu_session_options
+from bench.stats import paired_ratio, verdict_at_most
+from tools.selfbench import SUITE_VS_BARE_GOALS
 
 
 def bare_loop(sess, feed: dict, n: int) -> np.ndarray:
@@ -36,15 +44,6 @@ def main(argv=None) -> int:
                     help="time the bare loop on the suite's own InferenceSession: isolates the "
                          "loop itself from differences between two sessions")
     args = ap.parse_args(argv)
-
-    import onnxruntime as ort
-
-    from bench.measurement import Measurement
-    from bench.stats import paired_ratio, verdict_at_most
-    from bench.targets import SUITE_VS_BARE_GOALS
-    from bench.pipeline import RunRequest, plan, prepare
-    from bench.runners import RunSettings, get_runner
-    from bench.runners.ort_cpu import cpu_session_options
 
     req = RunRequest(models=[args.model], threads=[args.threads], iters=1)
     prepared = prepare(plan(req)[0], req, "onnx")
