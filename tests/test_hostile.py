@@ -15,6 +15,7 @@ import pytest
 from bench.cli import main
 from bench.store import ResultsError, ResultsWriter, read_results
 from models.fsio import WriteError, atomic_dir, check_new_output, write_new
+from tools.hostile_cases import binary_file, onnx_file, write_helper_module, write_user_nets
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--iters", "20", "--warmup", "2", "--block", "10", "--threads", "1"]
@@ -48,20 +49,6 @@ def _visible(folder: Path) -> list[str]:
 
 # --- the cache key is what is timed ----------------------------------------------------
 
-def _user_module(folder: Path, width: int, scale: float = 1.0) -> None:
-    (folder / "helper_arch.py").write_text(textwrap.dedent(f"""
-        from torch import nn
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.c = nn.Conv2d(3, {width}, 3, stride=4)
-                self.scale = {scale}  # a plain attribute: no parameter shows it
-            def forward(self, x):
-                return self.c(x).mean((2, 3)) * self.scale
-    """))
-    (folder / "uses_helper.py").write_text("from helper_arch import Net\ndef build():\n    return Net()\n")
-
-
 def _export_user(folder: Path, cache_dir: Path):
     import torch
 
@@ -81,12 +68,12 @@ def _export_user(folder: Path, cache_dir: Path):
 
 def test_cache_key_follows_the_built_module_not_its_source_file(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
-    _user_module(tmp_path, 4)
+    write_helper_module(tmp_path, 4)
     first = _export_user(tmp_path, tmp_path / "cache")
     again = _export_user(tmp_path, tmp_path / "cache")
     assert again.meta["cache_hit"] and again.meta["sha256"] == first.meta["sha256"]
     # The helper grows; the file holding build() is unchanged: a new graph, not the old one.
-    _user_module(tmp_path, 16)
+    write_helper_module(tmp_path, 16)
     bigger = _export_user(tmp_path, tmp_path / "cache")
     assert not bigger.meta["cache_hit"] and bigger.meta["sha256"] != first.meta["sha256"]
 
@@ -94,9 +81,9 @@ def test_cache_key_follows_the_built_module_not_its_source_file(tmp_path, monkey
 def test_a_cache_hit_still_proves_it_computes_the_module(tmp_path, monkeypatch):
     """Same structure and parameters, another forward: the key matches, parity does not."""
     monkeypatch.syspath_prepend(str(tmp_path))
-    _user_module(tmp_path, 4, scale=1.0)
+    write_helper_module(tmp_path, 4, scale=1.0)
     first = _export_user(tmp_path, tmp_path / "cache")
-    _user_module(tmp_path, 4, scale=3.0)
+    write_helper_module(tmp_path, 4, scale=3.0)
     changed = _export_user(tmp_path, tmp_path / "cache")
     assert changed.meta["cache_key"] == first.meta["cache_key"]
     assert not changed.meta["cache_hit"] and changed.meta["sha256"] != first.meta["sha256"]
@@ -216,41 +203,9 @@ def test_the_one_output_rule(tmp_path):
 
 # --- a model a user brings is probed before anything is planned ----------------------------
 
-def _onnx_file(path: Path, elem: int = 1, domain: str = "", ir: int | None = None,
-               dims=(1, 3, 32, 32), fails_when_run: bool = False) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    if fails_when_run:  # loads, then gathers channel 10 of 3
-        nodes = [helper.make_node("Constant", [], ["i"], value=helper.make_tensor("i", TensorProto.INT64, [1], [10])),
-                 helper.make_node("Gather", ["x", "i"], ["y"], axis=1)]
-        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, list(dims))],
-                                  [helper.make_tensor_value_info("y", 1, [1, 1, 32, 32])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        onnx.save(model, str(path))
-        return path
-
-    nodes = []
-    src = "x"
-    if elem != TensorProto.FLOAT:
-        nodes.append(helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT))
-        src = "xf"
-    op = "ReduceMean" if not domain else "FancyOp"
-    nodes.append(helper.make_node(op, [src], ["y"], keepdims=0, domain=domain or "")
-                 if not domain else helper.make_node(op, [src], ["y"], domain=domain))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, list(dims))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = ir or 8
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.mark.parametrize("elem", [10, 7], ids=["float16", "int64"])
 def test_an_onnx_file_is_fed_its_own_input_type(tmp_path, capsys, elem):
-    f = _onnx_file(tmp_path / "typed.onnx", elem=elem)
+    f = onnx_file(tmp_path / "typed.onnx", elem=elem)
     out = tmp_path / "r.csv"
     assert main(["run", str(f), "--out", str(out), *FAST]) == 0
     row = read_results(out).iloc[0]
@@ -265,13 +220,13 @@ def test_an_onnx_file_is_fed_its_own_input_type(tmp_path, capsys, elem):
 ])
 def test_an_onnx_file_the_runtime_refuses_is_one_line_before_anything_is_written(tmp_path, capsys, kind, says):
     if kind == "custom-op":
-        f = _onnx_file(tmp_path / "m.onnx", domain="com.example")
+        f = onnx_file(tmp_path / "m.onnx", domain="com.example")
     elif kind == "ir-version":
-        f = _onnx_file(tmp_path / "m.onnx", ir=14)  # what onnx 1.23 writes; ORT 1.31 reads up to 13
+        f = onnx_file(tmp_path / "m.onnx", ir=14)  # what onnx 1.23 writes; ORT 1.31 reads up to 13
     elif kind == "run-time":
-        f = _onnx_file(tmp_path / "m.onnx", fails_when_run=True)
+        f = onnx_file(tmp_path / "m.onnx", fails_when_run=True)
     else:
-        f = _onnx_file(tmp_path / "m.onnx", dims=(1, 3, "h", 48))
+        f = onnx_file(tmp_path / "m.onnx", dims=(1, 3, "h", 48))
     out = tmp_path / "out" / "r.csv"
     args = ["run", str(f), "--out", str(out), *FAST] + (["--resolution", "32"] if kind == "width" else [])
     assert main(args) == 2
@@ -279,40 +234,10 @@ def test_an_onnx_file_the_runtime_refuses_is_one_line_before_anything_is_written
     assert not (tmp_path / "out").exists() or _visible(tmp_path / "out") == []
 
 
-def _user_file(folder: Path) -> None:
-    (folder / "hostile_nets.py").write_text(textwrap.dedent("""
-        import sys
-        from torch import nn
-        class Two(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.c = nn.Conv2d(3, 4, 3, stride=4)
-            def forward(self, x):
-                y = self.c(x)
-                return y.mean((2, 3)), [y.amax((2, 3))]
-        class Dict(Two):
-            def forward(self, x):
-                y = self.c(x)
-                return {"boxes": y.mean((2, 3)), "scores": y.amax((2, 3))}
-        class Broken(Two):
-            def forward(self, x):
-                return [][1]
-        class Text(Two):
-            def forward(self, x):
-                return "not a tensor"
-        def tuple_out(): return Two()
-        def dict_out(): return Dict()
-        def index_error(): return Broken()
-        def text_out(): return Text()
-        def exit1(): sys.exit(1)
-        def exit0(): sys.exit(0)
-    """))
-
-
 @pytest.mark.parametrize("fn", ["tuple_out", "dict_out"])
 def test_a_callable_may_return_a_tuple_or_dict_of_tensors(tmp_path, monkeypatch, fn):
     monkeypatch.syspath_prepend(str(tmp_path))
-    _user_file(tmp_path)
+    write_user_nets(tmp_path)
     sys.modules.pop("hostile_nets", None)
     out = tmp_path / "r.csv"
     assert main(["run", f"hostile_nets:{fn}", "--out", str(out), "--resolution", "32", *FAST]) == 0
@@ -328,7 +253,7 @@ def test_a_callable_may_return_a_tuple_or_dict_of_tensors(tmp_path, monkeypatch,
 ])
 def test_user_code_failing_any_way_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, fn, says):
     monkeypatch.syspath_prepend(str(tmp_path))
-    _user_file(tmp_path)
+    write_user_nets(tmp_path)
     sys.modules.pop("hostile_nets", None)
     out = tmp_path / "out" / "r.csv"
     assert main(["run", f"hostile_nets:{fn}", "--out", str(out), "--resolution", "32", *FAST]) == 2
@@ -346,7 +271,7 @@ def test_sys_exit_at_import_is_exit_2_in_a_real_process(tmp_path):
 
 @pytest.mark.parametrize("name", ["my model.onnx", "café.onnx"])
 def test_a_name_that_cannot_be_a_row_id_is_refused_when_planned(tmp_path, capsys, name):
-    f = _onnx_file(tmp_path / name)
+    f = onnx_file(tmp_path / name)
     out = tmp_path / "out" / "r.csv"
     t0 = time.monotonic()
     assert main(["run", str(f), "--out", str(out), "--iters", "100000", "--threads", "1"]) == 2
@@ -503,6 +428,5 @@ def test_top1_files_with_a_byte_order_mark_read_and_binary_ones_are_one_line(tmp
     tsv = tmp_path / "top1.tsv"
     tsv.write_bytes("\ufeffname\ttop1\nmine.onnx\t71.5\n".encode())
     assert parse_top1([str(tsv)]) == {"mine.onnx": 71.5}
-    (tmp_path / "top1.bin").write_bytes(bytes(range(128, 256)))
     with pytest.raises(ModelError, match="not a text file"):
-        parse_top1([str(tmp_path / "top1.bin")])
+        parse_top1([str(binary_file(tmp_path / "top1.bin"))])

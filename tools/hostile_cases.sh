@@ -12,79 +12,13 @@ F=(--iters 60 --warmup 5 --block 20 --threads 1)
 last() { grep -v '^\s*$' "$1" | grep -v '^note:' | tail -1; }
 say() { echo "case $1: $2"; }
 
-cat > helper_arch.py <<'EOF'
-from torch import nn
-WIDTH = 8
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c = nn.Conv2d(3, WIDTH, 3, stride=4)
-        self.f = nn.Linear(WIDTH, 10)
-    def forward(self, x):
-        return self.f(self.c(x).mean((2, 3)))
-EOF
-printf 'from helper_arch import Net\ndef build():\n    return Net()\n' > uses_helper.py
-cat > hostile_nets.py <<'EOF'
-import sys
-from torch import nn
-class Two(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c = nn.Conv2d(3, 4, 3, stride=4)
-    def forward(self, x):
-        y = self.c(x)
-        return y.mean((2, 3)), y.amax((2, 3))
-class Dict(Two):
-    def forward(self, x):
-        y = self.c(x)
-        return {"boxes": y.mean((2, 3)), "scores": y.amax((2, 3))}
-class Broken(Two):
-    def forward(self, x):
-        return [][1]
-def tuple_out(): return Two()
-def dict_out(): return Dict()
-def index_error(): return Broken()
-def exit1(): sys.exit(1)
-def exit0(): sys.exit(0)
-EOF
-"$PY" - <<'EOF'
-import onnx, torch
-from onnx import TensorProto, helper
-def save(name, elem=1, dims=(1, 3, 64, 64), ir=8, opset=17, op="ReduceMean", domain=""):
-    nodes, src = [], "x"
-    if elem != TensorProto.FLOAT:
-        nodes.append(helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT)); src = "xf"
-    if op == "Reshape":
-        nodes.append(helper.make_node("Constant", [], ["s"], value=helper.make_tensor("s", TensorProto.INT64, [2], [7, -1])))
-        nodes.append(helper.make_node("Reshape", [src, "s"], ["y"]))
-    elif domain:
-        nodes.append(helper.make_node(op, [src], ["y"], domain=domain))
-    else:
-        nodes.append(helper.make_node(op, [src], ["y"], keepdims=0))
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, list(dims))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"] if op == "Reshape" else [])])
-    ops = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    m = helper.make_model(g, opset_imports=ops); m.ir_version = ir
-    onnx.save(m, name)
-save("int64.onnx", TensorProto.INT64); save("float16.onnx", TensorProto.FLOAT16)
-save("ir14.onnx", ir=14); save("opset27.onnx", opset=27, ir=13)
-save("custom.onnx", op="FancyOp", domain="com.example"); save("fails.onnx", op="Reshape")
-# Loads, then fails when run: a Gather of channel 10 of 3.
-n = [helper.make_node("Constant", [], ["i"], value=helper.make_tensor("i", TensorProto.INT64, [1], [10])),
-     helper.make_node("Gather", ["x", "i"], ["y"], axis=1)]
-g = helper.make_graph(n, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 64, 64])],
-                      [helper.make_tensor_value_info("y", 1, [1, 1, 64, 64])])
-m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]); m.ir_version = 8
-onnx.save(m, "runfails.onnx")
-save("dynh.onnx", dims=(1, 3, "h", 48)); save("my model.onnx"); save("café.onnx"); save("ok.onnx")
-save("=1+1.onnx")
-torch.save({"c.weight": "text"}, "bad_ckpt.pt")
-EOF
-head -c 300 /dev/urandom > top1.bin
+# The inputs, built by the module tests/test_hostile.py builds its own with
+T=(env PYTHONPATH="$REPO" "$PY" -m tools.hostile_cases)
+"${T[@]}" files "$WORK" || exit 2
 
 # 1: a helper grows; the second row must time the new graph (another artifact)
 "${B[@]}" run uses_helper:build --out out/c1a.csv "${F[@]}" > l1a 2>&1; r1=$?
-sed -i 's/^WIDTH = 8/WIDTH = 256/' helper_arch.py
+"${T[@]}" helper "$WORK" --width 256
 "${B[@]}" run uses_helper:build --out out/c1b.csv "${F[@]}" > l1b 2>&1; r2=$?
 say 1 "rc=$r1,$r2: $("$PY" -c "
 import pandas as pd
