@@ -1,5 +1,4 @@
 """The gate's statistics on samples drawn from known distributions."""
-import itertools
 import math
 
 import numpy as np
