@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import psutil
+
 from .errors import ModbenchError
 
 
@@ -115,12 +117,29 @@ def ensure_writable_dir(folder: Path, what: str = "output folder") -> Path:
     if not folder.is_dir():
         raise WriteError(f"cannot write to {what} {folder}: it is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
-        os.close(fd)
-        os.unlink(probe)
+        write_probe(folder)
     except OSError as exc:
         raise WriteError(f"cannot write to {what} {folder}: {describe_os_error(exc)}") from None
     return folder
+
+
+def write_probe(folder: Path) -> None:
+    """Really write (and remove) a small file in `folder`; OSError if that fails.
+
+    os.access says yes to root on a read-only mount or a folder it may not use, so
+    the only honest check is a real write."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks so a large file is not held whole."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def probe_writable(path: Path, what: str = "output") -> None:
@@ -137,9 +156,7 @@ def probe_writable(path: Path, what: str = "output") -> None:
     if parent.exists() and not parent.is_dir():
         raise WriteError(f"cannot write {what} {path}: {parent} is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".write-probe.")
-        os.close(fd)
-        os.unlink(probe)
+        write_probe(parent)
     except OSError as exc:
         raise WriteError(f"cannot write {what} {path}: {describe_os_error(exc)}") from None
 
@@ -147,14 +164,10 @@ def probe_writable(path: Path, what: str = "output") -> None:
 PARTIAL = ".partial."
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id runs on this host (a scratch folder's owner).
+    psutil, not os.kill(pid, 0): on Windows os.kill ends the process it asks about."""
+    return psutil.pid_exists(pid)
 
 
 def sweep_partial_dirs(path: Path) -> list[Path]:
@@ -170,7 +183,7 @@ def sweep_partial_dirs(path: Path) -> list[Path]:
         return removed
     for d in siblings:
         pid = d.name.split(PARTIAL)[0].rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and d.is_dir():
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and d.is_dir():
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
