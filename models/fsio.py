@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,8 +175,6 @@ def sweep_partial_dirs(path: Path) -> list[Path]:
     """Remove half-built folders beside `path` (atomic_dir's hidden `.NAME.PID.partial.*`
     folders) whose process is gone: a kill -9 cannot run the cleanup, so the next
     writer of a folder there does it."""
-    import shutil
-
     removed = []
     try:  # any output's half folder in this parent, not only this name's
         siblings = list(Path(path).parent.glob(f".*{PARTIAL}*"))
@@ -193,8 +192,6 @@ def sweep_partial_dirs(path: Path) -> list[Path]:
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `path`; on success it is renamed to `path`
     (which must not exist, or be an empty folder). On any failure it is removed whole."""
-    import shutil
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -220,22 +220,26 @@ def _fig9_facts(name: str) -> PaperFacts:
 
 
 # Table 6 isotropic rows (App. B widths and depths; App. G ratios).
-@register_iso_model("efficientmod_iso_6m", IsoConfig("efficientmod", 196, 11, 6, 7), paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+@register_iso_model("efficientmod_iso_6m", IsoConfig("efficientmod", 196, 11, 6, 7),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
 def efficientmod_iso_6m(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_6m", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_6m", IsoConfig("mbconv", 196, 11, 7, 3), paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+@register_iso_model("mbconv_iso_6m", IsoConfig("mbconv", 196, 11, 7, 3),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
 def mbconv_iso_6m(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_6m", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_12m", IsoConfig("efficientmod", 256, 13, 6, 7), paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+@register_iso_model("efficientmod_iso_12m", IsoConfig("efficientmod", 256, 13, 6, 7),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
 def efficientmod_iso_12m(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_12m", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_12m", IsoConfig("mbconv", 256, 13, 7, 3), paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+@register_iso_model("mbconv_iso_12m", IsoConfig("mbconv", 256, 13, 7, 3),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
 def mbconv_iso_12m(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_12m", variant, checkpoint)
 
@@ -246,82 +250,98 @@ add_to_suite("efficientmod_iso_6m", "fig9")
 add_to_suite("mbconv_iso_6m", "fig9")
 
 
-@register_iso_model("efficientmod_iso_c128_d11_k7", IsoConfig("efficientmod", 128, FIG9_DEPTH, 6, 7), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c128_d11_k7", IsoConfig("efficientmod", 128, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c128_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c128_d11_k7", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c128_d11_k3", IsoConfig("mbconv", 128, FIG9_DEPTH, 7, 3), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c128_d11_k3", IsoConfig("mbconv", 128, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c128_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c128_d11_k3", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_c256_d11_k7", IsoConfig("efficientmod", 256, FIG9_DEPTH, 6, 7), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c256_d11_k7", IsoConfig("efficientmod", 256, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c256_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c256_d11_k7", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c256_d11_k3", IsoConfig("mbconv", 256, FIG9_DEPTH, 7, 3), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c256_d11_k3", IsoConfig("mbconv", 256, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c256_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c256_d11_k3", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_c320_d11_k7", IsoConfig("efficientmod", 320, FIG9_DEPTH, 6, 7), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c320_d11_k7", IsoConfig("efficientmod", 320, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c320_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c320_d11_k7", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c320_d11_k3", IsoConfig("mbconv", 320, FIG9_DEPTH, 7, 3), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c320_d11_k3", IsoConfig("mbconv", 320, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c320_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c320_d11_k3", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_c384_d11_k7", IsoConfig("efficientmod", 384, FIG9_DEPTH, 6, 7), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c384_d11_k7", IsoConfig("efficientmod", 384, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c384_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c384_d11_k7", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c384_d11_k3", IsoConfig("mbconv", 384, FIG9_DEPTH, 7, 3), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c384_d11_k3", IsoConfig("mbconv", 384, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c384_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c384_d11_k3", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_c196_d11_k3", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 3), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c196_d11_k3", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c196_d11_k3(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c196_d11_k3", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_c196_d11_k5", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 5), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c196_d11_k5", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 5),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c196_d11_k5(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c196_d11_k5", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c196_d11_k5", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 5), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c196_d11_k5", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 5),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c196_d11_k5(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c196_d11_k5", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c196_d11_k7", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 7), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c196_d11_k7", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c196_d11_k7(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c196_d11_k7", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_c196_d11_k9", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 9), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c196_d11_k9", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 9),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c196_d11_k9(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c196_d11_k9", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c196_d11_k9", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 9), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c196_d11_k9", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 9),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c196_d11_k9(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c196_d11_k9", variant, checkpoint)
 
 
-@register_iso_model("efficientmod_iso_c196_d11_k11", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 11), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("efficientmod_iso_c196_d11_k11", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 11),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def efficientmod_iso_c196_d11_k11(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("efficientmod_iso_c196_d11_k11", variant, checkpoint)
 
 
-@register_iso_model("mbconv_iso_c196_d11_k11", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 11), paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+@register_iso_model("mbconv_iso_c196_d11_k11", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 11),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
 def mbconv_iso_c196_d11_k11(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
     return _isotropic("mbconv_iso_c196_d11_k11", variant, checkpoint)
 

@@ -88,17 +88,20 @@ def mobilevitv2_150(variant: str = "default", resolution: int = 224, checkpoint=
     return _build("mobilevitv2_150", checkpoint)
 
 
-@register_model("efficientformerv2_s0", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+@register_model("efficientformerv2_s0", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID,
+                suites=("table1",))
 def efficientformerv2_s0(variant: str = "default", resolution: int = 224, checkpoint=None):
     return _build("efficientformerv2_s0", checkpoint, img_size=resolution)
 
 
-@register_model("efficientformerv2_s1", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+@register_model("efficientformerv2_s1", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID,
+                suites=("table1",))
 def efficientformerv2_s1(variant: str = "default", resolution: int = 224, checkpoint=None):
     return _build("efficientformerv2_s1", checkpoint, img_size=resolution)
 
 
-@register_model("efficientformerv2_s2", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+@register_model("efficientformerv2_s2", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID,
+                suites=("table1",))
 def efficientformerv2_s2(variant: str = "default", resolution: int = 224, checkpoint=None):
     return _build("efficientformerv2_s2", checkpoint, img_size=resolution)
 
@@ -109,7 +112,8 @@ def efficientformer_l1(variant: str = "default", resolution: int = 224, checkpoi
 
 
 # The paper's DeiT-T (5.9M params, 74.5% top-1) is the distilled DeiT-Tiny.
-@register_model("deit_tiny_distilled_patch16_224", family="deit_tiny_distilled_patch16", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+@register_model("deit_tiny_distilled_patch16_224", family="deit_tiny_distilled_patch16", paper=TABLE1,
+                source_id=SOURCE_ID, suites=("table1",))
 def deit_tiny_distilled_patch16_224(variant: str = "default", resolution: int = 224, checkpoint=None):
     return _build("deit_tiny_distilled_patch16_224", checkpoint, img_size=resolution)
 
