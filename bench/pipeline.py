@@ -299,11 +299,11 @@ def prepare_onnx_file(job: Job, entry: ModelEntry, artifact_format: str) -> Prep
     """A user's ONNX file is the artifact: no build, no export (so no parity gate),
     params counted from its initializers, MACs not counted, its SHA-256 recorded."""
     from exporters import ExportedModel
-    from models.byo import load_onnx, onnx_file_digest, onnx_input, onnx_input_dtype, onnx_param_count
+    from models.byo import read_onnx, onnx_file_digest, onnx_input, onnx_input_dtype, onnx_param_count
 
     if artifact_format != "onnx":
         raise PlanError(f"{entry.name} is an ONNX file; the {job.runtime} runtime needs a PyTorch model")
-    proto = load_onnx(entry.onnx_path)
+    proto = read_onnx(entry.onnx_path)
     input_name, _ = onnx_input(proto)
     dtype = onnx_input_dtype(proto)
     sha = onnx_file_digest(entry.onnx_path)  # with its external weights, if any

@@ -1,18 +1,9 @@
-"""Exporters: a built PyTorch model to a file a runtime loads. One class per format."""
-from .base import ExportedModel, Exporter, ExportError, ExportRequest
+"""Exporters: a built PyTorch model to a file a runtime loads. One class per format,
+each registered by its format word with @register_exporter (exporters/base.py)."""
+from .base import EXPORTERS, ExportedModel, Exporter, ExportError, ExportRequest, get_exporter, register_exporter
 from .cache import ExportCache
 from .coreml import CoreMLExporter
 from .onnx import OnnxExporter
 
-EXPORTERS = {"onnx": OnnxExporter, "coreml": CoreMLExporter}
-
-
-def get_exporter(fmt: str, **options) -> Exporter:
-    try:
-        return EXPORTERS[fmt](**options)
-    except KeyError:
-        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}") from None
-
-
 __all__ = ["CoreMLExporter", "EXPORTERS", "ExportCache", "ExportError", "ExportRequest", "ExportedModel",
-           "Exporter", "OnnxExporter", "get_exporter"]
+           "Exporter", "OnnxExporter", "get_exporter", "register_exporter"]

@@ -1,10 +1,13 @@
 """The exporter interface: a built PyTorch model in, a file a runtime can load out."""
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+import torch
 from torch import nn
 
 from models.errors import ModbenchError
@@ -46,8 +49,6 @@ def module_fingerprint(model: nn.Module) -> str:
     see an imported helper change or a functools.partial. Weights are not in it (the
     checkpoint is a key field of its own); what the forward computes is proved on a
     hit by the exporter's parity check."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, m in model.named_modules():
         cls = type(m)
@@ -62,8 +63,6 @@ def output_tensors(out, where: str = "the model") -> list:
     """A forward's outputs as a flat list of tensors: a tensor, or a tuple, list or
     dict of them (nested), in order (dict values in insertion order, as the ONNX
     exporter flattens them). Anything else is an ExportError naming what it is."""
-    import torch
-
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, (tuple, list)):
@@ -77,15 +76,9 @@ def output_tensors(out, where: str = "the model") -> list:
 def example_input(request: "ExportRequest"):
     """The seeded input an export traces and checks parity with; a shape too large to
     allocate is an ExportError (one line), not a traceback from deep inside torch."""
-    import torch
-
     shape = request.input_shape
     gb = 4 * shape[0] * shape[1] * shape[2] * shape[3] / 1e9
-    try:
-        import psutil
-        avail_gb = psutil.virtual_memory().available / 1e9
-    except Exception:  # pragma: no cover - psutil is a dependency
-        avail_gb = float("inf")
+    avail_gb = psutil.virtual_memory().available / 1e9
     # The model's activations are many times its input: an input of a quarter of the
     # free memory cannot be traced, checked and timed.
     if gb > avail_gb / 4:
@@ -112,8 +105,32 @@ class ExportedModel:
     input_dtype: str = "float32"
 
 
+# Every exporter class, by its format word (--export): an exporter module registers its
+# class with @register_exporter; exporters/__init__ imports the modules.
+EXPORTERS: dict[str, type["Exporter"]] = {}
+
+
+def register_exporter(fmt: str):
+    """Class decorator: register an Exporter subclass as the exporter of format `fmt`."""
+    def decorate(cls: type["Exporter"]) -> type["Exporter"]:
+        if fmt in EXPORTERS:
+            raise RuntimeError(f"export format {fmt!r} registered twice")
+        cls.format = fmt
+        EXPORTERS[fmt] = cls
+        return cls
+    return decorate
+
+
+def get_exporter(fmt: str, **options) -> "Exporter":
+    try:
+        cls = EXPORTERS[fmt]
+    except KeyError:
+        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}") from None
+    return cls(**options)
+
+
 class Exporter(ABC):
-    format: str
+    format: str  # set by @register_exporter
 
     @abstractmethod
     def export(self, model: nn.Module, request: ExportRequest) -> ExportedModel:

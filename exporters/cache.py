@@ -21,11 +21,14 @@ import shutil
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from filelock import FileLock, Timeout
+
 from models.errors import ModbenchError
-from models.fsio import WriteError, atomic_write, ensure_writable_dir
+from models.fsio import WriteError, atomic_write, ensure_writable_dir, sha256_file, pid_alive
 
 # A scratch folder whose owner cannot be checked (another host, an old name) is stale
 # after this long; one of a live process on this host after STALE_LIVE_S (a reused pid).
@@ -57,14 +60,6 @@ def usable_cache_dir(root: Path | None = None) -> Path:
     return ensure_writable_dir(root, what)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def sha256_path(path: Path) -> str:
     """SHA-256 of a file, or of a directory tree (relative names and contents, in
     sorted order): a Core ML .mlpackage is a directory."""
@@ -85,20 +80,6 @@ def _canonical(fields: dict) -> dict:
 
 def cache_key(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        import psutil
-        return psutil.pid_exists(pid)
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 def _host() -> str:
@@ -180,8 +161,6 @@ class ExportCache:
 
         verify(artifact): a hit is used only if it says True (e.g. the cached graph
         still computes what the built module does); otherwise it is rebuilt."""
-        from filelock import FileLock, Timeout
-
         self.open()
         key = cache_key(fields)
         hit = self.lookup(fmt, key, suffix, fields)
@@ -208,8 +187,6 @@ class ExportCache:
     # --- scratch ------------------------------------------------------------------
     def scratch(self, fmt: str):
         """A context manager: a fresh scratch folder, removed on exit whatever happens."""
-        from contextlib import contextmanager
-
         @contextmanager
         def _scratch():
             d = self.scratch_dir(fmt)
@@ -246,7 +223,7 @@ class ExportCache:
                 parts = d.name.split(".")
                 if len(parts) >= 3 and parts[0] == host and parts[1].isdigit():
                     pid = int(parts[1])
-                    stale = (pid != os.getpid() and not _pid_alive(pid)) or age > STALE_LIVE_S
+                    stale = (pid != os.getpid() and not pid_alive(pid)) or age > STALE_LIVE_S
                 else:
                     stale = age > STALE_S
                 if stale:

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint
+from .base import (ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint,
+                   register_exporter)
 from .cache import ExportCache
+from .onnx import relative_error
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -65,7 +67,7 @@ def quiet():
 def import_coremltools():
     try:
         with quiet():
-            import coremltools as ct
+            import coremltools as ct  # optional (macOS), slow to import
     except ImportError as exc:
         raise ExportError(f"coremltools is not installed: {exc}") from None
     return ct
@@ -73,7 +75,7 @@ def import_coremltools():
 
 # --- reading a saved package (works on Linux) -------------------------------------
 
-def load_spec(path: Path):
+def read_spec(path: Path):
     ct = import_coremltools()
     path = Path(path)
     if not path.exists():
@@ -110,13 +112,13 @@ def describe_features(spec) -> dict:
         kind = f.type.WhichOneof("Type")
         if kind == "imageType":
             t = f.type.imageType
-            from coremltools.proto import FeatureTypes_pb2 as ft
+            from coremltools.proto import FeatureTypes_pb2 as ft  # optional, slow to import
             layout = ft.ImageFeatureType.ColorSpace.Name(t.colorSpace)
             return {"name": f.name, "kind": "image", "shape": [int(t.height), int(t.width)],
                     "color": layout}
         if kind == "multiArrayType":
             t = f.type.multiArrayType
-            from coremltools.proto import FeatureTypes_pb2 as ft
+            from coremltools.proto import FeatureTypes_pb2 as ft  # optional, slow to import
             dtype = ft.ArrayFeatureType.ArrayDataType.Name(t.dataType)
             return {"name": f.name, "kind": "tensor", "shape": [int(s) for s in t.shape],
                     "dtype": dtype}
@@ -133,14 +135,14 @@ def weights_bytes(path: Path) -> int:
 
 
 def inspect_package(path: Path) -> dict:
-    spec = load_spec(path)
+    spec = read_spec(path)
     return dict(describe_features(spec), ops=op_histogram(spec), weights_bytes=weights_bytes(path))
 
 
 # --- export ------------------------------------------------------------------------
 
+@register_exporter("coreml")
 class CoreMLExporter(Exporter):
-    format = "coreml"
 
     def __init__(self, precision: str = "fp16", target: str = DEFAULT_TARGET,
                  image_input: bool = False, cache: ExportCache | None = None):
@@ -226,13 +228,12 @@ class CoreMLExporter(Exporter):
 
     def _parity(self, model: nn.Module, request: ExportRequest, path: Path) -> float:
         """Core ML (CPU only, deterministic) vs PyTorch on one input; macOS only."""
-        from .onnx import relative_error
         ct = import_coremltools()
         rng = np.random.default_rng(0)
         with quiet():
             ml = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
         if self.image_input:
-            from PIL import Image
+            from PIL import Image  # Pillow comes with coremltools, not with modbench
             pixels = rng.integers(0, 256, (request.resolution, request.resolution, 3), dtype=np.uint8)
             feed = Image.fromarray(pixels, "RGB")
             x = pixels.transpose(2, 0, 1)[None].astype(np.float32) / (255.0 * IMAGENET_STD)
@@ -261,6 +262,7 @@ def compute_plan_summary(path: Path, compute_units: str = "ALL") -> dict[str, in
     if not is_macos():
         return None
     ct = import_coremltools()
+    # coremltools: optional (macOS), slow to import; only on this path.
     from coremltools.models.compute_device import (MLCPUComputeDevice, MLGPUComputeDevice,
                                                    MLNeuralEngineComputeDevice)
     from coremltools.models.compute_plan import MLComputePlan

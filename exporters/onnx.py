@@ -13,11 +13,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
 from .base import (ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint,
-                   output_tensors)
+                   output_tensors, register_exporter)
 from .cache import ExportCache
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -35,8 +37,8 @@ def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(got - ref))) / (scale if scale > 0 else 1.0)
 
 
+@register_exporter("onnx")
 class OnnxExporter(Exporter):
-    format = "onnx"
 
     def __init__(self, exporter: str = "torchscript", opset: int | None = None,
                  parity_tol: float = DEFAULT_PARITY_TOL, cache: ExportCache | None = None):
@@ -80,7 +82,6 @@ class OnnxExporter(Exporter):
             except Exception as exc:
                 raise ExportError(f"ONNX export of {request.model} failed: {_first_line(exc)}") from exc
             export_s = time.perf_counter() - t0
-            import onnx
             try:
                 onnx.checker.check_model(str(built), full_check=True)
             except Exception as exc:
@@ -114,8 +115,6 @@ class OnnxExporter(Exporter):
     def _parity(model: nn.Module, x: torch.Tensor, path: Path) -> float:
         """The largest relative error over every output (a detection or segmentation
         network returns several)."""
-        import onnxruntime as ort
-
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -19,19 +19,28 @@ registered model. Bad input raises ModelError with one line naming the problem.
 from __future__ import annotations
 
 import ast
+import copy
 import csv
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import os
 import re
 import sys
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
 from torch import nn
 
+from .errors import ModbenchError
+from .fsio import sha256_file
 from .registry import (ModelEntry, ModelError, PaperFacts, get_entry, load_checkpoint, register,
                        registered)
 
@@ -135,7 +144,6 @@ def resolve_spec(spec: "str | nn.Module", *, model_args: dict | None = None,
         entry = _callable_entry(spec, dict(model_args or {}))
     acc = top1.get(spec, top1.get(entry.name))
     if acc is not None:
-        from dataclasses import replace
         entry = replace(entry, paper=replace(entry.paper, top1=acc))
     old = registered(entry.name)
     if old is not None and not is_user_entry(old):
@@ -246,8 +254,6 @@ def _load_file_callable(spec: str):
     """(module, function) of a PATH.py:function spec, the file loaded under a private
     module name derived from its absolute path (never a name the user's code or this
     suite imports by)."""
-    import importlib.util
-
     raw, _, attr = spec.rpartition(":")
     path = Path(raw).expanduser().resolve()
     if not path.is_file():
@@ -312,10 +318,6 @@ def module_entry(module: nn.Module, name: str | None = None) -> ModelEntry:
     """A registered entry for an nn.Module already in memory (the Python API): each
     build is a copy in eval mode, so timing never changes the caller's object. Its
     export-cache identity is its structure and weights."""
-    import copy
-
-    import torch
-
     if not isinstance(module, nn.Module):
         raise ModelError(f"expected a torch.nn.Module, not {type(module).__name__}")
     name = name or type(module).__name__
@@ -345,10 +347,8 @@ def module_entry(module: nn.Module, name: str | None = None) -> ModelEntry:
 
 # --- ONNX files -------------------------------------------------------------------
 
-def load_onnx(path: str | Path):
+def read_onnx(path: str | Path):
     """The ModelProto of an ONNX file, checked; ModelError if it is not one."""
-    import onnx
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"ONNX file {str(path)!r} does not exist")
@@ -382,15 +382,13 @@ def onnx_input(model) -> tuple[str, list[int | str | None]]:
 
 
 def onnx_param_count(model) -> int:
-    import numpy as np
-
     return int(sum(int(np.prod(list(t.dims))) for t in model.graph.initializer))
 
 
 def check_onnx_shape(entry: ModelEntry, batch: int | None, resolution: int | None) -> None:
     """One line if the graph cannot take (batch, resolution): a fixed dim asked to
     change, or a dynamic one not given (None)."""
-    _, dims = onnx_input(load_onnx(entry.onnx_path))
+    _, dims = onnx_input(read_onnx(entry.onnx_path))
     for label, flag, dim, asked in (("batch", "--batch", dims[0], batch),
                                     ("image size", "--resolution", dims[2], resolution),
                                     ("image width", "--resolution", dims[3], resolution)):
@@ -402,7 +400,7 @@ def check_onnx_shape(entry: ModelEntry, batch: int | None, resolution: int | Non
 
 def _onnx_entry(spec: str) -> ModelEntry:
     path = Path(spec).expanduser().resolve()
-    model = load_onnx(path)
+    model = read_onnx(path)
     _, dims = onnx_input(model)
     sha = onnx_file_digest(path)
     res = dims[2] if isinstance(dims[2], int) else DEFAULT_RESOLUTION
@@ -435,8 +433,6 @@ class user_code:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        from .errors import ModbenchError
-
         if exc is None or isinstance(exc, (KeyboardInterrupt, GeneratorExit, ModbenchError)):
             return False
         if isinstance(exc, (Exception, SystemExit)):
@@ -452,8 +448,6 @@ ONNX_ELEMENT_TYPES = {1: "float32", 10: "float16", 11: "float64", 2: "uint8", 3:
 def input_array(shape, dtype: str = "float32", seed: int = 0):
     """Seeded input of a given element type: noise for floats, 0..255 for uint8 (an
     image), zeros for other integers and bool (indices and masks stay in range)."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     dt = np.dtype(dtype)
     if dt.kind == "f":
@@ -465,8 +459,6 @@ def input_array(shape, dtype: str = "float32", seed: int = 0):
 
 def onnx_input_dtype(model) -> str:
     """The numpy name of the image input's element type; ModelError if none fits."""
-    import onnx
-
     name, _ = onnx_input(model)
     inp = next(i for i in model.graph.input if i.name == name)
     elem = inp.type.tensor_type.elem_type
@@ -485,12 +477,10 @@ def probe_onnx(entry: ModelEntry, batch: int, resolution: int) -> str:
     (its element type and every dimension from the file, the dynamic ones from the
     plan), so a file the runtime cannot load or run fails in one line before anything
     is planned, built or written. Returns the input's dtype name."""
-    import onnxruntime as ort
-
     key = (entry.onnx_path, batch, resolution)
     if key in _probed:
         return _probed[key]
-    proto = load_onnx(entry.onnx_path)
+    proto = read_onnx(entry.onnx_path)
     name, dims = onnx_input(proto)
     dtype = onnx_input_dtype(proto)
     shape = [d if isinstance(d, int) else asked
@@ -535,22 +525,13 @@ def _ort_reason(exc: BaseException) -> str:
 def onnx_file_digest(path: str | Path) -> str:
     """SHA-256 of an ONNX file with its weights: a file saved with external data keeps
     them in other files, which are hashed too (by name and content, in order)."""
-    import onnx
-
     path = Path(path)
 
-    def file_sha(p: Path) -> str:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-
-    main = file_sha(path)
+    main = sha256_file(path)
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:
-        return main  # load_onnx says what is wrong with it
+        return main  # read_onnx says what is wrong with it
     names = sorted({e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
                     for e in t.external_data if e.key == "location"})
     if not names:
@@ -558,5 +539,5 @@ def onnx_file_digest(path: str | Path) -> str:
     h = hashlib.sha256(main.encode())
     for name in names:
         f = path.parent / name
-        h.update(name.encode() + b"\0" + (file_sha(f) if f.is_file() else "missing").encode())
+        h.update(name.encode() + b"\0" + (sha256_file(f) if f.is_file() else "missing").encode())
     return h.hexdigest()

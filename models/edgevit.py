@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import (ModelEntry, ModelError, add_to_suite, file_digest, load_checkpoint,
-                       load_paper_table, register)
+from .registry import TABLE1, ModelError, add_to_suite, file_digest, load_checkpoint, register_model
 
 
 @dataclass(frozen=True)
@@ -179,24 +178,32 @@ def edgevit(size: str, img_size: int = 224) -> EdgeViT:
     return EdgeViT(CONFIGS[size], img_size=img_size)
 
 
-def _register() -> None:
-    table1 = load_paper_table("paper_table1.tsv", "Table 1")
-    source_id = "modbench:edgevit@" + file_digest(Path(__file__))
-
-    def builder_for(size: str):
-        def build(variant: str, resolution: int, checkpoint=None):
-            model = edgevit(size, img_size=resolution)
-            if checkpoint is not None:
-                load_checkpoint(model, checkpoint)
-            return model
-        return build
-
-    for size in CONFIGS:
-        name = f"edgevit_{size}"
-        register(ModelEntry(name=name, family="edgevit", builder=builder_for(size),
-                            paper=table1[name], source_id=source_id, suites=("table1",),
-                            tags=("hybrid",)))
-    add_to_suite("edgevit_xxs", "table12")
+SOURCE_ID = "modbench:edgevit@" + file_digest(Path(__file__))
 
 
-_register()
+def _build(size: str, resolution: int, checkpoint) -> EdgeViT:
+    model = edgevit(size, img_size=resolution)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model
+
+
+@register_model("edgevit_xxs", family="edgevit", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",),
+                tags=("hybrid",))
+def edgevit_xxs(variant: str = "default", resolution: int = 224, checkpoint=None) -> EdgeViT:
+    return _build("xxs", resolution, checkpoint)
+
+
+@register_model("edgevit_xs", family="edgevit", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",),
+                tags=("hybrid",))
+def edgevit_xs(variant: str = "default", resolution: int = 224, checkpoint=None) -> EdgeViT:
+    return _build("xs", resolution, checkpoint)
+
+
+@register_model("edgevit_s", family="edgevit", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",),
+                tags=("hybrid",))
+def edgevit_s(variant: str = "default", resolution: int = 224, checkpoint=None) -> EdgeViT:
+    return _build("s", resolution, checkpoint)
+
+
+add_to_suite("edgevit_xxs", "table12")

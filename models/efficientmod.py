@@ -8,11 +8,15 @@ of what the paper times, and removing them is a separate (mobile) variant.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .registry import (APPENDIX_L, OTHER_TABLES, TABLE1, add_to_suite, file_digest, load_checkpoint,
+                       register_model)
 
 INTERACTIONS = ("repeat", "reshape")
 
@@ -227,58 +231,87 @@ def efficientmod(size: str, interaction: str = "repeat", **kwargs) -> EfficientM
 
 
 # --- registry entries -------------------------------------------------------------
-
-def _register() -> None:
-    from dataclasses import replace
-    from pathlib import Path
-
-    from .registry import (ModelEntry, PaperFacts, add_to_suite, file_digest, load_checkpoint,
-                           load_paper_table, register)
-
-    table1 = load_paper_table("paper_table1.tsv", "Table 1")
-    # s-Conv is not in Table 1: Table 2 gives its accuracy and size, Table 6 (hier.
-    # EfficientMod, 12.9M) its P100 GPU and Xeon CPU latency.
-    facts = dict(table1)
-    facts["efficientmod_s_conv"] = PaperFacts(
-        paper_name="EfficientMod-s-Conv", source="Table 2 row 10 / Table 6 row 8", group=3,
-        top1=80.5, gpu_ms=5.8, cpu_ms=25.0, params_m=12.9, macs_g=1.5)
-    source_id = "modbench:efficientmod@" + file_digest(Path(__file__))
-
-    def builder_for(cfg: EfficientModConfig):
-        def build(variant: str, resolution: int, checkpoint=None):
-            model = EfficientMod(cfg, interaction=variant)
-            if checkpoint is not None:
-                load_checkpoint(model, checkpoint)
-            return model
-        return build
-
-    for size, cfg in CONFIGS.items():
-        name = f"efficientmod_{size}"
-        in_table1 = name in table1
-        register(ModelEntry(
-            name=name, family="efficientmod", builder=builder_for(cfg),
-            paper=facts[name], variants=INTERACTIONS, source_id=source_id,
-            suites=("efficientmod", "table1") if in_table1 else ("efficientmod", "appendix_l"),
-            tags=("hybrid",) if sum(cfg.attn_blocks) else ("conv",),
-        ))
-
-    # App. L: EfficientMod-s-Conv with a stack of depth-wise kernels in the context
-    # branch instead of one 7x7. The paper gives no code for it; the stacks are
-    # applied in sequence like the released single kernel (its parameter counts,
-    # 12.7M for [3, 3] to 13.1M for [3, 5, 7], leave no room for gates).
-    appendix_l = load_paper_table("paper_appendix_l.tsv", "App. L (kernel)")
-    for name, paper in appendix_l.items():
-        kernels = tuple(int(k) for k in name.rsplit("_k", 1)[1].split("_"))
-        cfg = replace(CONFIGS["s_conv"], kernel_sizes=kernels)
-        register(ModelEntry(
-            name=name, family="efficientmod", builder=builder_for(cfg), paper=paper,
-            variants=INTERACTIONS, source_id=source_id, suites=("appendix_l",),
-            tags=("ablation", "conv"),
-        ))
-    # Later tables that put these beside their peers: Table 4 (modulation models),
-    # Table 6 (hier. EfficientMod 12.9M is s-Conv).
-    add_to_suite("efficientmod_xxs", "table4")
-    add_to_suite("efficientmod_s_conv", "table6")
+# Paper facts: Table 1 (xxs, xs, s), paper_other.tsv (s-Conv: Table 2 accuracy and
+# size, Table 6's hier. EfficientMod 12.9M latency), App. L (kernel stacks).
+SOURCE_ID = "modbench:efficientmod@" + file_digest(Path(__file__))
 
 
-_register()
+def _build(cfg: EfficientModConfig, variant: str, checkpoint) -> EfficientMod:
+    model = EfficientMod(cfg, interaction=variant)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model
+
+
+def _s_conv_kernels(*kernel_sizes: int) -> EfficientModConfig:
+    """EfficientMod-s-Conv with a stack of depth-wise kernels in the context branch
+    instead of one 7x7 (App. L). The paper gives no code for it; the stack is applied
+    in sequence like the released single kernel (its parameter counts, 12.7M for
+    [3, 3] to 13.1M for [3, 5, 7], leave no room for gates)."""
+    return replace(CONFIGS["s_conv"], kernel_sizes=kernel_sizes)
+
+
+@register_model("efficientmod_xxs", family="efficientmod", paper=TABLE1, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("efficientmod", "table1"), tags=("hybrid",))
+def efficientmod_xxs(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(CONFIGS["xxs"], variant, checkpoint)
+
+
+@register_model("efficientmod_xs", family="efficientmod", paper=TABLE1, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("efficientmod", "table1"), tags=("hybrid",))
+def efficientmod_xs(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(CONFIGS["xs"], variant, checkpoint)
+
+
+@register_model("efficientmod_s", family="efficientmod", paper=TABLE1, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("efficientmod", "table1"), tags=("hybrid",))
+def efficientmod_s(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(CONFIGS["s"], variant, checkpoint)
+
+
+@register_model("efficientmod_s_conv", family="efficientmod", paper=OTHER_TABLES, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("efficientmod", "appendix_l"), tags=("conv",))
+def efficientmod_s_conv(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(CONFIGS["s_conv"], variant, checkpoint)
+
+
+@register_model("efficientmod_s_conv_k3_3", family="efficientmod", paper=APPENDIX_L, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("appendix_l",), tags=("ablation", "conv"))
+def efficientmod_s_conv_k3_3(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(_s_conv_kernels(3, 3), variant, checkpoint)
+
+
+@register_model("efficientmod_s_conv_k3_5", family="efficientmod", paper=APPENDIX_L, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("appendix_l",), tags=("ablation", "conv"))
+def efficientmod_s_conv_k3_5(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(_s_conv_kernels(3, 5), variant, checkpoint)
+
+
+@register_model("efficientmod_s_conv_k3_7", family="efficientmod", paper=APPENDIX_L, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("appendix_l",), tags=("ablation", "conv"))
+def efficientmod_s_conv_k3_7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(_s_conv_kernels(3, 7), variant, checkpoint)
+
+
+@register_model("efficientmod_s_conv_k5_5", family="efficientmod", paper=APPENDIX_L, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("appendix_l",), tags=("ablation", "conv"))
+def efficientmod_s_conv_k5_5(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(_s_conv_kernels(5, 5), variant, checkpoint)
+
+
+@register_model("efficientmod_s_conv_k5_7", family="efficientmod", paper=APPENDIX_L, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("appendix_l",), tags=("ablation", "conv"))
+def efficientmod_s_conv_k5_7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(_s_conv_kernels(5, 7), variant, checkpoint)
+
+
+@register_model("efficientmod_s_conv_k3_5_7", family="efficientmod", paper=APPENDIX_L, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("appendix_l",), tags=("ablation", "conv"))
+def efficientmod_s_conv_k3_5_7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _build(_s_conv_kernels(3, 5, 7), variant, checkpoint)
+
+
+# Later tables that put these beside their peers: Table 4 (modulation models),
+# Table 6 (hier. EfficientMod 12.9M is s-Conv).
+add_to_suite("efficientmod_xxs", "table4")
+add_to_suite("efficientmod_s_conv", "table6")

@@ -11,31 +11,27 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from .registry import ModelEntry, PaperFacts, load_checkpoint, register
+from .registry import OTHER_TABLES, load_checkpoint, register_model
 
 # As data: the keyword arguments handed to timm.models.focalnet.FocalNet.
 CONFIG_4M = dict(embed_dim=40, depths=(2, 2, 4, 2), focal_levels=(3, 3, 3, 3),
                  focal_windows=(3, 3, 3, 3), mlp_ratio=4.0)
 ASSUMPTION = ("config not published; assumed embed_dim 40, depths (2, 2, 4, 2), focal levels 3 "
               "(lrf), window 3 (4.63M / 0.685G vs the paper's 4.6M / 0.7G)")
-PAPER = PaperFacts(paper_name="FocalNet@4M", source="Table 4 row 2", group=1, top1=74.5,
-                   gpu_ms=4.2, cpu_ms=16.8, params_m=4.6, macs_g=0.7)
+# Paper facts (Table 4 row 2): paper_other.tsv.
 
 
-def focalnet_4m():
+def focalnet_4m_module():
     from timm.models.focalnet import FocalNet  # timm costs seconds: only when built
 
     return FocalNet(**CONFIG_4M, drop_path_rate=0.0)
 
 
-def _build(variant: str, resolution: int, checkpoint=None):
-    model = focalnet_4m()
+@register_model("focalnet_4m", family="focalnet", paper=OTHER_TABLES,
+                source_id=f"timm=={version('timm')}:focalnet{sorted(CONFIG_4M.items())}", suites=("table4",),
+                tags=("conv", "modulation", "approximate"), assumption=ASSUMPTION)
+def focalnet_4m(variant: str = "default", resolution: int = 224, checkpoint=None):
+    model = focalnet_4m_module()
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model
-
-
-register(ModelEntry(
-    name="focalnet_4m", family="focalnet", builder=_build, paper=PAPER,
-    source_id=f"timm=={version('timm')}:focalnet{sorted(CONFIG_4M.items())}", suites=("table4",),
-    tags=("conv", "modulation", "approximate"), assumption=ASSUMPTION))

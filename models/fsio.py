@@ -11,10 +11,13 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import psutil
 
 from .errors import ModbenchError
 
@@ -115,12 +118,29 @@ def ensure_writable_dir(folder: Path, what: str = "output folder") -> Path:
     if not folder.is_dir():
         raise WriteError(f"cannot write to {what} {folder}: it is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
-        os.close(fd)
-        os.unlink(probe)
+        write_probe(folder)
     except OSError as exc:
         raise WriteError(f"cannot write to {what} {folder}: {describe_os_error(exc)}") from None
     return folder
+
+
+def write_probe(folder: Path) -> None:
+    """Really write (and remove) a small file in `folder`; OSError if that fails.
+
+    os.access says yes to root on a read-only mount or a folder it may not use, so
+    the only honest check is a real write."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+    os.close(fd)
+    os.unlink(probe)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks so a large file is not held whole."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def probe_writable(path: Path, what: str = "output") -> None:
@@ -137,9 +157,7 @@ def probe_writable(path: Path, what: str = "output") -> None:
     if parent.exists() and not parent.is_dir():
         raise WriteError(f"cannot write {what} {path}: {parent} is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=".write-probe.")
-        os.close(fd)
-        os.unlink(probe)
+        write_probe(parent)
     except OSError as exc:
         raise WriteError(f"cannot write {what} {path}: {describe_os_error(exc)}") from None
 
@@ -147,22 +165,16 @@ def probe_writable(path: Path, what: str = "output") -> None:
 PARTIAL = ".partial."
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id runs on this host (a scratch folder's owner).
+    psutil, not os.kill(pid, 0): on Windows os.kill ends the process it asks about."""
+    return psutil.pid_exists(pid)
 
 
 def sweep_partial_dirs(path: Path) -> list[Path]:
     """Remove half-built folders beside `path` (atomic_dir's hidden `.NAME.PID.partial.*`
     folders) whose process is gone: a kill -9 cannot run the cleanup, so the next
     writer of a folder there does it."""
-    import shutil
-
     removed = []
     try:  # any output's half folder in this parent, not only this name's
         siblings = list(Path(path).parent.glob(f".*{PARTIAL}*"))
@@ -170,7 +182,7 @@ def sweep_partial_dirs(path: Path) -> list[Path]:
         return removed
     for d in siblings:
         pid = d.name.split(PARTIAL)[0].rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and d.is_dir():
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and d.is_dir():
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
@@ -180,8 +192,6 @@ def sweep_partial_dirs(path: Path) -> list[Path]:
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a hidden temporary folder beside `path`; on success it is renamed to `path`
     (which must not exist, or be an empty folder). On any failure it is removed whole."""
-    import shutil
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

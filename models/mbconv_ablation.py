@@ -15,7 +15,7 @@ the closest configuration found is used and marked approximate.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,8 +24,8 @@ from torch import nn
 
 from .efficientmod import (CONFIGS, INTERACTIONS, EfficientMod, EfficientModBlock, ModulationMLP,
                            _init_weights)
-from .registry import (ModelEntry, PaperFacts, add_to_suite, file_digest, load_checkpoint,
-                       load_paper_table, register)
+from .registry import (OTHER_TABLES, TABLE6, PaperFacts, add_to_suite, file_digest, load_checkpoint,
+                       register_model)
 
 ISO_PATCH = 14
 
@@ -39,13 +39,6 @@ class IsoConfig:
     kernel: int
 
 
-# Table 6 isotropic rows (App. B widths and depths; App. G ratios).
-TABLE6_ISO = {
-    "efficientmod_iso_6m": IsoConfig("efficientmod", 196, 11, 6, 7),
-    "mbconv_iso_6m": IsoConfig("mbconv", 196, 11, 7, 3),
-    "efficientmod_iso_12m": IsoConfig("efficientmod", 256, 13, 6, 7),
-    "mbconv_iso_12m": IsoConfig("mbconv", 256, 13, 7, 3),
-}
 # Fig. 9's swept values appear only in the figure: assumed widths and kernels,
 # around the 6.4M design (depth 11). The width sweep keeps each block's Table 6
 # kernel; the kernel sweep gives both blocks the same kernel at width 196.
@@ -160,13 +153,14 @@ def s_conv_separate_mlp(interaction: str = "repeat") -> EfficientMod:
     return model
 
 
-def _with_checkpoint(make):
-    def build(variant: str, resolution: int, checkpoint=None):
-        model = make(variant)
-        if checkpoint is not None:
-            load_checkpoint(model, checkpoint)
-        return model
-    return build
+SOURCE_ID = ("modbench:mbconv-ablation@" + file_digest(Path(__file__))
+             + file_digest(Path(__file__).resolve().parent / "efficientmod.py"))
+
+
+def _with_checkpoint(model: nn.Module, checkpoint) -> nn.Module:
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model
 
 
 def iso_name(cfg: IsoConfig) -> str:
@@ -203,47 +197,175 @@ def fig9_points(name: str) -> list[tuple[str, str, int]]:
     return out
 
 
-def _register() -> None:
-    here = Path(__file__).resolve().parent
-    source_id = "modbench:mbconv-ablation@" + file_digest(Path(__file__)) + file_digest(here / "efficientmod.py")
-    t6 = load_paper_table("paper_table6.tsv", "Table 6")
-
-    def iso_entry(name: str, cfg: IsoConfig, paper: PaperFacts, suites: tuple[str, ...], assumption: str):
-        variants = INTERACTIONS if cfg.block == "efficientmod" else ("default",)
-        _BY_NAME[name] = cfg
-        register(ModelEntry(
-            name=name, family=cfg.block, paper=paper, variants=variants, source_id=source_id,
-            builder=_with_checkpoint(lambda v, cfg=cfg: Isotropic(cfg, interaction=v if v != "default" else "repeat")),
-            suites=suites, tags=("isotropic", "ablation"), assumption=assumption))
-
-    by_config = {}
-    for name, cfg in TABLE6_ISO.items():
-        iso_entry(name, cfg, t6[name], ("table6",), ISO_ASSUMPTION)
-        by_config[cfg] = name
-    for cfg in fig9_configs():
-        if cfg in by_config:
-            add_to_suite(by_config[cfg], "fig9")
-            continue
-        sweep = "width" if cfg.kernel == (7 if cfg.block == "efficientmod" else 3) else "kernel"
-        label = "EfficientMod" if cfg.block == "efficientmod" else "MBConv"
-        iso_entry(iso_name(cfg), cfg, PaperFacts(
-            paper_name=f"iso. {label}, width {cfg.width}, depth {cfg.depth}, kernel {cfg.kernel}",
-            source=f"Fig. 9 ({sweep} sweep)"), ("fig9",), FIG9_ASSUMPTION)
-
-    register(ModelEntry(
-        name="mbconv_hier_13m", family="mbconv", paper=t6["mbconv_hier_13m"], source_id=source_id,
-        builder=_with_checkpoint(lambda v: hier_mbconv()), suites=("table6",),
-        tags=("hierarchical", "ablation", "approximate"), assumption=HIER_ASSUMPTION))
-    for name in ("mbconv_hier_6m", "efficientmod_hier_6m"):
-        register(ModelEntry(name=name, family=name.split("_")[0], builder=None, paper=t6[name],
-                            source_id=source_id, suites=("table6",), unavailable_reason=HIER6_REASON))
-
-    register(ModelEntry(
-        name="efficientmod_s_conv_sepmlp", family="efficientmod", variants=INTERACTIONS,
-        paper=PaperFacts(paper_name="EfficientMod-s-Conv (separate MLP)", source="App. L (MLP) row 1",
-                         group=3, top1=80.6, gpu_ms=6.2, cpu_ms=26.2, params_m=12.9, macs_g=1.5),
-        builder=_with_checkpoint(lambda v: s_conv_separate_mlp(v)), source_id=source_id,
-        suites=("appendix_l",), tags=("ablation", "conv"), assumption=SEPMLP_ASSUMPTION))
+def register_iso_model(name: str, cfg: IsoConfig, *, paper, suites: tuple[str, ...], assumption: str):
+    """@register_model for an isotropic network, its configuration kept for iso_config()."""
+    _BY_NAME[name] = cfg
+    variants = INTERACTIONS if cfg.block == "efficientmod" else ("default",)
+    return register_model(name, family=cfg.block, paper=paper, source_id=SOURCE_ID, variants=variants,
+                          suites=suites, tags=("isotropic", "ablation"), assumption=assumption)
 
 
-_register()
+def _isotropic(name: str, variant: str, checkpoint) -> Isotropic:
+    model = Isotropic(_BY_NAME[name], interaction=variant if variant != "default" else "repeat")
+    return _with_checkpoint(model, checkpoint)
+
+
+def _fig9_facts(name: str) -> PaperFacts:
+    """Fig. 9 points have no table row: the facts say which sweep and configuration."""
+    cfg = _BY_NAME[name]
+    sweep = "width" if cfg.kernel == (7 if cfg.block == "efficientmod" else 3) else "kernel"
+    label = "EfficientMod" if cfg.block == "efficientmod" else "MBConv"
+    return PaperFacts(paper_name=f"iso. {label}, width {cfg.width}, depth {cfg.depth}, kernel {cfg.kernel}",
+                      source=f"Fig. 9 ({sweep} sweep)")
+
+
+# Table 6 isotropic rows (App. B widths and depths; App. G ratios).
+@register_iso_model("efficientmod_iso_6m", IsoConfig("efficientmod", 196, 11, 6, 7),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+def efficientmod_iso_6m(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_6m", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_6m", IsoConfig("mbconv", 196, 11, 7, 3),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+def mbconv_iso_6m(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_6m", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_12m", IsoConfig("efficientmod", 256, 13, 6, 7),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+def efficientmod_iso_12m(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_12m", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_12m", IsoConfig("mbconv", 256, 13, 7, 3),
+                    paper=TABLE6, suites=("table6",), assumption=ISO_ASSUMPTION)
+def mbconv_iso_12m(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_12m", variant, checkpoint)
+
+
+# Fig. 9's sweeps around the 6.4M design (see FIG9_ASSUMPTION); the two Table 6
+# networks at width 196 are points of both sweeps.
+add_to_suite("efficientmod_iso_6m", "fig9")
+add_to_suite("mbconv_iso_6m", "fig9")
+
+
+@register_iso_model("efficientmod_iso_c128_d11_k7", IsoConfig("efficientmod", 128, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c128_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c128_d11_k7", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c128_d11_k3", IsoConfig("mbconv", 128, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c128_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c128_d11_k3", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_c256_d11_k7", IsoConfig("efficientmod", 256, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c256_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c256_d11_k7", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c256_d11_k3", IsoConfig("mbconv", 256, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c256_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c256_d11_k3", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_c320_d11_k7", IsoConfig("efficientmod", 320, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c320_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c320_d11_k7", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c320_d11_k3", IsoConfig("mbconv", 320, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c320_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c320_d11_k3", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_c384_d11_k7", IsoConfig("efficientmod", 384, FIG9_DEPTH, 6, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c384_d11_k7(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c384_d11_k7", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c384_d11_k3", IsoConfig("mbconv", 384, FIG9_DEPTH, 7, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c384_d11_k3(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c384_d11_k3", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_c196_d11_k3", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 3),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c196_d11_k3(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c196_d11_k3", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_c196_d11_k5", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 5),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c196_d11_k5(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c196_d11_k5", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c196_d11_k5", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 5),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c196_d11_k5(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c196_d11_k5", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c196_d11_k7", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 7),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c196_d11_k7(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c196_d11_k7", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_c196_d11_k9", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 9),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c196_d11_k9(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c196_d11_k9", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c196_d11_k9", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 9),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c196_d11_k9(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c196_d11_k9", variant, checkpoint)
+
+
+@register_iso_model("efficientmod_iso_c196_d11_k11", IsoConfig("efficientmod", 196, FIG9_DEPTH, 6, 11),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def efficientmod_iso_c196_d11_k11(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("efficientmod_iso_c196_d11_k11", variant, checkpoint)
+
+
+@register_iso_model("mbconv_iso_c196_d11_k11", IsoConfig("mbconv", 196, FIG9_DEPTH, 7, 11),
+                    paper=_fig9_facts, suites=("fig9",), assumption=FIG9_ASSUMPTION)
+def mbconv_iso_c196_d11_k11(variant: str = "default", resolution: int = 224, checkpoint=None) -> Isotropic:
+    return _isotropic("mbconv_iso_c196_d11_k11", variant, checkpoint)
+
+
+@register_model("mbconv_hier_13m", family="mbconv", paper=TABLE6, source_id=SOURCE_ID, suites=("table6",),
+                tags=("hierarchical", "ablation", "approximate"), assumption=HIER_ASSUMPTION)
+def mbconv_hier_13m(variant: str = "default", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _with_checkpoint(hier_mbconv(), checkpoint)
+
+
+@register_model("mbconv_hier_6m", family="mbconv", paper=TABLE6, source_id=SOURCE_ID, suites=("table6",),
+                unavailable=HIER6_REASON)
+def mbconv_hier_6m(variant: str = "default", resolution: int = 224, checkpoint=None):
+    """Not built (HIER6_REASON): registered so Table 6 shows the row the paper reports."""
+
+
+@register_model("efficientmod_hier_6m", family="efficientmod", paper=TABLE6, source_id=SOURCE_ID,
+                suites=("table6",), unavailable=HIER6_REASON)
+def efficientmod_hier_6m(variant: str = "default", resolution: int = 224, checkpoint=None):
+    """Not built (HIER6_REASON): registered so Table 6 shows the row the paper reports."""
+
+
+@register_model("efficientmod_s_conv_sepmlp", family="efficientmod", paper=OTHER_TABLES, source_id=SOURCE_ID,
+                variants=INTERACTIONS, suites=("appendix_l",), tags=("ablation", "conv"),
+                assumption=SEPMLP_ASSUMPTION)
+def efficientmod_s_conv_sepmlp(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> EfficientMod:
+    return _with_checkpoint(s_conv_separate_mlp(variant), checkpoint)

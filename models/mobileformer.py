@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import file_digest, load_checkpoint, load_paper_table, ModelEntry, register
+from .registry import TABLE1, file_digest, load_checkpoint, register_model
 
 TOKENS, TOKEN_DIM = 6, 192
 STEM = 24
@@ -209,23 +209,15 @@ class MobileFormer(nn.Module):
         return self.classifier(h)
 
 
-def _register() -> None:
-    table1 = load_paper_table("paper_table1.tsv", "Table 1")
-
-    def build(variant: str, resolution: int, checkpoint=None):
-        model = MobileFormer()
-        if checkpoint is not None:
-            load_checkpoint(model, checkpoint)
-        return model
-
-    register(ModelEntry(
-        name="mobileformer_508m", family="mobileformer", builder=build, paper=table1["mobileformer_508m"],
-        source_id="modbench:mobileformer@" + file_digest(Path(__file__)), suites=("table1",),
-        tags=("hybrid",),
-        # The paper's 14.8M equals the next row's (MobileOne-S4); the network with the
-        # published weights has 13.98M. Kept as the paper prints it; counted beside it.
-        assumption="paper's 14.8M params looks like a slip (MobileOne-S4's figure); "
-                   "the published 508M network counts 13.98M"))
-
-
-_register()
+# The paper's 14.8M equals the next row's (MobileOne-S4); the network with the
+# published weights has 13.98M. Kept as the paper prints it; counted beside it.
+@register_model("mobileformer_508m", family="mobileformer", paper=TABLE1,
+                source_id="modbench:mobileformer@" + file_digest(Path(__file__)), suites=("table1",),
+                tags=("hybrid",),
+                assumption="paper's 14.8M params looks like a slip (MobileOne-S4's figure); "
+                           "the published 508M network counts 13.98M")
+def mobileformer_508m(variant: str = "default", resolution: int = 224, checkpoint=None) -> MobileFormer:
+    model = MobileFormer()
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model

@@ -1,22 +1,26 @@
 """One registry of every model the suite knows, keyed by a stable timm-style name.
 
-Each family module registers its own entries with `register(...)` when imported,
-as timm's do; this module imports none of them (models/__init__.py discovers and
-imports the families). The paper's metadata comes from data files
-(paper_table1.tsv and friends), never from code.
+Each family module registers its entries when imported, as timm's do: a builder
+function decorated with `@register_model("name", ...)`, the name written where the
+builder is defined. This module imports none of the families (models/__init__.py
+discovers and imports them). The paper's metadata comes from data files
+(paper_table1.tsv and friends), looked up by the registered name, never from code.
+Models known only at run time (models/byo.py) go through `register(entry)`.
 """
 from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .errors import ModbenchError
+from .fsio import sha256_file
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -104,8 +108,6 @@ def suite_additions() -> dict[str, list[str]]:
 
 
 def _with_added_suites(entry: ModelEntry) -> ModelEntry:
-    from dataclasses import replace
-
     extra = tuple(s for s, names in _SUITE_ADDITIONS.items()
                   if entry.name in names and s not in entry.suites)
     return replace(entry, suites=entry.suites + extra) if extra else entry
@@ -130,14 +132,16 @@ def _num(text: str) -> float | None:
     return float(text) if text.strip() else None
 
 
-def load_paper_table(filename: str, table: str) -> dict[str, PaperFacts]:
-    """Read one transcribed paper table (TSV, '#' comments) into PaperFacts by model name."""
+@functools.cache
+def read_paper_table(filename: str, table: str) -> dict[str, PaperFacts]:
+    """Read one transcribed paper table (TSV, '#' comments) into PaperFacts by model name.
+    A `source` column, where present, names the row's place in the paper verbatim."""
     lines = [ln for ln in (DATA_DIR / filename).read_text().splitlines() if not ln.startswith("#")]
     facts = {}
     for row in csv.DictReader(lines, delimiter="\t"):
         facts[row["name"]] = PaperFacts(
             paper_name=row["paper_name"],
-            source=f"{table} row {row['row']}",
+            source=row.get("source") or f"{table} row {row['row']}",
             group=int(row["group"]) if row.get("group") else None,
             top1=_num(row["top1"]),
             top1_distilled=_num(row.get("top1_distilled", "")),
@@ -152,7 +156,51 @@ def load_paper_table(filename: str, table: str) -> dict[str, PaperFacts]:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return sha256_file(path)[:16]
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """A transcribed paper table; an entry's facts are its row of the entry's name."""
+
+    filename: str
+    label: str
+
+    def facts(self, name: str) -> PaperFacts:
+        return read_paper_table(self.filename, self.label)[name]
+
+
+TABLE1 = PaperTable("paper_table1.tsv", "Table 1")
+TABLE6 = PaperTable("paper_table6.tsv", "Table 6")
+TABLE12 = PaperTable("paper_table12.tsv", "Table 12")
+APPENDIX_L = PaperTable("paper_appendix_l.tsv", "App. L (kernel)")
+# Rows of tables transcribed one or two at a time (Table 2/4/6, App. L's MLP row);
+# each row gives its place in the paper in a `source` column.
+OTHER_TABLES = PaperTable("paper_other.tsv", "")
+
+
+def register_model(name: str, *, family: str, paper: PaperTable | Callable[[str], PaperFacts] | PaperFacts,
+                   source_id: str, variants: tuple[str, ...] = ("default",), suites: tuple[str, ...] = (),
+                   tags: tuple[str, ...] = (), assumption: str = "", unavailable: str | None = None):
+    """Decorate a builder `fn(variant, resolution, checkpoint=None) -> nn.Module` to
+    register it as model `name`, written literally where the builder is defined.
+
+    paper: the PaperTable holding the row of that name, or a function of the name
+    (facts derived from another entry's row), or PaperFacts for a model no paper
+    reports. unavailable: why the model cannot be built; the entry gets no builder."""
+    def decorate(builder):
+        if isinstance(paper, PaperTable):
+            facts = paper.facts(name)
+        elif isinstance(paper, PaperFacts):
+            facts = paper
+        else:
+            facts = paper(name)
+        register(ModelEntry(
+            name=name, family=family, builder=None if unavailable is not None else builder,
+            paper=facts, variants=tuple(variants), source_id=source_id, unavailable_reason=unavailable,
+            suites=tuple(suites), tags=tuple(tags), assumption=assumption))
+        return builder
+    return decorate
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -215,8 +263,6 @@ def create_model(name: str, *, variant: str | None = None, resolution: int | Non
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load a state dict strictly; released checkpoints may nest it under 'model'."""
-    import torch
-
     path = Path(path)
     if path.is_dir():
         raise ModelError(f"checkpoint {str(path)!r} is a folder; give the state dict file in it")

@@ -13,10 +13,19 @@ from pathlib import Path
 from torch import nn
 
 from .efficientmod import INTERACTIONS, EfficientModBlock, efficientmod
-from .registry import ModelEntry, ModelError, PaperFacts, file_digest, register
+from .registry import ModelError, PaperFacts, file_digest, register_model
 
 
-def slowed_xxs(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> nn.Module:
+_HERE = Path(__file__).resolve().parent
+# In no paper: the facts say so rather than leave the name unlabelled.
+NOT_IN_PAPER = PaperFacts(paper_name="EfficientMod-xxs + extra MLP (gate demo, not in the paper)", source="none")
+
+
+@register_model("efficientmod_xxs_slowed", family="efficientmod", paper=NOT_IN_PAPER,
+                source_id="modbench:efficientmod_xxs_slowed@" + file_digest(_HERE / "efficientmod.py")
+                          + file_digest(Path(__file__)),
+                variants=INTERACTIONS, suites=("gate-demo",), tags=("demo",))
+def efficientmod_xxs_slowed(variant: str = "repeat", resolution: int = 224, checkpoint=None) -> nn.Module:
     if checkpoint is not None:
         raise ModelError("efficientmod_xxs_slowed is a demonstration model; it takes no checkpoint")
     model = efficientmod("xxs", interaction=variant)
@@ -26,19 +35,3 @@ def slowed_xxs(variant: str = "repeat", resolution: int = 224, checkpoint=None) 
             block.norm = nn.Sequential(block.norm, nn.Linear(dim, 2 * dim), nn.GELU(),
                                        nn.Linear(2 * dim, dim))
     return model
-
-
-def _register() -> None:
-    here = Path(__file__).resolve().parent
-    register(ModelEntry(
-        name="efficientmod_xxs_slowed", family="efficientmod", builder=slowed_xxs,
-        paper=PaperFacts(paper_name="EfficientMod-xxs + extra MLP (gate demo, not in the paper)",
-                         source="none"),
-        variants=INTERACTIONS,
-        source_id="modbench:efficientmod_xxs_slowed@" + file_digest(here / "efficientmod.py")
-                  + file_digest(Path(__file__)),
-        suites=("gate-demo",), tags=("demo",),
-    ))
-
-
-_register()

@@ -7,61 +7,122 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from .registry import ModelEntry, load_checkpoint, load_paper_table, register
+from .registry import TABLE1, load_checkpoint, register_model
 
-# name in the registry -> (timm model name, options)
-#   img_size: the model bakes the resolution into its graph (position embeddings,
-#             attention biases), so it is built for the requested one.
-#   reparam:  timed in deploy form, branches fused, as the paper timed MobileOne.
-PEERS: dict[str, dict] = {
-    "mobilenetv2_100": {},
-    "mobilenetv2_140": {},
-    "fasternet_t0": {},
-    "fasternet_t1": {},
-    "fasternet_t2": {},
-    "mobileone_s1": {"reparam": True},
-    "mobileone_s2": {"reparam": True},
-    "mobileone_s4": {"reparam": True},
-    "mobilevit_xs": {},
-    "mobilevitv2_100": {},
-    "mobilevitv2_150": {},
-    "efficientformerv2_s0": {"img_size": True},
-    "efficientformerv2_s1": {"img_size": True},
-    "efficientformerv2_s2": {"img_size": True},
-    "efficientformer_l1": {"img_size": True},
-    # The paper's DeiT-T (5.9M params, 74.5% top-1) is the distilled DeiT-Tiny.
-    "deit_tiny_distilled_patch16_224": {"img_size": True},
-    "efficientnet_b0": {},
-    "poolformer_s12": {},
-}
+# Every peer is built by timm under its registered name, with random weights.
+SOURCE_ID = f"timm=={version('timm')}"
 
 
-def _builder(timm_name: str, opts: dict):
-    def build(variant: str, resolution: int, checkpoint=None):
-        import timm  # costs seconds; only when a peer is built
+def _build(timm_name: str, checkpoint, *, img_size: int | None = None, reparam: bool = False):
+    """img_size: the model bakes the resolution into its graph (position embeddings,
+    attention biases), so it is built for the requested one. reparam: timed in deploy
+    form, branches fused, as the paper timed MobileOne."""
+    import timm  # costs seconds; only when a peer is built
 
-        kwargs = {"img_size": resolution} if opts.get("img_size") else {}
-        model = timm.create_model(timm_name, pretrained=False, **kwargs)
-        if checkpoint is not None:
-            load_checkpoint(model, checkpoint)
-        model.eval()
-        if opts.get("reparam"):
-            from timm.utils import reparameterize_model
-            model = reparameterize_model(model)
-        return model
-    return build
-
-
-def _register() -> None:
-    table1 = load_paper_table("paper_table1.tsv", "Table 1")
-    source_id = f"timm=={version('timm')}"
-    for name, opts in PEERS.items():
-        register(ModelEntry(
-            name=name, family=name.rstrip("0123456789").rstrip("_"),
-            builder=_builder(opts.get("timm_name", name), opts),
-            paper=table1[name], source_id=source_id, suites=("table1",),
-            tags=("reparameterized",) if opts.get("reparam") else (),
-        ))
+    kwargs = {"img_size": img_size} if img_size is not None else {}
+    model = timm.create_model(timm_name, pretrained=False, **kwargs)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    model.eval()
+    if reparam:
+        from timm.utils import reparameterize_model  # as timm above
+        model = reparameterize_model(model)
+    return model
 
 
-_register()
+@register_model("mobilenetv2_100", family="mobilenetv2", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def mobilenetv2_100(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobilenetv2_100", checkpoint)
+
+
+@register_model("mobilenetv2_140", family="mobilenetv2", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def mobilenetv2_140(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobilenetv2_140", checkpoint)
+
+
+@register_model("fasternet_t0", family="fasternet_t", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def fasternet_t0(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("fasternet_t0", checkpoint)
+
+
+@register_model("fasternet_t1", family="fasternet_t", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def fasternet_t1(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("fasternet_t1", checkpoint)
+
+
+@register_model("fasternet_t2", family="fasternet_t", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def fasternet_t2(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("fasternet_t2", checkpoint)
+
+
+@register_model("mobileone_s1", family="mobileone_s", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",),
+                tags=("reparameterized",))
+def mobileone_s1(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobileone_s1", checkpoint, reparam=True)
+
+
+@register_model("mobileone_s2", family="mobileone_s", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",),
+                tags=("reparameterized",))
+def mobileone_s2(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobileone_s2", checkpoint, reparam=True)
+
+
+@register_model("mobileone_s4", family="mobileone_s", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",),
+                tags=("reparameterized",))
+def mobileone_s4(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobileone_s4", checkpoint, reparam=True)
+
+
+@register_model("mobilevit_xs", family="mobilevit_xs", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def mobilevit_xs(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobilevit_xs", checkpoint)
+
+
+@register_model("mobilevitv2_100", family="mobilevitv2", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def mobilevitv2_100(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobilevitv2_100", checkpoint)
+
+
+@register_model("mobilevitv2_150", family="mobilevitv2", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def mobilevitv2_150(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("mobilevitv2_150", checkpoint)
+
+
+@register_model("efficientformerv2_s0", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID,
+                suites=("table1",))
+def efficientformerv2_s0(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("efficientformerv2_s0", checkpoint, img_size=resolution)
+
+
+@register_model("efficientformerv2_s1", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID,
+                suites=("table1",))
+def efficientformerv2_s1(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("efficientformerv2_s1", checkpoint, img_size=resolution)
+
+
+@register_model("efficientformerv2_s2", family="efficientformerv2_s", paper=TABLE1, source_id=SOURCE_ID,
+                suites=("table1",))
+def efficientformerv2_s2(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("efficientformerv2_s2", checkpoint, img_size=resolution)
+
+
+@register_model("efficientformer_l1", family="efficientformer_l", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def efficientformer_l1(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("efficientformer_l1", checkpoint, img_size=resolution)
+
+
+# The paper's DeiT-T (5.9M params, 74.5% top-1) is the distilled DeiT-Tiny.
+@register_model("deit_tiny_distilled_patch16_224", family="deit_tiny_distilled_patch16", paper=TABLE1,
+                source_id=SOURCE_ID, suites=("table1",))
+def deit_tiny_distilled_patch16_224(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("deit_tiny_distilled_patch16_224", checkpoint, img_size=resolution)
+
+
+@register_model("efficientnet_b0", family="efficientnet_b", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def efficientnet_b0(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("efficientnet_b0", checkpoint)
+
+
+@register_model("poolformer_s12", family="poolformer_s", paper=TABLE1, source_id=SOURCE_ID, suites=("table1",))
+def poolformer_s12(variant: str = "default", resolution: int = 224, checkpoint=None):
+    return _build("poolformer_s12", checkpoint)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import ModelEntry, PaperFacts, file_digest, load_checkpoint, register
+from .registry import OTHER_TABLES, file_digest, load_checkpoint, register_model
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,7 @@ class VANConfig:
 
 
 CONFIGS = {"b0": VANConfig((32, 64, 160, 256), (3, 3, 5, 2), (8, 8, 4, 4))}
-# Table 4 row 1: VAN-B0 75.4 top-1, 4.5 ms P100, 16.3 ms Xeon, 4.1M params, 0.9 GFLOPs.
-PAPER = {"b0": PaperFacts(paper_name="VAN-B0", source="Table 4 row 1", group=1, top1=75.4,
-                          gpu_ms=4.5, cpu_ms=16.3, params_m=4.1, macs_g=0.9)}
+# Paper facts (Table 4 row 1): paper_other.tsv.
 
 
 class PatchEmbed(nn.Module):
@@ -113,21 +111,10 @@ class VAN(nn.Module):
         return self.head(t.mean(dim=1))
 
 
-def _register() -> None:
-    source_id = "modbench:van@" + file_digest(Path(__file__))
-
-    def builder_for(size: str):
-        def build(variant: str, resolution: int, checkpoint=None):
-            model = VAN(CONFIGS[size])
-            if checkpoint is not None:
-                load_checkpoint(model, checkpoint)
-            return model
-        return build
-
-    for size in CONFIGS:
-        register(ModelEntry(name=f"van_{size}", family="van", builder=builder_for(size),
-                            paper=PAPER[size], source_id=source_id, suites=("table4",),
-                            tags=("conv", "modulation")))
-
-
-_register()
+@register_model("van_b0", family="van", paper=OTHER_TABLES, source_id="modbench:van@" + file_digest(Path(__file__)),
+                suites=("table4",), tags=("conv", "modulation"))
+def van_b0(variant: str = "default", resolution: int = 224, checkpoint=None) -> VAN:
+    model = VAN(CONFIGS["b0"])
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model

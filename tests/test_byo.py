@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.cli import main
 from bench.store import read_results, read_run_config
-from exporters.cache import sha256_file
+from models.fsio import sha256_file
 from models.complexity import count_params
 from models.fsio import portable_name
 

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from exporters import ExportError, ExportRequest, OnnxExporter
-from exporters.cache import ExportCache, _host, sha256_file
+from exporters.cache import ExportCache, _host
+from models.fsio import sha256_file
 
 
 class Tiny(nn.Module):

@@ -1,11 +1,12 @@
 """Runners, one module each, behind one interface (base.Runner), keyed by --runtime.
 
-Adding a runtime is one new module here: its Runner subclasses register themselves
-(base.Runner.__init_subclass__), and every module of this package is imported below."""
+Adding a runtime is one new module here: each concrete Runner class is decorated
+with @register_runner("its --runtime word") (base.py); every module of this package
+is imported below."""
 import importlib
 import pkgutil
 
-from .base import RUNNERS, RunnerOptionError, RunnerUnavailable, RunSettings, Runner, Session
+from .base import RUNNERS, RunnerOptionError, RunnerUnavailable, RunSettings, Runner, Session, register_runner
 
 for _m in pkgutil.iter_modules(__path__):
     if _m.name != "base" and not _m.name.startswith("_"):
@@ -19,4 +20,5 @@ def get_runner(name: str) -> Runner:
         raise RunnerOptionError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNNERS))}") from None
 
 
-__all__ = ["RUNNERS", "RunnerOptionError", "RunSettings", "Runner", "RunnerUnavailable", "Session", "get_runner"]
+__all__ = ["RUNNERS", "RunnerOptionError", "RunSettings", "Runner", "RunnerUnavailable", "Session", "get_runner",
+           "register_runner"]

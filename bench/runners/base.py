@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModbenchError
+from ..vocab import device as vocab_device
 
 
 class RunnerUnavailable(ModbenchError):
@@ -46,7 +47,9 @@ class Session(ABC):
 
     @abstractmethod
     def describe(self) -> dict:
-        """Row columns: runtime, provider, device, device_name, threads, runtime_settings."""
+        """Row columns: provider, device, device_name, threads, runtime_settings (and
+        version columns). Not `runtime`: the row builder writes the runner's registered
+        name (the --runtime word) from the job."""
 
     def extra(self) -> dict:
         """Timings and facts reported apart from the samples (row `extra` column),
@@ -57,26 +60,32 @@ class Session(ABC):
         pass
 
 
-# Every concrete runner class, by its --runtime name: a runner module registers its
-# classes by defining them (Runner.__init_subclass__); runners/__init__ imports the modules.
+# Every concrete runner class, by its --runtime name: a runner module registers each
+# class with @register_runner("name"); runners/__init__ imports the modules.
 RUNNERS: dict[str, type["Runner"]] = {}
 
 
+def register_runner(name: str):
+    """Class decorator: register a concrete Runner as the runtime `name` (the --runtime
+    word). Its device must be a word of the one vocabulary (bench/vocab.py)."""
+    def decorate(cls: type["Runner"]) -> type["Runner"]:
+        vocab_device(cls.device)
+        if name in RUNNERS:
+            raise RuntimeError(f"runtime {name!r} registered twice")
+        cls.name = name
+        RUNNERS[name] = cls
+        return cls
+    return decorate
+
+
 class Runner(ABC):
-    name: str           # the --runtime value, e.g. "ort-cpu"
+    name: str           # the --runtime value, e.g. "ort-cpu"; set by @register_runner
     artifact: str       # what it loads: "onnx" file or "torch" module
     device: str         # "cpu", "cuda", ...
     # RunSettings.options this runner understands, with the values each accepts
     # (a tuple of choices, or a type). Anything else is refused before any work:
     # an option silently ignored would label a number with a setting it never had.
     supported_options: dict = {}
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if "name" in cls.__dict__:  # a concrete runner (abstract bases name none)
-            from ..vocab import device
-            device(cls.device)  # its device must be in the one vocabulary
-            RUNNERS[cls.name] = cls
 
     def check_options(self, options: dict) -> None:
         """Raise RunnerOptionError (one line) for an option or value this runner does not take."""
@@ -114,6 +123,7 @@ def time_calls(fn, n: int, *args) -> np.ndarray:
 def random_input(shape: tuple[int, ...], seed: int = 0, dtype: str = "float32") -> np.ndarray:
     """The timed input: seeded noise of the input's own element type (a user's ONNX
     file may take float16 or integers; see models.byo.ONNX_ELEMENT_TYPES)."""
+    # models imports torch (seconds); a runner module must import without it.
     from models.byo import input_array
 
     return input_array(shape, dtype, seed)

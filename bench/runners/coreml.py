@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, time_calls
+from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner, time_calls
 
 
 def apple_chip() -> str:
@@ -55,12 +55,12 @@ class _CoreMLRunner(Runner):
                 f"{platform.system()}; export with `bench.py export --format coreml` and time it on a Mac, "
                 "or on an iPhone with ModelBench and `bench.py ingest-modelbench`")
         try:
-            import coremltools  # noqa: F401
+            import coremltools  # noqa: F401  # optional (macOS only), slow to import
         except ImportError as exc:
             raise RunnerUnavailable(f"coremltools is not installed: {exc}") from None
 
     def open(self, artifact, input_shape, settings: RunSettings) -> Session:
-        import coremltools as ct
+        import coremltools as ct  # optional (macOS only), slow to import
 
         self.check_available()
         meta = getattr(artifact, "meta", {})
@@ -71,7 +71,7 @@ class _CoreMLRunner(Runner):
                                   compute_units=getattr(ct.ComputeUnit, self.compute_units))
         load_ms = (time.perf_counter_ns() - t0) * 1e-6
         s = CoreMLSession(model, artifact.input_name, random_input(input_shape), {
-            "runtime": "coreml", "provider": self.compute_units, "device": self.device,
+            "provider": self.compute_units, "device": self.device,
             "device_name": apple_chip(), "precision": meta.get("precision", "fp16"),
             # Core ML picks its own threads; 0 says the count was not ours to set.
             "threads": 0,
@@ -83,19 +83,19 @@ class _CoreMLRunner(Runner):
         return s
 
 
+@register_runner("coreml-cpu")
 class CoreMLCpuRunner(_CoreMLRunner):
-    name = "coreml-cpu"
     device = "mac"
     compute_units = "CPU_ONLY"
 
 
+@register_runner("coreml-gpu")
 class CoreMLGpuRunner(_CoreMLRunner):
-    name = "coreml-gpu"
     device = "mac"
     compute_units = "CPU_AND_GPU"
 
 
+@register_runner("coreml-all")
 class CoreMLAllRunner(_CoreMLRunner):
-    name = "coreml-all"
     device = "mac"
     compute_units = "ALL"

@@ -4,9 +4,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import onnxruntime as ort
 
 from ..env import cpu_name
-from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, time_calls
+from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner, time_calls
 
 
 class OrtSession(Session):
@@ -30,8 +31,6 @@ class OrtSession(Session):
 
 
 def cpu_session_options(settings: RunSettings):
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = settings.threads
     opts.inter_op_num_threads = 1
@@ -42,23 +41,17 @@ def cpu_session_options(settings: RunSettings):
     return opts
 
 
+@register_runner("ort-cpu")
 class OrtCpuRunner(Runner):
-    name = "ort-cpu"
     artifact = "onnx"
     device = "cpu"
     provider = "CPUExecutionProvider"
 
     def check_available(self) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise RunnerUnavailable(f"onnxruntime is not installed: {exc}") from None
         if self.provider not in ort.get_available_providers():
             raise RunnerUnavailable(f"ONNX Runtime here has no {self.provider}")
 
     def open(self, artifact, input_shape, settings: RunSettings) -> Session:
-        import onnxruntime as ort
-
         opts = cpu_session_options(settings)
         t0 = time.perf_counter_ns()
         sess = ort.InferenceSession(str(artifact.path), opts, providers=[self.provider])
@@ -66,7 +59,7 @@ class OrtCpuRunner(Runner):
         if sess.get_providers()[0] != self.provider:
             raise RunnerUnavailable(f"session fell back to {sess.get_providers()[0]}")
         s = OrtSession(sess, artifact.input_name, random_input(input_shape, dtype=getattr(artifact, "input_dtype", "float32")), {
-            "runtime": "onnxruntime", "provider": self.provider, "device": "cpu",
+            "provider": self.provider, "device": "cpu",
             "device_name": cpu_name(), "threads": opts.intra_op_num_threads,
             "runtime_settings": {"inter_op_threads": 1, "execution_mode": "sequential",
                                  "graph_optimization": "all", "spinning": settings.spinning,

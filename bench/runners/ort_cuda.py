@@ -13,9 +13,11 @@ import time
 from functools import lru_cache
 
 import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
 
 from ..gpu_env import ClockLog, gpu_columns, gpu_extra, ort_cuda_versions
-from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, time_calls
+from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner, time_calls
 from .ort_cpu import cpu_session_options
 
 ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
@@ -41,7 +43,7 @@ def load_cuda_libraries() -> None:
     CUDA major is not the one the onnxruntime-gpu build needs, the session
     still fails, and the refusal names the missing library."""
     with contextlib.suppress(Exception):  # no torch, or a torch that cannot load: ORT says why
-        import torch  # noqa: F401
+        import torch  # noqa: F401  # seconds, and only to load CUDA libraries: on this path only
 
 
 def quiet_session(model, opts, providers):
@@ -50,8 +52,6 @@ def quiet_session(model, opts, providers):
     When a provider cannot be registered, the Python API prints an "EP Error"
     block and silently retries on CPU. The banner is kept to explain a refusal;
     the fallback itself is caught by checking `get_providers()`."""
-    import onnxruntime as ort
-
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         sess = ort.InferenceSession(model, opts, providers=providers)
@@ -76,9 +76,6 @@ def probe(provider: str, device_id: int = 0) -> str | None:
     A one-node model makes that cheap. ORT logs its own error when the provider
     fails and then falls back to CPU; that log is silenced here because the
     refusal says it in one line."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])], "probe",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
@@ -126,8 +123,6 @@ class OrtCudaSession(Session):
         """`device_type` is where the bound buffers live: "cuda" for every
         measurement; the binding logic itself is device-agnostic, which lets the
         tests run it on a CPU-only machine."""
-        import onnxruntime as ort
-
         self._sess = sess
         self._x_host = x
         self._describe = describe
@@ -212,8 +207,8 @@ class OrtCudaSession(Session):
         self._io = self._x_dev = self._outs = self._sess = None
 
 
+@register_runner("ort-cuda")
 class OrtCudaRunner(Runner):
-    name = "ort-cuda"
     artifact = "onnx"
     device = "cuda"
     provider = "CUDAExecutionProvider"
@@ -221,10 +216,6 @@ class OrtCudaRunner(Runner):
                          "cuda_graphs": (False, True), "end_to_end": (False, True), "device_id": int}
 
     def check_available(self) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise RunnerUnavailable(f"onnxruntime is not installed: {exc}") from None
         if self.provider not in ort.get_available_providers():
             raise RunnerUnavailable(f"{self.name}: this ONNX Runtime ({ort.__version__}) has no "
                                     f"{self.provider}; install onnxruntime-gpu")
@@ -253,8 +244,6 @@ class OrtCudaRunner(Runner):
 
     # ------------------------------------------------------------------------------
     def open(self, artifact, input_shape, settings: RunSettings) -> Session:
-        import onnxruntime as ort
-
         options = settings.options
         device_id = int(options.get("device_id", 0))
         opts = cpu_session_options(settings)
@@ -274,7 +263,7 @@ class OrtCudaRunner(Runner):
                                     + f"; refusing to time it as {self.provider}")
         effective = sess.get_provider_options()
         describe = {
-            "runtime": "onnxruntime", "provider": self.provider, "device": "cuda",
+            "provider": self.provider, "device": "cuda",
             "threads": opts.intra_op_num_threads, "precision": self.precision(options),
             "runtime_settings": {
                 "io_binding": True,

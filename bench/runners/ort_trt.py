@@ -7,11 +7,12 @@ on-disk engine cache is off, so that number is a real build every time.
 """
 from __future__ import annotations
 
+from .base import register_runner
 from .ort_cuda import OrtCudaRunner
 
 
+@register_runner("ort-trt")
 class OrtTrtRunner(OrtCudaRunner):
-    name = "ort-trt"
     provider = "TensorrtExecutionProvider"
     supported_options = {"precision": ("fp32", "fp16"), "cudnn_algo_search": OrtCudaRunner.supported_options[
         "cudnn_algo_search"], "cuda_graphs": (False, True), "end_to_end": (False, True), "device_id": int}

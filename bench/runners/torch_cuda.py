@@ -12,14 +12,14 @@ import time
 import numpy as np
 
 from ..gpu_env import ClockLog, gpu_columns, gpu_extra, torch_cuda_versions
-from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input
+from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _dtype(precision: str):
-    import torch
+    import torch  # seconds to import; runner modules load without it
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
@@ -47,7 +47,7 @@ class TorchCudaSession(Session):
         return out
 
     def _timed(self, n: int) -> np.ndarray:
-        import torch
+        import torch  # seconds to import; runner modules load without it
 
         # Events made before the loop: creating them is not the model's time.
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
@@ -82,8 +82,8 @@ class TorchCudaSession(Session):
         self._fn = self._x = None
 
 
+@register_runner("torch-cuda")
 class TorchCudaRunner(Runner):
-    name = "torch-cuda"
     artifact = "torch"
     device = "cuda"
     mode = "eager"
@@ -91,7 +91,7 @@ class TorchCudaRunner(Runner):
                          "cuda_graphs": (False, True), "device_id": int}
 
     def check_available(self) -> None:
-        import torch
+        import torch  # seconds to import; runner modules load without it
 
         if not torch.cuda.is_available():
             raise RunnerUnavailable(
@@ -99,7 +99,7 @@ class TorchCudaRunner(Runner):
                 f"(built for CUDA {torch.version.cuda or 'none'}) sees none: torch.cuda.is_available() is False")
 
     def check_device(self, options: dict) -> None:
-        import torch
+        import torch  # seconds to import; runner modules load without it
 
         idx = int(options.get("device_id", 0))
         if idx >= torch.cuda.device_count():
@@ -108,7 +108,7 @@ class TorchCudaRunner(Runner):
             raise RunnerUnavailable(f"{self.name}: {torch.cuda.get_device_name(idx)} does not support bf16")
 
     def settings_record(self, options: dict) -> dict:
-        import torch
+        import torch  # seconds to import; runner modules load without it
 
         return {"mode": self.mode, "inference_mode": True, "torch_version": torch.__version__,
                 "timed_with": "cuda_events",
@@ -125,7 +125,7 @@ class TorchCudaRunner(Runner):
         return _capture_graph(module, x, extra)
 
     def open(self, artifact, input_shape, settings: RunSettings) -> Session:
-        import torch
+        import torch  # seconds to import; runner modules load without it
 
         options = settings.options
         self.check_device(options)
@@ -142,7 +142,7 @@ class TorchCudaRunner(Runner):
         load_ms = (time.perf_counter_ns() - t0) * 1e-6
         extra: dict = {}
         fn = self.build(module, x, options, extra)
-        describe = {"runtime": "pytorch", "provider": self.mode, "device": "cuda",
+        describe = {"provider": self.mode, "device": "cuda",
                     "threads": torch.get_num_threads(), "precision": precision,
                     "runtime_settings": self.settings_record(options)}
         s = TorchCudaSession(fn, x, idx, describe, extra)
@@ -151,7 +151,7 @@ class TorchCudaRunner(Runner):
 
 
 def _capture_graph(module, x, extra: dict):
-    import torch
+    import torch  # seconds to import; runner modules load without it
 
     t0 = time.perf_counter_ns()
     with torch.inference_mode():
@@ -172,8 +172,8 @@ def _capture_graph(module, x, extra: dict):
     return lambda _x: graph.replay()
 
 
+@register_runner("torch-compile-cuda")
 class TorchCompileCudaRunner(TorchCudaRunner):
-    name = "torch-compile-cuda"
     mode = "compile"
     supported_options = {**TorchCudaRunner.supported_options, "compile_mode": COMPILE_MODES}
 
@@ -192,8 +192,8 @@ class TorchCompileCudaRunner(TorchCudaRunner):
         return rec
 
     def build(self, module, x, options: dict, extra: dict):
-        import torch
-        import torch._dynamo.config as dynamo_config
+        import torch  # seconds to import; runner modules load without it
+        import torch._dynamo.config as dynamo_config  # as torch above
 
         # Every job builds a new module of the same class; each one is a
         # recompile of the same code. Past the limit dynamo would quietly run
