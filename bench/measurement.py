@@ -356,20 +356,13 @@ class Measurement:
 
 def from_row(row, samples, probe=None) -> Measurement:
     """A stored row's Measurement again: its samples in their blocks, and, where the row
-    was probed, the probe readings and the reference it was judged against."""
-    block = _num(_float(row.get("block_size")))
-    ref_ms = _num(_float(row.get("machine_ref_ms")))
-    ref = Reference(ref_ms, str(row.get("machine_ref_source") or "")) if probe is not None and ref_ms else None
-    return Measurement(samples, block=int(block) if block else None,
+    was probed, the probe readings and the reference it was judged against.
+    row: a typed row as the store reads it (bench/schema.py: None where empty)."""
+    ref_ms = row.get("machine_ref_ms")
+    ref = Reference(ref_ms, row.get("machine_ref_source") or "") if probe is not None and ref_ms else None
+    return Measurement(samples, block=row.get("block_size") or None,
                        probe_ms=probe if ref is not None else None, reference=ref,
-                       known_ms=_num(_float(row.get("model_ref_ms"))))
-
-
-def _float(v) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
+                       known_ms=row.get("model_ref_ms"))
 
 
 def _num(x: float) -> float | None:

@@ -292,9 +292,9 @@ def _paired_ratios(csv: Path, rows: dict) -> dict:
     """The ratio a report prints for two rows of one run: geometric mean of the ratios
     of block medians, block k of one against block k of the other."""
     from .stats import paired_ratio
-    from .store import load_samples
+    from .store import read_samples
 
-    x = {m: load_samples(csv, rows[m]) for m in TRIO}
+    x = {m: read_samples(csv, rows[m]) for m in TRIO}
     return {(a, b): paired_ratio(x[a], x[b], int(rows[a]["block_size"]),
                                  block_size_b=int(rows[b]["block_size"])).estimate
             for a, b in _PAIRS}
