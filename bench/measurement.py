@@ -329,16 +329,16 @@ class Measurement:
         mhz = [b.mhz for b in loads if b.mhz]
         return {
             "iters": self.n, "warmup": self.warmup,
-            "latency_ms": _num(head.estimate), "latency_ci_low_ms": _num(max(head.low, 0.0)),
-            "latency_ci_high_ms": _num(head.high), "latency_stat": head.stat,
+            "latency_ms": _finite(head.estimate), "latency_ci_low_ms": _finite(max(head.low, 0.0)),
+            "latency_ci_high_ms": _finite(head.high), "latency_stat": head.stat,
             "blocks_used": head.blocks_used, "slowed_share": head.slowed_share,
             "slowed_factor": head.slowed_factor, "machine_speed": head.speed,
             "machine_ref_ms": ref.ms if ref else None, "machine_ref_source": ref.source if ref else None,
             "model_ref_ms": self.known_ms if ref else None,
             "mean_ms": self.mean, "std_ms": self.std, "median_ms": self.median,
-            "median_ci_low_ms": _num(med.low), "median_ci_high_ms": _num(med.high),
-            "mean_ci_low_ms": _num(mean.low), "mean_ci_high_ms": _num(mean.high),
-            "headline_stat": v.stat, "ci_rel_half_width": _num(head.rel_half_width),
+            "median_ci_low_ms": _finite(med.low), "median_ci_high_ms": _finite(med.high),
+            "mean_ci_low_ms": _finite(mean.low), "mean_ci_high_ms": _finite(mean.high),
+            "headline_stat": v.stat, "ci_rel_half_width": _finite(head.rel_half_width),
             "target_ci": v.target_ci,
             "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
             "min_ms": self.min, "max_ms": self.max, "cv": self.cv,
@@ -365,5 +365,6 @@ def from_row(row, samples, probe=None) -> Measurement:
                        known_ms=row.get("model_ref_ms"))
 
 
-def _num(x: float) -> float | None:
+def _finite(x: float) -> float | None:
+    """A figure as a row stores it: None when it is not a finite number."""
     return None if x is None or not math.isfinite(x) else float(x)

@@ -448,7 +448,7 @@ def file_version(path: Path, header: list[str], rows: list[list[str]]) -> int:
     versions = set()
     for n, r in enumerate(rows, start=2):
         try:
-            versions.add(cell_value("schema_version", r[i] if i < len(r) else None))
+            versions.add(cell_value("schema_version", r[i]))
         except CellError:
             raise ResultsError(f"{path}, line {n}: schema_version {r[i]!r} is not a version number") from None
     if None in versions:
@@ -483,7 +483,10 @@ def read_results(path: Path, check_samples: bool = True) -> pd.DataFrame:
     if not rows:
         raise ResultsError(f"{path} is empty, not a results CSV")
     header = rows[0]
-    # The version first: a newer file is refused for what it is, not for a column it renamed.
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise ResultsError(f"{path} is damaged: line {i} has {len(r)} fields, the header {len(header)}")
+    # Then the version: a newer file is refused for what it is, not for a column it renamed.
     version = file_version(path, header, rows[1:])
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
@@ -493,8 +496,6 @@ def read_results(path: Path, check_samples: bool = True) -> pd.DataFrame:
         raise ResultsError(f"{path} is not a modbench results CSV: no column {missing[0]!r}")
     records = []
     for i, r in enumerate(rows[1:], start=2):
-        if len(r) != len(header):
-            raise ResultsError(f"{path} is damaged: line {i} has {len(r)} fields, the header {len(header)}")
         records.append(_validate_row(path, i, dict(zip(header, r))))
     df = pd.DataFrame(records, columns=header, dtype=object)
     if "schema_version" not in df.columns:

@@ -3,6 +3,7 @@
 Real files only: the results committed under results/ (version 1, written before
 the schema had a number) and files the real writer makes."""
 import csv
+import json
 import io
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from bench.measurement import Measurement, Validity
 from bench.pipeline import Job, job_identity
 from bench.schema import (COLUMNS, GROUPS, PARTS, SCHEMA, SCHEMA_VERSION, TYPES, Protocol, Provenance,
                           ResultRow, cell_text, cell_value)
-from bench.store import (ResultsError, ResultsWriter, read_results, read_rows, read_run_config,
+from bench.store import (ResultsWriter, read_results, read_rows, read_run_config,
                          run_config_path, samples_dir)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,3 +165,24 @@ def test_a_result_row_round_trips_through_the_store(tmp_path):
                                                                             "inter_op_threads": 1}
         assert b.provenance.schema_version == SCHEMA_VERSION and b.statistics.valid is r.statistics.valid
     assert read_run_config(out)["schema_version"] == SCHEMA_VERSION
+
+
+def test_an_old_file_rewritten_as_the_current_version_is_the_same_run_to_the_gate(tmp_path, capsys):
+    """Version 1 and version 2 rows of the same measurements: the gate pairs every row,
+    finds no setting different (typed values compare equal across versions) and judges
+    the same samples unchanged."""
+    old = _copy(OLD, tmp_path)
+    new = tmp_path / "v2.csv"
+    stored = read_rows(old)
+    with ResultsWriter.create(new, read_run_config(old)) as w:
+        for s in stored:
+            row = ResultRow.from_record(dict(s.data, schema_version=None, samples_file=None))
+            w.append(row, {"samples_ms": s.samples(), "probe_ms": s.probe()})
+    assert read_results(new).attrs["schema_version"] == SCHEMA_VERSION
+    assert main(["check", str(new), "--against", str(old), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["rows"]) == len(stored) and not doc["warnings"]
+    judged = [r for r in doc["rows"] if r["ratio"] is not None]
+    assert judged and all(r["ratio"] == pytest.approx(1.0) for r in judged)
+    assert doc["counts"]["slower"] == doc["counts"]["faster"] == 0
+    assert all("missing" not in r["note"] and "new:" not in r["note"] for r in doc["rows"])
