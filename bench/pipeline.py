@@ -355,13 +355,13 @@ def job_identity(job: Job, run_id: str, session: dict, *, row_id: str | None = N
                     threads=session.get("threads"), batch=job.batch, resolution=job.resolution)
 
 
+IDENTITY_PART = {f.name for f in fields(Identity)}
+
+
 def session_facts(session: dict) -> dict:
     """What a session describes beyond the row's identity (provider, device name,
     settings, GPU columns); the identity columns are job_identity's."""
     return {k: v for k, v in session.items() if k not in IDENTITY_PART}
-
-
-IDENTITY_PART = {f.name for f in fields(Identity)}
 
 
 def model_figure_key(p: Prepared, req: RunRequest) -> str:

@@ -342,12 +342,6 @@ class ResultRow:
         v = getattr(getattr(self, col.group), name)
         return default if v is None else v
 
-    def replace(self, **columns) -> "ResultRow":
-        """A copy with these columns set (the parts stay frozen)."""
-        rec = self.to_record()
-        rec.update(columns)
-        return ResultRow.from_record(rec)
-
 
 def docs_table() -> str:
     """The column table of docs/results-store.md, made from SCHEMA."""

@@ -21,9 +21,11 @@ Guarantees, also under kill -9, a full disk or two processes at once:
 - A last line without its newline that is a complete row (every field, valid, its
   samples in place) is a row; a torn one is left out, and that is always said.
 - The reader validates everything it returns: the header, every row's fields and
-  numeric columns, the samples path (inside the file's own .samples/ folder), and,
-  when samples are read, that they are finite positive floats, as many as the row
-  says, and that the row's median is theirs.
+  typed columns (bench/schema.py), the samples path (inside the file's own .samples/
+  folder), and, when samples are read, that they are finite positive floats, as many
+  as the row says, and that the row's median is theirs.
+- Versions: the reader reads every schema version it knows and refuses a newer one
+  with one line; a writer appends only to a file of the current version.
 """
 from __future__ import annotations
 
