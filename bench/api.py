@@ -27,12 +27,12 @@ def read(path, samples: bool = True):
     """A results CSV as a DataFrame (the schema of bench/store.py); with samples=True
     a `samples_ms` column holds each row's per-iteration milliseconds. The path is in
     df.attrs["path"]."""
-    from .store import load_samples, read_results
+    from .store import read_samples, read_results
 
     path = Path(path)
     df = read_results(path)
     if samples:
-        df["samples_ms"] = [load_samples(path, r) for _, r in df.iterrows()]
+        df["samples_ms"] = [read_samples(path, r) for _, r in df.iterrows()]
     df.attrs["path"] = str(path)
     return df
 

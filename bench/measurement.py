@@ -329,16 +329,16 @@ class Measurement:
         mhz = [b.mhz for b in loads if b.mhz]
         return {
             "iters": self.n, "warmup": self.warmup,
-            "latency_ms": _num(head.estimate), "latency_ci_low_ms": _num(max(head.low, 0.0)),
-            "latency_ci_high_ms": _num(head.high), "latency_stat": head.stat,
+            "latency_ms": _finite(head.estimate), "latency_ci_low_ms": _finite(max(head.low, 0.0)),
+            "latency_ci_high_ms": _finite(head.high), "latency_stat": head.stat,
             "blocks_used": head.blocks_used, "slowed_share": head.slowed_share,
             "slowed_factor": head.slowed_factor, "machine_speed": head.speed,
             "machine_ref_ms": ref.ms if ref else None, "machine_ref_source": ref.source if ref else None,
             "model_ref_ms": self.known_ms if ref else None,
             "mean_ms": self.mean, "std_ms": self.std, "median_ms": self.median,
-            "median_ci_low_ms": _num(med.low), "median_ci_high_ms": _num(med.high),
-            "mean_ci_low_ms": _num(mean.low), "mean_ci_high_ms": _num(mean.high),
-            "headline_stat": v.stat, "ci_rel_half_width": _num(head.rel_half_width),
+            "median_ci_low_ms": _finite(med.low), "median_ci_high_ms": _finite(med.high),
+            "mean_ci_low_ms": _finite(mean.low), "mean_ci_high_ms": _finite(mean.high),
+            "headline_stat": v.stat, "ci_rel_half_width": _finite(head.rel_half_width),
             "target_ci": v.target_ci,
             "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
             "min_ms": self.min, "max_ms": self.max, "cv": self.cv,
@@ -356,21 +356,15 @@ class Measurement:
 
 def from_row(row, samples, probe=None) -> Measurement:
     """A stored row's Measurement again: its samples in their blocks, and, where the row
-    was probed, the probe readings and the reference it was judged against."""
-    block = _num(_float(row.get("block_size")))
-    ref_ms = _num(_float(row.get("machine_ref_ms")))
-    ref = Reference(ref_ms, str(row.get("machine_ref_source") or "")) if probe is not None and ref_ms else None
-    return Measurement(samples, block=int(block) if block else None,
+    was probed, the probe readings and the reference it was judged against.
+    row: a typed row as the store reads it (bench/schema.py: None where empty)."""
+    ref_ms = row.get("machine_ref_ms")
+    ref = Reference(ref_ms, row.get("machine_ref_source") or "") if probe is not None and ref_ms else None
+    return Measurement(samples, block=row.get("block_size") or None,
                        probe_ms=probe if ref is not None else None, reference=ref,
-                       known_ms=_num(_float(row.get("model_ref_ms"))))
+                       known_ms=row.get("model_ref_ms"))
 
 
-def _float(v) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _num(x: float) -> float | None:
+def _finite(x: float) -> float | None:
+    """A figure as a row stores it: None when it is not a finite number."""
     return None if x is None or not math.isfinite(x) else float(x)

@@ -7,10 +7,9 @@ written), and `execute` times them and appends a row per finished job.
 from __future__ import annotations
 
 import itertools
-import platform
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ from .errors import ModbenchError
 from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
 from .measurement import DEFAULT_TARGET_CI, Validity
 from .machine_ref import MODEL_FIGURE_BLOCKS, Probe, load_model_figures, resolve_reference, update_model_figures
+from .schema import Identity, Protocol, Provenance, ResultRow
 from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter
 from .runners import RUNNERS, RunSettings, get_runner
 from .schedule import Target, time_sessions
@@ -344,36 +344,24 @@ def groups(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-LOCAL = {"cluster": "local"}
+def job_identity(job: Job, run_id: str, session: dict, *, row_id: str | None = None,
+                 precision: str | None = None) -> Identity:
+    """A row's identity: the job's, with what only the session knows (threads used,
+    precision). The runtime is the job's runner word; the device its runner's class."""
+    runner = RUNNERS.get(job.runtime)
+    return Identity(row_id=row_id or job.row_id, run_id=run_id, model=job.model, variant=job.variant,
+                    runtime=job.runtime, device=runner.device if runner else session.get("device"),
+                    precision=session.get("precision") or precision or "fp32",
+                    threads=session.get("threads"), batch=job.batch, resolution=job.resolution)
 
 
-def build_row(job: Job, run_id: str, columns: dict, session: dict, env: dict, stats: dict, *,
-              schedule: str, group: str, block: int | None, block_warmup: int | None,
-              row_id: str | None = None, extra: dict | None = None, where: dict | None = None) -> dict:
-    """The one place a results row is assembled from its parts.
+IDENTITY_PART = {f.name for f in fields(Identity)}
 
-    columns: model and artifact facts (prepare); session: what the runner reports
-    (runtime, provider, device, threads, settings); env: the machine and software;
-    stats: Measurement.summary(); where: the cluster and node (default: a local run).
-    Later parts never overwrite the job's identity; `runtime` is the runner's name
-    (the --runtime word), the library is in `provider` and the versions."""
-    row = {**columns, **session, **env, **stats}
-    where = where or {}
-    row.update({
-        "row_id": row_id or job.row_id, "run_id": run_id, "model": job.model,
-        "variant": job.variant, "batch": job.batch, "resolution": job.resolution,
-        # Where it ran: a fleet run passes its cluster and node in `env` (or `where`).
-        "runtime": job.runtime, "cluster": where.get("cluster") or env.get("cluster") or "local",
-        "node": where.get("node") or env.get("node") or f"-:{env.get('hostname') or platform.node()}",
-        "threads_requested": job.threads, "schedule": schedule, "interleave_group": group,
-        "block_size": block, "block_warmup": block_warmup, "timestamp": now_iso(),
-    })
-    row.setdefault("precision", "fp32")
-    if job.runtime in RUNNERS:
-        row["device"] = RUNNERS[job.runtime].device
-    if extra:
-        row["extra"] = extra
-    return row
+
+def session_facts(session: dict) -> dict:
+    """What a session describes beyond the row's identity (provider, device name,
+    settings, GPU columns); the identity columns are job_identity's."""
+    return {k: v for k, v in session.items() if k not in IDENTITY_PART}
 
 
 def model_figure_key(p: Prepared, req: RunRequest) -> str:
@@ -436,14 +424,16 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
                                        if (fast := model_figure(m)) is not None})
         out = []
         for p, s, m in zip(members, sessions, measurements):
-            precision = req.options.get("precision") or "fp32"
-            row = build_row(
-                p.job, run_id, p.columns, {"precision": precision, **s.describe()}, env,
-                m.summary(req.validity),
-                schedule=req.schedule if len(members) > 1 else "single",
-                group=f"{run_id}:{group}", block=req.block, block_warmup=req.block_warmup,
-                extra={**m.extra, **s.extra()} or None)
-            out.append((row, {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
+            session = s.describe()
+            row = ResultRow.compose(
+                job_identity(p.job, run_id, session, precision=req.options.get("precision")),
+                session_facts(session), env, p.columns, m.summary(req.validity),
+                Protocol(threads_requested=p.job.threads,
+                         schedule=req.schedule if len(members) > 1 else "single",
+                         interleave_group=f"{run_id}:{group}", block_size=req.block,
+                         block_warmup=req.block_warmup),
+                Provenance(timestamp=now_iso(), extra={**m.extra, **s.extra()} or None))
+            out.append((row.to_record(), {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
         return out
     finally:
         for s in sessions:

@@ -21,88 +21,47 @@ Guarantees, also under kill -9, a full disk or two processes at once:
 - A last line without its newline that is a complete row (every field, valid, its
   samples in place) is a row; a torn one is left out, and that is always said.
 - The reader validates everything it returns: the header, every row's fields and
-  numeric columns, the samples path (inside the file's own .samples/ folder), and,
-  when samples are loaded, that they are finite positive floats, as many as the row
-  says, and that the row's median is theirs.
+  typed columns (bench/schema.py), the samples path (inside the file's own .samples/
+  folder), and, when samples are read, that they are finite positive floats, as many
+  as the row says, and that the row's median is theirs.
+- Versions: the reader reads every schema version it knows and refuses a newer one
+  with one line; a writer appends only to a file of the current version.
 """
 from __future__ import annotations
 
 import csv
 import errno
+import fcntl
 import io
 import json
 import os
 import re
+import shutil
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import pandas as pd
+from filelock import FileLock, Timeout
 
 from models.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
                          ensure_writable_dir, fsync_dir, portable_name, probe_writable)
 
 from .errors import ModbenchError
+from .schema import (BY_NAME, COLUMNS, IDENTITY, REQUIRED, SCHEMA_VERSION, UNVERSIONED, CellError,
+                     ResultRow, cell_text, cell_value, row_identity, typed)
 from .vocab import UnknownDevice, device
 
-COLUMNS = [
-    # identity of the measurement
-    "row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
-    "precision", "batch", "resolution", "threads", "threads_requested",
-    # where it ran (fleet runs: the Ray cluster and node; local runs: cluster "local")
-    "cluster", "node",
-    # how it was timed
-    "schedule", "interleave_group", "block_size", "block_warmup", "warmup", "iters",
-    # the headline: this model's latency at the machine's normal speed (bench/measurement.py),
-    # and what it set aside (blocks timed while the host slowed the machine)
-    "latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_stat", "blocks_used",
-    "slowed_share", "slowed_factor", "machine_speed", "machine_ref_ms", "machine_ref_source",
-    "model_ref_ms",
-    # statistics (milliseconds), all derived from the stored samples
-    "mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
-    "mean_ci_low_ms", "mean_ci_high_ms", "headline_stat", "ci_rel_half_width", "target_ci",
-    "p90_ms", "p99_ms", "min_ms", "max_ms", "cv", "valid", "invalid_reason",
-    "load_ms", "first_run_ms",
-    # the machine's load while timing (bench/load.py) and the per-block settling
-    "blocks", "disturbed_blocks", "others_cpu_max", "others_cpu_mean", "steal_pct", "cpu_mhz",
-    "settle_iters_mean",
-    # the model
-    "params_m", "macs_g", "top1", "paper_params_m", "paper_macs_g", "paper_gpu_ms",
-    "paper_cpu_ms", "paper_resolution", "paper_source", "checkpoint",
-    # the artifact timed
-    "artifact_format", "exporter", "opset", "export_parity_rel_err", "artifact_sha256",
-    "runtime_settings",
-    # the machine and software
-    "cpu_name", "cpu_logical", "cpu_physical", "hostname", "os", "python",
-    "gpu_driver", "cuda_version", "cudnn_version", "gpu_clock_mhz", "gpu_mem_clock_mhz",
-    "gpu_memory_mb",
-    "torch_version", "onnx_version", "onnxruntime_gpu_version", "onnxruntime_version",
-    "timm_version", "numpy_version", "coremltools_version",
-    "git_commit", "git_dirty", "timestamp", "samples_file", "extra",
-]
-# What identifies one measurement: two rows equal in all of these measure the same
-# thing. `row_id` is derived from them when a run plans its jobs; reports, the gate
-# and --resume compare rows by these columns.
-IDENTITY = ("model", "variant", "runtime", "device", "precision", "threads", "batch", "resolution")
-# Columns every results file must have for the store to vouch for it.
-REQUIRED = ("row_id", "model", "variant", "runtime", "device", "batch", "resolution",
-            "median_ms", "samples_file")
-INT_COLUMNS = ("batch", "resolution", "threads", "threads_requested", "block_size", "block_warmup",
-               "warmup", "iters", "cpu_logical", "cpu_physical", "opset", "blocks", "disturbed_blocks",
-               "blocks_used")
-FLOAT_COLUMNS = ("mean_ms", "std_ms", "median_ms", "median_ci_low_ms", "median_ci_high_ms",
-                 "p90_ms", "p99_ms", "min_ms", "max_ms", "cv", "load_ms", "first_run_ms",
-                 "params_m", "macs_g", "top1", "mean_ci_low_ms", "mean_ci_high_ms", "ci_rel_half_width",
-                 "target_ci", "others_cpu_max", "others_cpu_mean", "steal_pct", "cpu_mhz",
-                 "settle_iters_mean", "latency_ms", "latency_ci_low_ms", "latency_ci_high_ms",
-                 "slowed_share", "slowed_factor", "machine_speed", "machine_ref_ms", "model_ref_ms")
-# Columns kept as text even when every value looks like a number.
-TEXT_COLUMNS = ("row_id", "run_id", "model", "variant", "runtime", "provider", "device", "device_name",
-                "precision", "cluster", "node", "headline_stat", "latency_stat", "machine_ref_source", "schedule", "interleave_group", "invalid_reason",
-                "paper_source", "checkpoint", "artifact_format", "exporter", "artifact_sha256",
-                "runtime_settings", "cpu_name", "hostname", "os", "python", "git_commit", "timestamp",
-                "samples_file", "extra") + tuple(c for c in COLUMNS if c.endswith("_version"))
+# The schema's names the store's callers use through it (bench/schema.py defines them).
+__all__ = ["COLUMNS", "IDENTITY", "REQUIRED", "SCHEMA_VERSION", "ResultRow", "row_identity",
+           "ResultsError", "SamplesError", "ResultsWriter", "StoredRow", "read_results", "read_rows",
+           "read_samples", "read_probe", "read_run_config", "check_new_path", "validate_samples",
+           "samples_dir", "samples_file_of", "run_config_path", "lock_path", "file_itself",
+           "valid_row_id", "stored_rows", "file_version", "SAMPLES_KEY", "PROBE_KEY"]
+
 SAMPLES_KEY = "samples_ms"
 PROBE_KEY = "probe_ms"
 _ROW_ID = re.compile(r"[A-Za-z0-9_.+:=@/-]{1,200}")  # "/": a PATH.py:function model
@@ -146,36 +105,10 @@ def lock_path(csv_path: Path) -> Path:
     return Path(csv_path).with_name(f".{Path(csv_path).name}.lock")
 
 
-def row_identity(row: Mapping) -> tuple:
-    """The identity of a row as comparable text (2, 2.0 and '2' are one value)."""
-    return tuple(_text(row.get(c)) for c in IDENTITY)
-
-
-def _text(v) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
 def _line(values: list) -> bytes:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(values)
     return buf.getvalue().encode()
-
-
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        return "" if v != v else repr(round(v, 6)) if abs(v) < 1e6 else repr(v)
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, sort_keys=True)
-    return str(v)
 
 
 def validate_samples(samples, where: str, expected_n: int | None = None) -> np.ndarray:
@@ -230,8 +163,6 @@ class ResultsWriter:
 
     @staticmethod
     def _acquire(path: Path):
-        from filelock import FileLock, Timeout
-
         ensure_writable_dir(path.parent, "results folder")
         # The lock belongs to the file, not to the name it was reached by: a symlink
         # resolves to the same lock file (a hard link is caught by _lock_inode).
@@ -247,8 +178,6 @@ class ResultsWriter:
     def _lock_inode(self) -> None:
         """Lock the results file itself (flock on its inode): every name of the file,
         hard links included, meets this lock."""
-        import fcntl
-
         if self._inode_fd is not None or not self.path.is_file():
             return
         fd = os.open(self.path, os.O_RDONLY)
@@ -289,8 +218,9 @@ class ResultsWriter:
     def _materialize(self, first_line: bytes = b"") -> None:
         """Write the request and the header (with the first row, when given) of a
         created file; the CSV appears whole, by one rename."""
-        atomic_write(run_config_path(self.path),
-                     json.dumps(self._config, indent=1, sort_keys=True, default=str))
+        # The request says which schema its rows are (older requests do not: version 1).
+        config = dict(self._config, schema_version=SCHEMA_VERSION)
+        atomic_write(run_config_path(self.path), json.dumps(config, indent=1, sort_keys=True, default=str))
         with atomic_target(self.path, ".csv.tmp") as tmp:
             tmp.write_bytes(_line(COLUMNS) + first_line)
         self._config = None
@@ -310,6 +240,11 @@ class ResultsWriter:
             w._lock_inode()
             _repair_tail(path)
             df = read_results(path)
+            version = df.attrs["schema_version"]
+            if version != SCHEMA_VERSION:
+                raise ResultsError(f"{path} is results schema version {version}; --resume appends only "
+                                   f"to version {SCHEMA_VERSION} files (reports and the gate still read it), "
+                                   "start a new run")
             if list(df.columns) != COLUMNS:
                 # Rows are appended in COLUMNS' order: under another header they would
                 # land in the wrong columns.
@@ -340,7 +275,6 @@ class ResultsWriter:
             self._lock = None
 
     def _discard(self) -> None:
-        import shutil
         for p in (self.path, run_config_path(self.path)):
             p.unlink(missing_ok=True)
         shutil.rmtree(samples_dir(self.path), ignore_errors=True)
@@ -353,14 +287,18 @@ class ResultsWriter:
 
     # rows
 
-    def append(self, row: dict, samples) -> None:
-        """samples: the row's per-iteration milliseconds, or a mapping with them under
-        'samples_ms' and the probe readings around its blocks under 'probe_ms'."""
+    def append(self, row: ResultRow | Mapping, samples) -> None:
+        """row: a ResultRow (or its record). samples: the row's per-iteration
+        milliseconds, or a mapping with them under 'samples_ms' and the probe readings
+        around its blocks under 'probe_ms'."""
         if self._lock is None:
             raise ResultsError(f"{self.path}: the writer is closed")
+        row = row.to_record() if isinstance(row, ResultRow) else dict(row)
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"columns not in the schema: {sorted(unknown)}")  # a bug, not input
+        if row.get("schema_version") not in (None, SCHEMA_VERSION):
+            raise ValueError(f"a version {row['schema_version']} row cannot be written as version {SCHEMA_VERSION}")
         row_id = str(row.get("row_id", ""))
         if not _ROW_ID.fullmatch(row_id):
             raise ResultsError(f"{self.path}: row id {row_id!r} is not a valid row id")
@@ -389,7 +327,8 @@ class ResultsWriter:
         except ModbenchError as exc:
             raise ResultsError(f"{exc}; the {len(self._ids)} complete rows in {self.path} are kept "
                                f"(free space, then `bench.py run --resume {self.path}`)") from None
-        line = _line([_cell(dict(row, samples_file=rel).get(c)) for c in COLUMNS])
+        row.update(samples_file=rel, schema_version=SCHEMA_VERSION)
+        line = _line([cell_text(c, row.get(c)) for c in COLUMNS])
         if self._config is not None:
             try:
                 self._materialize(line)
@@ -464,8 +403,6 @@ def _torn_note(path: Path) -> str:
 def _repair_tail(path: Path) -> None:
     """Before appending: give a complete last row its missing newline, or cut a torn
     one back to the last complete row (and say so). Called by a writer that holds the lock."""
-    import sys
-
     raw = path.read_bytes()
     kept, torn = _split_tail(path, raw)
     if kept == raw:
@@ -503,13 +440,36 @@ def check_new_path(path: Path) -> None:
 
 # --- reading ----------------------------------------------------------------------
 
-def read_results(path: Path, check_samples: bool = True):
-    """Load one results CSV as a validated DataFrame; ResultsError (one line) if damaged.
+def file_version(path: Path, header: list[str], rows: list[list[str]]) -> int:
+    """The schema version of a file: its rows' `schema_version`, or 1 for a file
+    written before the column existed. ResultsError (one line) for a version newer
+    than this code reads, or a version cell that is not one."""
+    if "schema_version" not in header:
+        return UNVERSIONED
+    i = header.index("schema_version")
+    versions = set()
+    for n, r in enumerate(rows, start=2):
+        try:
+            versions.add(cell_value("schema_version", r[i]))
+        except CellError:
+            raise ResultsError(f"{path}, line {n}: schema_version {r[i]!r} is not a version number") from None
+    if None in versions:
+        raise ResultsError(f"{path} is damaged: a row has no schema_version")
+    version = max(versions, default=SCHEMA_VERSION)
+    if version > SCHEMA_VERSION:
+        raise ResultsError(f"{path} is results schema version {version}; this modbench reads versions up to "
+                           f"{SCHEMA_VERSION} (update modbench to read it)")
+    return version
+
+
+def read_results(path: Path, check_samples: bool = True) -> pd.DataFrame:
+    """Read one results CSV, of any schema version this code knows, as a validated
+    DataFrame of typed values (bench/schema.py): float columns are floats (NaN when
+    empty), the others hold int, bool or text, None when empty. A file written before
+    `schema_version` gets the column (1). ResultsError (one line) if damaged.
 
     A torn last line (a writer that crashed mid-row, or one still writing) is left
     out: only complete rows are results."""
-    import pandas as pd
-
     path = file_itself(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist")
@@ -525,77 +485,62 @@ def read_results(path: Path, check_samples: bool = True):
     if not rows:
         raise ResultsError(f"{path} is empty, not a results CSV")
     header = rows[0]
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise ResultsError(f"{path} is damaged: line {i} has {len(r)} fields, the header {len(header)}")
+    # Then the version: a newer file is refused for what it is, not for a column it renamed.
+    version = file_version(path, header, rows[1:])
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
         raise ResultsError(f"{path} is damaged: column {dup[0]!r} appears twice in the header")
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ResultsError(f"{path} is not a modbench results CSV: no column {missing[0]!r}")
+    records = []
     for i, r in enumerate(rows[1:], start=2):
-        if len(r) != len(header):
-            raise ResultsError(f"{path} is damaged: line {i} has {len(r)} fields, the header {len(header)}")
-    df = pd.DataFrame(rows[1:], columns=header, dtype=object).replace({"": None})
-    for i, rec in enumerate(df.to_dict("records"), start=2):
-        _validate_row(path, i, rec)
+        records.append(_validate_row(path, i, dict(zip(header, r))))
+    df = pd.DataFrame(records, columns=header, dtype=object)
+    if "schema_version" not in df.columns:
+        df.insert(0, "schema_version", [version] * len(df))
     for col in df.columns:
-        if col in TEXT_COLUMNS:
-            continue
-        if col in ("valid", "git_dirty"):
-            df[col] = df[col].map(lambda v: None if v is None else str(v).strip().lower() in ("true", "1", "yes"))
-            continue
-        try:  # validated columns always convert; others (paper_*, gpu clocks) when they are numbers
-            df[col] = pd.to_numeric(df[col])
-        except (ValueError, TypeError):
-            if col in INT_COLUMNS + FLOAT_COLUMNS:
-                raise
+        if col in BY_NAME and BY_NAME[col].type == "float":
+            df[col] = pd.to_numeric(df[col]).astype(np.float64)
     dups = df["row_id"][df["row_id"].duplicated()]
     if not dups.empty:
         raise ResultsError(f"{path} is damaged: row {dups.iloc[0]} appears twice")
     if check_samples:
-        for rec in df.to_dict("records"):
+        for rec in records:
             if not (path.parent / str(rec["samples_file"])).is_file():
                 raise ResultsError(f"{path}: samples file {rec['samples_file']} of row {rec['row_id']} is missing")
     df.attrs["path"] = str(path)
     df.attrs["torn_tail"] = torn
+    df.attrs["schema_version"] = version
     if torn:  # said once the rest is known good (a file refused anyway gets its one line)
-        import sys
         print(_torn_note(path), file=sys.stderr)
     return df
 
 
-def _validate_row(path: Path, line: int, rec: dict) -> None:
+def _validate_row(path: Path, line: int, cells: dict) -> dict:
+    """One row's cells as typed values; ResultsError (one line) naming the line otherwise."""
     where = f"{path}, line {line}"
+    try:
+        rec = {k: cell_value(k, v) for k, v in cells.items()}
+    except CellError as exc:
+        raise ResultsError(f"{where}: {exc}") from None
     if not rec.get("row_id") or not _ROW_ID.fullmatch(str(rec["row_id"])):
         raise ResultsError(f"{where}: row id {rec.get('row_id')!r} is not a valid row id")
     if not rec.get("model"):
         raise ResultsError(f"{where}: no model")
-    for col in INT_COLUMNS:
-        v = rec.get(col)
-        if v is None:
-            continue
-        try:
-            f = float(v)
-        except ValueError:
-            raise ResultsError(f"{where}: {col} {v!r} is not a number") from None
-        if not np.isfinite(f) or not f.is_integer():
-            raise ResultsError(f"{where}: {col} {v!r} is not a whole number")
     for col in ("batch", "resolution"):
-        if rec.get(col) is None or float(rec[col]) < 1:
+        if rec.get(col) is None or rec[col] < 1:
             raise ResultsError(f"{where}: {col} {rec.get(col)!r} must be a positive whole number")
-    for col in FLOAT_COLUMNS:
-        v = rec.get(col)
-        if v is None:
-            continue
-        try:
-            float(v)
-        except ValueError:
-            raise ResultsError(f"{where}: {col} {v!r} is not a number") from None
     if rec.get("device") is not None:
         try:
             device(rec["device"])
         except UnknownDevice as exc:
             raise ResultsError(f"{where}: {exc}") from None
     _samples_path(path, rec.get("samples_file"), where)
+    return rec
 
 
 def _samples_path(csv_path: Path, rel, where: str) -> Path:
@@ -609,28 +554,28 @@ def _samples_path(csv_path: Path, rel, where: str) -> Path:
     return Path(csv_path).parent / folder / parts[1]
 
 
-def load_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
+def read_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
     """The validated samples of one row (a row mapping, or a samples_file for rows
     without an iteration count). SamplesError (one line) when they cannot be trusted."""
     csv_path = Path(csv_path)
     if isinstance(row, str):
         row = {"samples_file": row, "row_id": Path(row).stem}
+    else:
+        row = row.data if isinstance(row, StoredRow) else typed(row)
     row_id = row.get("row_id")
     where = f"{csv_path.name}:{row_id}"
     arrays = _read_samples_file(csv_path, row, where)
     if SAMPLES_KEY not in arrays:
         raise SamplesError(f"{where}: samples file has no {SAMPLES_KEY!r} (it has {sorted(arrays)})")
-    x = arrays[SAMPLES_KEY]
-    n = _int_or_none(row.get("iters"))
-    x = validate_samples(x, where, n)
-    med = _float_or_none(row.get("median_ms"))
+    n, med = row.get("iters"), row.get("median_ms")
+    x = validate_samples(arrays[SAMPLES_KEY], where, n)
     if n is not None and med is not None and not np.isclose(np.median(x), med, rtol=1e-5, atol=2e-6):
         raise SamplesError(f"{where}: the row's median {med:g} ms is not the median of its samples "
                            f"({float(np.median(x)):g} ms); row and samples do not belong together")
     return x
 
 
-def load_probe(csv_path: Path, row: Mapping) -> np.ndarray | None:
+def read_probe(csv_path: Path, row: Mapping) -> np.ndarray | None:
     """The probe readings (blocks x 2) stored with a row's samples, or None for a row
     timed without the machine probe (GPU runners, files written before it existed)."""
     csv_path = Path(csv_path)
@@ -651,22 +596,6 @@ def _read_samples_file(csv_path: Path, row: Mapping, where: str) -> dict:
         raise SamplesError(f"{where}: samples file {path.name} is damaged ({type(exc).__name__})") from None
 
 
-def _int_or_none(v) -> int | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return int(f) if np.isfinite(f) else None
-
-
-def _float_or_none(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
-
-
 def read_run_config(path: Path) -> dict:
     cfg = run_config_path(Path(path))
     if not cfg.is_file():
@@ -679,12 +608,17 @@ def read_run_config(path: Path) -> dict:
         raise ResultsError(f"cannot read {cfg}: {describe_os_error(exc)}") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{cfg} is damaged: not a JSON object")
+    version = data.get("schema_version", UNVERSIONED)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ResultsError(f"{cfg} is results schema version {version}; this modbench reads versions up to "
+                           f"{SCHEMA_VERSION} (update modbench to read it)")
     return data
 
 
 @dataclass
 class StoredRow:
-    """One validated row with the file it came from; its samples on demand."""
+    """One validated row with the file it came from: typed values (bench/schema.py),
+    None where a cell is empty; its samples on demand."""
 
     data: dict
     source: Path
@@ -694,6 +628,9 @@ class StoredRow:
 
     def get(self, key, default=None):
         return self.data.get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self.data
 
     @property
     def id(self) -> str:
@@ -705,12 +642,20 @@ class StoredRow:
         return f"{self.source.name}:{self.id}"
 
     def samples(self) -> np.ndarray:
-        return load_samples(self.source, self.data)
+        return read_samples(self.source, self.data)
 
     def probe(self) -> np.ndarray | None:
-        return load_probe(self.source, self.data)
+        return read_probe(self.source, self.data)
+
+    def result(self) -> ResultRow:
+        """The row as its typed parts."""
+        return ResultRow.from_record(self.data)
+
+
+def stored_rows(df: pd.DataFrame, path: Path) -> list[StoredRow]:
+    """The rows of a DataFrame `read_results` made, as typed StoredRows."""
+    return [StoredRow(typed(rec), Path(path)) for rec in df.to_dict("records")]
 
 
 def read_rows(path: Path, check_samples: bool = True) -> list[StoredRow]:
-    path = Path(path)
-    return [StoredRow(rec, path) for rec in read_results(path, check_samples).to_dict("records")]
+    return stored_rows(read_results(path, check_samples), Path(path))

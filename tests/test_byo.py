@@ -95,7 +95,7 @@ def test_user_models_reach_table1_and_the_accuracy_plot(tmp_path, user_module):
     user_line = next(ln for ln in readme.splitlines() if ln.startswith(f"| {user_module}:build |"))
     assert "| 70.5 |" in user_line
     from bench.report import inputs, plots
-    col = inputs.load([out]).columns[0]
+    col = inputs.read_inputs([out]).columns[0]
     assert plots.user_top1(col.find(f"{user_module}:build")) == (70.5, False)
     assert plots.user_top1(col.find("efficientmod_xxs")) is None  # the paper's figure places it
     assert list((rep / "plots").glob("accuracy_vs_latency_*.png"))

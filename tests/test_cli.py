@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.store import COLUMNS, load_samples, read_results, run_config_path, samples_dir
+from bench.store import COLUMNS, read_samples, read_results, run_config_path, samples_dir
 
 FAST = ["--iters", "12", "--warmup", "2", "--block", "4", "--block-warmup", "1", "--threads", "1"]
 
@@ -27,7 +27,7 @@ def test_run_writes_complete_rows_with_samples(two_model_run):
     assert sorted(zip(df.model, df.variant)) == [
         ("efficientmod_xxs", "repeat"), ("efficientmod_xxs", "reshape"), ("mobilenetv2_100", "default")]
     for _, r in df.iterrows():
-        s = load_samples(two_model_run, r.to_dict())
+        s = read_samples(two_model_run, r.to_dict())
         assert s.size == r.iters == 12
         assert r.median_ms == pytest.approx(np.median(s), rel=1e-5)
         assert r.runtime == "ort-cpu" and r.provider == "CPUExecutionProvider" and r.device == "cpu"
@@ -117,7 +117,7 @@ def test_resume_repairs_a_torn_last_row(two_model_run, tmp_path):
     df = read_results(out)
     assert len(df) == 3 and df.row_id.is_unique and not df.attrs["torn_tail"]
     for rec in df.to_dict("records"):
-        load_samples(out, rec)  # every row matches its samples
+        read_samples(out, rec)  # every row matches its samples
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -7,7 +7,7 @@ import pytest
 
 from bench.cli import main
 from bench.commands.ingest_modelbench import TEMPLATE, IngestError, parse
-from bench.store import read_results, load_samples
+from bench.store import read_results, read_samples
 
 HEADER = "model,variant,precision,low_ms,high_ms,average_all_ms,last_ms,notes\n"
 GOOD = ("# copied from the phone\n" + HEADER +
@@ -68,7 +68,7 @@ def test_cli_ingest_writes_results_rows(tmp_path, capsys):
     assert set(df["device_name"]) == {"iPhone 13"} and list(df["median_ms"]) == [1.21, 0.91]
     assert list(df["paper_source"]) == ["Table 12 row 9", "Table 12 row 10"]
     assert abs(df["params_m"].iloc[0] - 4.415) < 0.01
-    assert list(load_samples(out, df["samples_file"].iloc[1])) == [0.91, 0.90]
+    assert list(read_samples(out, df["samples_file"].iloc[1])) == [0.91, 0.90]
     assert "paper iPhone 13" in capsys.readouterr().out
     # Never overwritten.
     assert main(["ingest-modelbench", str(src), "--device", "iPhone 13", "--out", str(out)]) == 2

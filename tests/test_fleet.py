@@ -23,7 +23,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from bench import fleet  # noqa: E402
 from bench.cli import main  # noqa: E402
-from bench.store import COLUMNS, ResultsWriter, load_samples, read_results, run_config_path  # noqa: E402
+from bench.store import COLUMNS, ResultsWriter, read_samples, read_results, run_config_path  # noqa: E402
 
 FAST = ["--resolution", "64", "--iters", "10", "--warmup", "2", "--block", "5", "--block-warmup", "1",
         "--threads", "1", "--interleave", "1"]
@@ -133,7 +133,7 @@ def test_jobs_land_on_the_nodes_asked(cluster, on_both):
     for r in df.itertuples():
         assert r.node.split(":")[0] == node_of[r.row_id.split("@")[1]]
         assert r.cluster == cluster.address
-        assert load_samples(out, r.samples_file).size == 10
+        assert read_samples(out, r.samples_file).size == 10
     # every node built the same artifacts with the same software as the driver
     assert "drift" not in err and "done on" in err
     assert run_config_path(out).exists()
@@ -144,7 +144,7 @@ def test_report_keeps_each_device_apart(on_both, tmp_path):
     import csv
     import shutil
 
-    from bench.report.inputs import load
+    from bench.report.inputs import read_inputs
 
     src, _ = on_both
     two = tmp_path / src.name
@@ -160,7 +160,7 @@ def test_report_keeps_each_device_apart(on_both, tmp_path):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    inp = load([two])
+    inp = read_inputs([two])
     # One column per device (and per --on label), none merged.
     names = sorted(c.key[1] for c in inp.columns)
     assert len(names) == 2 and names[0].startswith(here) and names[1].startswith("Other CPU 9000"), names

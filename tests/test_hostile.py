@@ -21,13 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--iters", "20", "--warmup", "2", "--block", "10", "--threads", "1"]
 
 
-def _row(i: int, samples: np.ndarray, model="m") -> dict:
-    from bench.pipeline import Job, build_row
+def _row(i: int, samples: np.ndarray, model="m"):
+    from bench.pipeline import Job, job_identity
+    from bench.schema import Protocol, ResultRow
 
     job = Job(model, "default", "ort-cpu", 1, 1, 64)
     stats = {"iters": samples.size, "median_ms": float(np.median(samples)), "valid": True}
-    return build_row(job, "run", {}, {"device": "cpu"}, {"hostname": "h"}, stats, schedule="single",
-                     group="run:0", block=4, block_warmup=1, row_id=f"{model}.r{i}")
+    return ResultRow.compose(job_identity(job, "run", {"threads": 1}, row_id=f"{model}.r{i}"), stats,
+                             {"hostname": "h"}, Protocol(schedule="single", interleave_group="run:0",
+                                                         block_size=4, block_warmup=1))
 
 
 def _written(path: Path, n: int) -> Path:

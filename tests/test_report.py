@@ -13,7 +13,7 @@ from bench import stats
 from bench.cli import main
 from bench.report import reference as ref
 from bench.report.pairs import ratio, timed_together
-from bench.report.inputs import load
+from bench.report.inputs import read_inputs
 from bench.report.tables import latex_escape
 
 
@@ -103,7 +103,7 @@ def test_measured_cells_trace_back_to_rows(report_dir, runs):
 
 
 def test_repeat_reshape_is_paired_and_consistent(runs):
-    inp = load([runs[0]])
+    inp = read_inputs([runs[0]])
     col = inp.columns[0]
     rep, resh = col.find("efficientmod_xxs", "repeat"), col.find("efficientmod_xxs", "reshape")
     assert timed_together(rep, resh)
@@ -114,7 +114,7 @@ def test_repeat_reshape_is_paired_and_consistent(runs):
 
 
 def test_rows_from_different_runs_are_labelled_unpaired(runs):
-    inp = load(list(runs))
+    inp = read_inputs(list(runs))
     a = next(c for c in inp.columns if int(c.key[5]) == 1).find("mobilenetv2_100", resolution=224)
     b = next(c for c in inp.columns if int(c.key[5]) == 1).find("mobilenetv2_100", resolution=160)
     assert not timed_together(a, b)

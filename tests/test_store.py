@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.pipeline import Job, build_row
+from bench.pipeline import Job, job_identity
 from bench.runners import RUNNERS
-from bench.store import (COLUMNS, ResultsError, ResultsWriter, SamplesError, load_samples,
+from bench.schema import SCHEMA_VERSION, Placement, Protocol, ResultRow
+from bench.store import (COLUMNS, ResultsError, ResultsWriter, SamplesError, read_samples,
                          read_results, run_config_path, samples_dir)
 from bench.vocab import DEVICES
 
@@ -23,11 +24,12 @@ FAST = ["--iters", "12", "--warmup", "2", "--block", "4", "--block-warmup", "1",
         "--resolution", "64"]
 
 
-def _row(i: int, samples: np.ndarray, model="m", runtime="ort-cpu") -> dict:
+def _row(i: int, samples: np.ndarray, model="m", runtime="ort-cpu") -> ResultRow:
     job = Job(model, "default", runtime, 1, 1, 64)
     stats = {"iters": samples.size, "median_ms": float(np.median(samples)), "valid": True}
-    return build_row(job, "run", {}, {"device": "cpu"}, {"hostname": "h"}, stats, schedule="single",
-                     group="run:0", block=4, block_warmup=1, row_id=f"{model}.r{i}")
+    return ResultRow.compose(job_identity(job, "run", {"threads": 1}, row_id=f"{model}.r{i}"), stats,
+                             {"hostname": "h"}, Placement(cluster="local", node="-:h"),
+                             Protocol(schedule="single", interleave_group="run:0", block_size=4, block_warmup=1))
 
 
 def _bench(*args, **kw) -> subprocess.Popen:
@@ -60,7 +62,7 @@ def test_a_second_writer_is_refused_while_a_run_is_alive(tmp_path):
     df = read_results(out)
     assert len(df) == 2 and df.row_id.is_unique
     for rec in df.to_dict("records"):
-        load_samples(out, rec)  # each row is its own samples' row
+        read_samples(out, rec)  # each row is its own samples' row
 
 
 def test_two_writers_in_one_process_cannot_share_a_file(tmp_path):
@@ -73,7 +75,7 @@ def test_two_writers_in_one_process_cannot_share_a_file(tmp_path):
     with pytest.raises(ResultsError, match="already in the file"):
         w2.append(_row(0, np.full(5, 2.0)), np.full(5, 2.0))
     w2.close()
-    assert cfg == {"models": []} and list(done.row_id) == ["m.r0"]
+    assert cfg == {"models": [], "schema_version": SCHEMA_VERSION} and list(done.row_id) == ["m.r0"]
 
 
 def test_a_run_that_writes_no_row_leaves_nothing(tmp_path):
@@ -137,7 +139,7 @@ def test_full_disk_keeps_complete_rows_and_resumes(tiny_disk):
     df = read_results(out)
     assert len(df) == written and not df.attrs["torn_tail"]
     for rec in df.to_dict("records"):
-        load_samples(out, rec)
+        read_samples(out, rec)
     # Space freed: the same file takes the missing rows.
     filler.unlink()
     w, _, done = ResultsWriter.resume(out)
@@ -200,7 +202,7 @@ def test_damaged_samples_are_refused_by_report_and_never_pass_the_gate(small_run
     target = _first_samples(out)
     damage(target)
     with pytest.raises(SamplesError, match=message):
-        load_samples(out, read_results(out).iloc[0].to_dict())
+        read_samples(out, read_results(out).iloc[0].to_dict())
     capsys.readouterr()
     assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--no-plots"]) == 2
     err = capsys.readouterr().err.strip()
@@ -263,11 +265,12 @@ def test_every_device_a_runner_or_ingest_writes_goes_through_report_and_claims(t
                 dev = r.device if r else "iphone"
                 stats = {"iters": 64, "median_ms": float(np.median(x)), "mean_ms": float(x.mean()),
                          "valid": True}
-                w.append(build_row(job, "run", {"top1": 70.0}, {"device": dev, "device_name": f"{dev}-x",
-                                                                "provider": "p", "threads": 1},
-                                   {"hostname": "h"}, stats, schedule="round-robin", group="run:0",
-                                   block=8, block_warmup=1, row_id=f"{model}.{runtime}.{uuid.uuid4().hex[:6]}"),
-                         x)
+                session = {"device": dev, "device_name": f"{dev}-x", "provider": "p", "threads": 1}
+                row_id = f"{model}.{runtime}.{uuid.uuid4().hex[:6]}"
+                w.append(ResultRow.compose(
+                    job_identity(job, "run", session, row_id=row_id), {"top1": 70.0}, stats,
+                    Placement(device_name=f"{dev}-x", provider="p", cluster="local", node="-:h"),
+                    Protocol(schedule="round-robin", interleave_group="run:0", block_size=8, block_warmup=1)), x)
     assert set(read_results(out).device) == devices
     assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--no-plots"]) == 0
     assert main(["claims", str(out)]) == 0

@@ -40,7 +40,7 @@ from bench.runners import RunSettings, get_runner
 from bench.runners.base import random_input
 from bench.runners.ort_cpu import cpu_session_options
 from bench.stats import block_bootstrap, paired_ratio, verdict_at_most
-from bench.store import load_samples, read_rows
+from bench.store import read_rows, read_samples
 from models.fsio import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
@@ -297,7 +297,7 @@ def _paired_ratios(csv: Path, rows: dict) -> dict:
     """The ratio a report prints for two rows of one run: geometric mean of the ratios
     of block medians, block k of one against block k of the other."""
 
-    x = {m: load_samples(csv, rows[m]) for m in TRIO}
+    x = {m: read_samples(csv, rows[m]) for m in TRIO}
     return {(a, b): paired_ratio(x[a], x[b], int(rows[a]["block_size"]),
                                  block_size_b=int(rows[b]["block_size"])).estimate
             for a, b in _PAIRS}

@@ -42,7 +42,7 @@ def save(args) -> int:
 
 def show(args) -> int:
     from ..gate import baselines
-    from ..gate.verdicts import load_run
+    from ..gate.verdicts import read_run
     from ..measurement import Measurement
     from ..report.headline import describe, headline, is_valid
     from ..store import StoredRow
@@ -50,7 +50,7 @@ def show(args) -> int:
 
     if args.name:
         csv_path, m = baselines.resolve(args.name, _this_machine(), args.dir)
-        run = load_run(csv_path)
+        run = read_run(csv_path)
         rows, figures = [], set()
         for rec in run.df.to_dict("records"):
             row = StoredRow(rec, csv_path)

@@ -91,8 +91,8 @@ def run(args) -> int:
     import datetime as dt
 
     from ..errors import UsageError
-    from ..gate import baselines, report
-    from ..gate.verdicts import compare_runs, load_run, run_fingerprints
+    from ..gate import baselines, render
+    from ..gate.verdicts import compare_runs, read_run, run_fingerprints
     from ..gate.interleaved import compare_ab, run_ab
 
     s = _settings(args)
@@ -130,7 +130,7 @@ def run(args) -> int:
         if args.against:
             base_csv = Path(args.against)
         else:
-            fps = run_fingerprints(load_run(args.current))
+            fps = run_fingerprints(read_run(args.current))
             if len(fps) != 1:
                 raise UsageError(f"{args.current} mixes machines; compare it --against a file")
             base_csv, _ = baselines.resolve(args.baseline, fps.pop(), args.baseline_dir)
@@ -139,10 +139,10 @@ def run(args) -> int:
     # Outputs first: a file that cannot be written is exit 2, never a printed verdict + exit 1.
     from models.fsio import write_new
     if args.markdown:
-        write_new(Path(args.markdown), report.markdown(comp), "--markdown file")
+        write_new(Path(args.markdown), render.markdown(comp), "--markdown file")
     if args.junit:
-        write_new(Path(args.junit), report.junit(comp), "--junit file")
-    print(report.to_json(comp, args.strict) if args.format == "json" else report.text(comp))
+        write_new(Path(args.junit), render.junit(comp), "--junit file")
+    print(render.to_json(comp, args.strict) if args.format == "json" else render.text(comp))
     return comp.exit_code(args.strict)
 
 

@@ -28,13 +28,13 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..report import claims
-    from ..report.inputs import load
+    from ..report.inputs import read_inputs
     from models.fsio import check_new_output, write_new
 
     if args.out:
         check_new_output(Path(args.out), "--out file", inputs=args.results)
-    inp = load(args.results, duplicates=args.duplicates)
-    text = claims.report(inp, args.stat)
+    inp = read_inputs(args.results, duplicates=args.duplicates)
+    text = claims.claims_text(inp, args.stat)
     if args.out:
         write_new(Path(args.out), text, "--out file")  # whole or not at all, never over a file
     print(claims.to_json(inp, args.stat) if args.format == "json" else text)

@@ -153,8 +153,8 @@ def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run
     from models.mobile_variants import table12_facts
 
     from ..catalog import measured_complexity
-    from ..env import machine_env
-    from ..pipeline import Job, build_row
+    from ..env import machine_env, now_iso
+    from ..schema import Identity, Placement, Protocol, Provenance, ResultRow, Statistics
 
     env = machine_env()
     t12 = table12_facts()
@@ -164,35 +164,36 @@ def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run
         # Table 12 is the paper's iPhone table; other models keep their own table's facts.
         paper = t12.get(e.model, entry.paper)
         measured = measured_complexity(entry)
-        job = Job(e.model, e.variant, "coreml", None, 1, 224)
-        columns = {
+        row_id = f"{e.model}.{e.variant}.coreml.{_slug(device)}.{e.precision}.b1.r224"
+        identity = Identity(row_id=row_id, run_id=run_id, model=e.model, variant=e.variant, runtime="coreml",
+                            device="iphone", precision=e.precision, threads=None, batch=1, resolution=224)
+        facts = {
             "params_m": measured[0] if measured else None, "macs_g": measured[1] if measured else None,
             "top1": paper.top1, "paper_params_m": paper.params_m, "paper_macs_g": paper.macs_g,
             "paper_gpu_ms": paper.gpu_ms, "paper_cpu_ms": paper.cpu_ms,
             "paper_resolution": paper.resolution, "paper_source": paper.source,
             "checkpoint": None, "artifact_format": "coreml", "exporter": "torch.export+coremltools",
         }
-        session = {"provider": "modelbench", "device": "iphone", "device_name": device,
-                   "precision": e.precision, "threads": None,
-                   "runtime_settings": {"app": "ModelBench", "compute_units": "app default", **PROTOCOL}}
+        protocol = Protocol(schedule="modelbench", interleave_group=f"{run_id}:modelbench",
+                            block_size=PROTOCOL["inferences_per_round"], warmup=PROTOCOL["warmup_per_round"],
+                            runtime_settings={"app": "ModelBench", "compute_units": "app default", **PROTOCOL})
         # The phone's numbers: ModelBench's Average All is what the paper reports; the
         # app shows no per-inference series, so there is no iteration count.
-        stats = {"mean_ms": e.average, "median_ms": e.average, "min_ms": e.low, "max_ms": e.high,
-                 "warmup": PROTOCOL["warmup_per_round"], "valid": True, "invalid_reason": ""}
+        stats = Statistics(mean_ms=e.average, median_ms=e.average, min_ms=e.low, max_ms=e.high,
+                           valid=True, invalid_reason="")
         # Of this machine only what made the model file; the rest describes the phone.
         software = {"os": f"iOS {ios}" if ios else "iOS",
                     **{k: env.get(k) for k in ("coremltools_version", "torch_version", "git_commit",
                                                "git_dirty")}}
-        rows.append(build_row(
-            job, run_id, columns, session, software, stats, schedule="modelbench",
-            group=f"{run_id}:modelbench", block=PROTOCOL["inferences_per_round"], block_warmup=None,
-            row_id=f"{e.model}.{e.variant}.coreml.{_slug(device)}.{e.precision}.b1.r224",
-            where={"cluster": "local", "node": f"iphone:{device}"},
-            extra={"source": "ModelBench screen", "file": source, "line": e.line,
-                   "low_ms": e.low, "high_ms": e.high, "average_all_ms": e.average,
-                   "last_ms": e.last, "paper_iphone_ms": paper.iphone_ms,
-                   "samples": "Average All and Last (the app shows no per-inference times)",
-                   **({"notes": e.notes} if e.notes else {})}))
+        rows.append(ResultRow.compose(
+            identity, protocol, facts, stats, software,
+            Placement(provider="modelbench", device_name=device, cluster="local", node=f"iphone:{device}"),
+            Provenance(timestamp=now_iso(), extra={
+                "source": "ModelBench screen", "file": source, "line": e.line,
+                "low_ms": e.low, "high_ms": e.high, "average_all_ms": e.average,
+                "last_ms": e.last, "paper_iphone_ms": paper.iphone_ms,
+                "samples": "Average All and Last (the app shows no per-inference times)",
+                **({"notes": e.notes} if e.notes else {})})).to_record())
     return rows
 
 

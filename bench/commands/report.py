@@ -65,11 +65,11 @@ def check_out_dir(out: Path) -> None:
 def run(args) -> int:
     from ..report import claims, plots, tables
     from ..report.headline import describe
-    from ..report.inputs import load
+    from ..report.inputs import read_inputs
 
     out = Path(args.out)
     check_out_dir(out)
-    inp = load(args.results, duplicates=args.duplicates)
+    inp = read_inputs(args.results, duplicates=args.duplicates)
     _display(inp, args)
     built = tables.build_all(inp, args.stat, pairs=args.compare)
     # Built in a hidden sibling and renamed at the end: an interrupted or failed report
@@ -87,7 +87,7 @@ def run(args) -> int:
             (tmp / "tables" / f"{t.name}.tex").write_text(tables.to_latex(t))
             (tmp / "tables" / f"{t.name}.csv").write_text(tables.to_csv(t))
             index += [tables.to_markdown(t), f"(tables/{t.name}.md, .tex, .csv)", ""]
-        claims_md = claims.report(inp, args.stat)
+        claims_md = claims.claims_text(inp, args.stat)
         (tmp / "claims.md").write_text(claims_md)
         index += ["## Claims and rank agreement", "", "See [claims.md](claims.md).", ""]
         figs = [] if args.no_plots else plots.build_all(inp, tmp / "plots")

@@ -17,11 +17,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
+
 from exporters.cache import default_cache_dir, sha256_file
 from models.fsio import atomic_write, ensure_writable_dir, portable_name
 
+from ..pipeline import RunRequest, plan
 from ..store import read_results, run_config_path, samples_dir
-from .verdicts import GateError, load_run, run_fingerprints
+from .verdicts import GateError, read_run, run_fingerprints
 
 DEFAULT_ROOT = Path("baselines")
 MANIFEST = "baseline.json"
@@ -39,7 +42,7 @@ def _check_name(name: str) -> None:
 
 
 def _single_fingerprint(csv_path: Path) -> str:
-    fps = run_fingerprints(load_run(csv_path))
+    fps = run_fingerprints(read_run(csv_path))
     if len(fps) != 1:
         raise GateError(f"{csv_path} mixes machines ({sorted(fps)}); a baseline is one machine's run")
     return fps.pop()
@@ -109,8 +112,6 @@ def _claim(tmp: Path, target: Path, name: str, replace: bool) -> None:
     """Give the built folder its name atomically: under the name's lock, the check that
     it is free and the rename are one step, so of two saves of one name one wins and
     the other is refused (never both told they succeeded)."""
-    from filelock import FileLock
-
     with FileLock(str(target.with_name(f".{name}.lock"))):
         if target.exists():
             if not replace:
@@ -127,7 +128,6 @@ def _incomplete(csv_path: Path, df) -> str:
     if not cfg.is_file():
         return ""
     try:
-        from ..pipeline import RunRequest, plan
         want = {j.row_id for j in plan(RunRequest.from_json(json.loads(cfg.read_text())))}
     except Exception:  # a request this checkout cannot plan: judge by the rows alone
         return ""

@@ -16,14 +16,15 @@ from typing import Callable
 
 from exporters import ExportedModel
 
-from ..env import machine_env
+from ..env import machine_env, now_iso
 from ..measurement import Measurement
-from ..pipeline import Job, RunRequest, build_row, new_run_id, open_probe, prepare
+from ..pipeline import Job, RunRequest, job_identity, new_run_id, open_probe, prepare, session_facts
 from ..runners import RUNNERS, RunSettings, get_runner
 from ..schedule import time_sessions
-from ..store import (PROBE_KEY, SAMPLES_KEY, ResultsWriter, SamplesError, check_new_path, load_samples,
+from ..schema import Protocol, Provenance, ResultRow
+from ..store import (PROBE_KEY, SAMPLES_KEY, ResultsWriter, SamplesError, check_new_path, read_samples,
                      read_results)
-from .verdicts import Comparison, GateError, GateSettings, RowVerdict, _norm, judge_samples
+from .verdicts import Comparison, GateError, GateSettings, RowVerdict, judge_samples, shown_identity
 
 SIDES = ("base", "head")
 
@@ -61,10 +62,10 @@ def _baseline_jobs(base_csv: Path, manifest: dict, models: list[str] | None, pai
 def _runner_of(row) -> str | None:
     """The runner that timed a baseline row: its `runtime` word; rows written before
     the vocabulary had the library there, and ONNX Runtime on the CPU provider."""
-    runtime = _norm(row.get("runtime"))
+    runtime = row.get("runtime")
     if runtime in RUNNERS:
         return runtime if RUNNERS[runtime].artifact == "onnx" else None
-    if runtime == "onnxruntime" and _norm(row.get("provider")) == "CPUExecutionProvider":
+    if runtime == "onnxruntime" and row.get("provider") == "CPUExecutionProvider":
         return "ort-cpu"
     return None
 
@@ -84,8 +85,8 @@ def run_ab(base_csv: Path, manifest: dict, out: Path, *, models: list[str] | Non
         get_runner(runtime).check_available()
     prepared = []
     for job, brow, path in jobs:
-        exporter = _norm(brow.get("exporter")) or "torchscript"
-        opset = int(brow["opset"]) if _norm(brow.get("opset")) else None
+        exporter = brow.get("exporter") or "torchscript"
+        opset = brow.get("opset")
         req = RunRequest(models=[job.model], exporter=exporter, opset=opset)
         log(f"exporting the current {job.model} ({job.variant}) with {exporter} opset {opset}")
         head = prepare(job, req, "onnx")
@@ -127,11 +128,14 @@ def _time_pair(job, brow, base, head, spinning, run_id, g, env, iters, warmup, b
             if side == "base":
                 cols.update(artifact_sha256=brow.get("artifact_sha256"), exporter=brow.get("exporter"),
                             opset=brow.get("opset"), export_parity_rel_err=brow.get("export_parity_rel_err"))
-            row = build_row(job, run_id, cols, s.describe(), env, m.summary(), schedule="round-robin",
-                            group=f"{run_id}:{g}", block=block, block_warmup=block_warmup,
-                            row_id=f"{job.row_id}.{side}",
-                            extra={"ab_side": side, "baseline_row": brow["row_id"],
-                                   "baseline_results": str(base_csv)})
+            session = s.describe()
+            row = ResultRow.compose(
+                job_identity(job, run_id, session, row_id=f"{job.row_id}.{side}"),
+                session_facts(session), env, cols, m.summary(),
+                Protocol(threads_requested=job.threads, schedule="round-robin",
+                         interleave_group=f"{run_id}:{g}", block_size=block, block_warmup=block_warmup),
+                Provenance(timestamp=now_iso(), extra={"ab_side": side, "baseline_row": brow["row_id"],
+                                                       "baseline_results": str(base_csv)}))
             out.append((side, row, {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
         return out
     finally:
@@ -157,9 +161,7 @@ def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
     verdicts = []
     for key, pair in sides.items():
         r = (pair.get("head") or pair.get("base"))[0]
-        v = RowVerdict(key=key, model=r["model"], variant=_norm(r["variant"]), runtime=_norm(r["runtime"]),
-                    threads=_norm(r["threads"]), batch=_norm(r["batch"]),
-                    resolution=_norm(r["resolution"]), verdict="not comparable", mode="interleaved",
+        v = RowVerdict(key=key, model=r["model"], **shown_identity(r), verdict="not comparable", mode="interleaved",
                     threshold=s.threshold_for(r["model"]))
         verdicts.append(v)
         if set(pair) != set(SIDES):
@@ -168,7 +170,7 @@ def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
         (b, bx), (c, _) = pair["base"], pair["head"]
         v.base_row, v.cur_row = b["row_id"], c["row_id"]
         try:
-            xb, xc = load_samples(csv_path, b), load_samples(csv_path, c)
+            xb, xc = read_samples(csv_path, b), read_samples(csv_path, c)
         except SamplesError as exc:
             v.note = f"samples cannot be trusted: {exc}"
             continue

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..env import fingerprint
 from ..measurement import Measurement, from_row
-from ..store import IDENTITY, ResultsError, SamplesError, load_probe, load_samples, read_results
+from ..schema import IDENTITY, cell_text, row_identity
+from ..store import ResultsError, SamplesError, StoredRow, read_probe, read_results, read_samples, stored_rows
 from ..stats import mann_whitney, paired_ratio, unpaired_ratio
 
 VERDICTS = ("slower", "faster", "unchanged", "not comparable")
@@ -140,40 +141,37 @@ def judge_samples(base: np.ndarray, cur: np.ndarray, *, threshold: float = DEFAU
 @dataclass
 class _Run:
     path: Path
-    df: object
+    df: object                # the file as read_results gives it (for the reference's group)
+    rows: list[StoredRow]     # its rows, typed
 
     def samples(self, row) -> np.ndarray:
-        return load_samples(self.path, row)
+        return read_samples(self.path, row)
 
     def measurement(self, row, samples: np.ndarray) -> Measurement:
-        return from_row(row, samples, load_probe(self.path, row))
+        return from_row(row, samples, read_probe(self.path, row))
 
 
-def load_run(path) -> _Run:
+def read_run(path) -> _Run:
     path = Path(path)
     df = read_results(path)
     if df.empty:
         raise GateError(f"{path} has no rows to compare")
-    return _Run(path, df)
+    return _Run(path, df, stored_rows(df, path))
 
 
 def row_key(row, model: str | None = None) -> str:
-    vals = [model or row["model"]] + [row[c] for c in KEY_COLUMNS[1:]]
-    return "|".join(_norm(v) for v in vals)
+    """A row's identity as one string; `model` stands in for the row's (--pair)."""
+    return "|".join((model or row["model"],) + row_identity(row)[1:])
 
 
-def _norm(v) -> str:
-    """Cells as text, so 2, 2.0 and '2' (pandas guesses column types) compare equal."""
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float) and v == int(v):
-        return str(int(v))
-    return str(v)
+def shown_identity(row) -> dict:
+    """The identity columns a verdict shows, as the results file writes them."""
+    return {c: cell_text(c, row.get(c)) for c in ("variant", "runtime", "threads", "batch", "resolution")}
 
 
 def run_fingerprints(run: _Run) -> set[str]:
     cols = ("cpu_name", "cpu_logical", "device_name")
-    return {fingerprint({c: _norm(r[c]) for c in cols if c in r}) for _, r in run.df.iterrows()}
+    return {fingerprint({c: cell_text(c, r[c]) for c in cols if c in r}) for r in run.rows}
 
 
 def _setting(row, col: str) -> str:
@@ -182,12 +180,12 @@ def _setting(row, col: str) -> str:
         # Library versions are soft differences, checked elsewhere.
         d = {k: x for k, x in json.loads(v).items() if not k.endswith("_version")}
         return json.dumps(d, sort_keys=True)
-    return _norm(v)
+    return cell_text(col, v)
 
 
 def compare_runs(baseline_path, current_path, settings: GateSettings | None = None) -> Comparison:
     s = settings or GateSettings()
-    base, cur = load_run(baseline_path), load_run(current_path)
+    base, cur = read_run(baseline_path), read_run(current_path)
     fb, fc = run_fingerprints(base), run_fingerprints(cur)
     warnings = []
     if fb != fc:
@@ -206,18 +204,16 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
                 raise GateError(f"reference model {s.reference!r} is not in {run.path}; time it "
                                 f"in the same run (bench.py run ... {s.reference})")
 
-    base_rows = {row_key(r): r for _, r in base.df.iterrows()}
-    cur_rows = {row_key(r, s.pairs.get(r["model"])): r for _, r in cur.df.iterrows()}
+    base_rows = {row_key(r): r for r in base.rows}
+    cur_rows = {row_key(r, s.pairs.get(r["model"])): r for r in cur.rows}
     verdicts, mismatches, soft = [], [], set()
     for key in list(base_rows) + [k for k in cur_rows if k not in base_rows]:
         b, c = base_rows.get(key), cur_rows.get(key)
         row = c if c is not None else b
         if s.reference is not None and row["model"] == s.reference:
             continue
-        v = RowVerdict(key=key, model=row["model"], variant=_norm(row["variant"]),
-                    runtime=_norm(row["runtime"]), threads=_norm(row["threads"]),
-                    batch=_norm(row["batch"]), resolution=_norm(row["resolution"]),
-                    verdict="not comparable", threshold=s.threshold_for(row["model"]),
+        v = RowVerdict(key=key, model=row["model"], **shown_identity(row), verdict="not comparable",
+                    threshold=s.threshold_for(row["model"]),
                     base_row=None if b is None else b["row_id"],
                     cur_row=None if c is None else c["row_id"])
         verdicts.append(v)
@@ -233,8 +229,8 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
             if col in b and col in c and _setting(b, col) != _setting(c, col):
                 mismatches.append(f"{v.model}: {col} {_setting(b, col)!r} vs {_setting(c, col)!r}")
         for col in SOFT_COLUMNS:
-            if col in b and col in c and _norm(b[col]) != _norm(c[col]):
-                soft.add(f"{col} {_norm(b[col])} -> {_norm(c[col])}")
+            if col in b and col in c and cell_text(col, b[col]) != cell_text(col, c[col]):
+                soft.add(f"{col} {cell_text(col, b[col])} -> {cell_text(col, c[col])}")
         _judge_pair(v, base, b, cur, c, s)
     if mismatches:
         msg = "settings differ: " + "; ".join(mismatches[:3]) + (" ..." if len(mismatches) > 3 else "")
@@ -263,7 +259,7 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
     except SamplesError as exc:
         v.note = "; ".join(n for n in (v.note, f"probe readings cannot be trusted: {exc}") if n)
         return
-    stat = _norm(c.get("headline_stat")) or "median"
+    stat = c.get("headline_stat") or "median"
     ha, hc = mb.headline(stat), mc.headline(stat)
     # The milliseconds the report prints: each row's headline, from the samples just read.
     v.base_median_ms, v.cur_median_ms = ha.estimate, hc.estimate
@@ -274,13 +270,13 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
         return
     for side, h, row in (("baseline", ha, b), ("current", hc, c)):
         stored = row.get("latency_ms")
-        no_figure = "latency_ms" in row and (stored is None or stored != stored)
+        no_figure = "latency_ms" in row and stored is None
         if h.slowed_share is not None and stat == "median" and (h.estimate != h.estimate or no_figure):
             v.note = "; ".join(n for n in (v.note, f"not comparable: the {side} row has too few blocks at the "
                                            f"machine's normal speed (host slowed for {h.slowed_share:.0%})")
                                if n)
             return
-    block = int(b["block_size"]) if _norm(b.get("block_size")) else None
+    block = b.get("block_size")
     if s.reference is None:
         xb, xc = mb.headline_samples(stat), mc.headline_samples(stat)
         v.mode = "direct, latency_ms" if ra is not None and rc is not None else "direct, all samples"
@@ -298,12 +294,8 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
     v.verdict = r["verdict"]
     v.ratio, v.ci_low, v.ci_high, v.p = r["ratio"], r["ci_low"], r["ci_high"], r["p"]
     v.note = "; ".join(n for n in (v.note, r["note"]) if n)
-    if not _truthy(b.get("valid")) or not _truthy(c.get("valid")):
+    if not (b.get("valid") and c.get("valid")):
         v.note = "; ".join(n for n in (v.note, "a row is marked invalid (see invalid_reason)") if n)
-
-
-def _truthy(x) -> bool:
-    return str(x).strip().lower() in ("true", "1", "yes")
 
 
 def _normalized(run: _Run, row, x: np.ndarray, reference: str):

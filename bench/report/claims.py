@@ -1,19 +1,20 @@
 """The paper's latency claims checked against measured rows, one verdict per claim and column."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
+from ..stats import Ratio, kendall, spearman
 from . import reference as ref
-from .pairs import pairing_label, ratio
 from .headline import describe, headline, is_valid
 from .inputs import Column, ReportInputs
+from .pairs import pairing_label, ratio
 
 INVALID_MARK = "‡"
 # Fewer models than this give a rank correlation that means nothing (two models:
 # always +1 or -1).
 MIN_RANK_MODELS = 5
-from ..stats import Ratio, kendall, spearman
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -154,7 +155,7 @@ def rank_markdown(ranks: list[RankAgreement]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(inp: ReportInputs, stat: str = "median") -> str:
+def claims_text(inp: ReportInputs, stat: str = "median") -> str:
     files = ", ".join(str(p) for p in inp.files)
     parts = ["# The paper's latency claims vs measured results", "", f"Results: {files}", "",
              f"Every verdict below uses the **{stat}** of each row (`--stat`; the paper's tables are means "
@@ -170,8 +171,6 @@ JSON_VERSION = 1
 
 def to_json(inp: ReportInputs, stat: str = "median") -> str:
     """The claims and rank agreement as JSON (schema: docs/json-output.md)."""
-    import json
-
     def num(x):
         return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 

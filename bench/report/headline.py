@@ -43,17 +43,9 @@ class Headline:
         return self.low is not None and self.high is not None
 
 
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def log_interval(samples, block: int, stat: str = "median", confidence: float = 0.95) -> tuple:
     """(estimate, low, high) of a row's median or mean: Student t over the logs of its
-    block statistics, back-transformed (always > 0). (nan, nan) bounds with one block."""
+    block statistics, back-transformed (always > 0). None bounds with one block."""
     x = np.asarray(samples, dtype=np.float64)
     f = statistic(stat)
     est = float(f(x))
@@ -65,7 +57,7 @@ def log_interval(samples, block: int, stat: str = "median", confidence: float = 
     per = per[per > 0]
     k = per.size
     if k < 2 or not est > 0:
-        return est, math.nan, math.nan
+        return est, None, None
     logs = np.log(per)
     half = float(_st.t.ppf((1 + confidence) / 2, k - 1) * logs.std(ddof=1) / math.sqrt(k))
     # Centred on the pooled estimate, as the linear interval was; spread from the blocks.
@@ -74,8 +66,8 @@ def log_interval(samples, block: int, stat: str = "median", confidence: float = 
 
 
 def _block(row) -> int | None:
-    b = _num(row.get("block_size"))
-    return int(b) if b and b > 0 else None
+    b = row.get("block_size")
+    return b if b and b > 0 else None
 
 
 def headline(row, stat: str = "median") -> Headline:
@@ -86,18 +78,18 @@ def headline(row, stat: str = "median") -> Headline:
     samples, log-scale interval (the paper's tables print means)."""
     if stat == "mean":
         est, lo, hi = log_interval(row.samples(), _block(row), "mean")
-        return Headline(est, _num(lo), _num(hi), MEAN)
-    lat = _num(row.get(LATENCY))
+        return Headline(est, lo, hi, MEAN)
+    lat = row.get(LATENCY)
     if lat is not None and lat > 0:
-        lo, hi = _num(row.get("latency_ci_low_ms")), _num(row.get("latency_ci_high_ms"))
+        lo, hi = row.get("latency_ci_low_ms"), row.get("latency_ci_high_ms")
         if lo is not None and hi is not None and 0 < lo <= lat <= hi:
             return Headline(lat, lo, hi, LATENCY)
         return Headline(lat, None, None, LATENCY)
     # An older row: its median, with the interval recomputed from its samples on the
     # log scale (the stored median_ci_* are symmetric: 26.0 [2.43, 49.6] on a busy machine).
-    med = _num(row.get(MEDIAN))
+    med = row.get(MEDIAN)
     est, lo, hi = log_interval(row.samples(), _block(row), "median")
-    return Headline(med if med is not None else est, _num(lo), _num(hi), MEDIAN)
+    return Headline(med if med is not None else est, lo, hi, MEDIAN)
 
 
 def figures_used(rows, stat: str = "median") -> list[str]:
@@ -113,8 +105,7 @@ def describe(rows, stat: str = "median") -> str:
 
 
 def is_valid(row) -> bool:
-    v = row.get("valid")
-    return v is True or str(v).lower() in ("true", "1")
+    return row.get("valid") is True
 
 
 def validity_code(row) -> str:

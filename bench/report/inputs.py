@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..measurement import Measurement, from_row
-from ..store import ResultsError, StoredRow, read_results
+from ..store import ResultsError, StoredRow, read_results, stored_rows
 from ..vocab import UnknownDevice, device_kind, runtime_name
+from .reference import paper_label
 
 # What a results row must carry for the reports to place it.
 NEEDED = ("row_id", "model", "variant", "runtime", "device", "device_name", "precision", "batch",
@@ -83,11 +82,7 @@ class Column:
 
 
 def _paper_res(row: Row) -> int | None:
-    v = row.data.get("paper_resolution")
-    try:
-        return int(v) if v == v and v is not None else None
-    except (TypeError, ValueError):
-        return None
+    return row.data.get("paper_resolution")
 
 
 @dataclass
@@ -102,8 +97,6 @@ class ReportInputs:
     only_measured: bool = False
 
     def label(self, model: str) -> str:
-        from .reference import paper_label
-
         return self.names.get(model) or paper_label(model)
 
     def user_models(self) -> set:
@@ -139,7 +132,7 @@ class ReportInputs:
         return [sorted(cols, key=lambda c: int(c.key[5])) for cols in families.values() if len(cols) > 1]
 
 
-def load(paths: list[str | Path], duplicates: str = "latest") -> ReportInputs:
+def read_inputs(paths: list[str | Path], duplicates: str = "latest") -> ReportInputs:
     """Read results files into columns; ResultsError (one line) for anything unusable.
 
     duplicates: what to do when one column has the same model, variant and
@@ -165,7 +158,8 @@ def load(paths: list[str | Path], duplicates: str = "latest") -> ReportInputs:
         if df.empty:
             raise ResultsError(f"{path} has no result rows")
         files.append(path)
-        for rec in df.to_dict("records"):
+        for stored in stored_rows(df, path):
+            rec = stored.data
             row = Row(rec, path)
             # Every number a report prints rests on the row's samples: a row whose samples
             # (or probe readings) cannot be trusted stops the report, one line naming it.
@@ -181,7 +175,7 @@ def load(paths: list[str | Path], duplicates: str = "latest") -> ReportInputs:
             rec["runtime"] = runtime_name(old, rec["device"])
             if rec["runtime"] != old:
                 legacy.add((path.name, old, rec["runtime"]))
-            key = (kind,) + tuple(_norm(rec[k]) for k in COLUMN_KEY[1:])
+            key = (kind,) + tuple(rec[k] for k in COLUMN_KEY[1:])
             on = str(rec["row_id"]).partition("@")[2]
             if on:  # a fleet run timed on several machines (--on LABEL): one column each
                 key = key[:1] + (f"{key[1]} @{on}",) + key[2:]
@@ -204,20 +198,9 @@ def load(paths: list[str | Path], duplicates: str = "latest") -> ReportInputs:
             else:
                 col.rows.append(row)
     ordered = sorted(columns.values(), key=lambda c: (c.device != "gpu", str(c.key[1]), str(c.key[2]),
-                                                      -_num(c.key[4]), _num(c.key[5])))
+                                                      -(c.key[4] or 0), c.key[5]))
     for name, old, new in sorted(legacy):
         notes.append(f"{name}: runtime '{old}' (the name used before runners were named by device) "
                      f"read as '{new}'")
     return ReportInputs(files, ordered, notes)
 
-
-def _norm(v):
-    if isinstance(v, float):
-        if v != v:  # a GPU row has no thread count
-            return ""
-        return int(v) if v.is_integer() else v
-    return v
-
-
-def _num(v) -> float:
-    return float(v) if isinstance(v, (int, float)) else 0.0

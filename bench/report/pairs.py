@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .inputs import Column, Row
 from ..stats import Ratio, paired_ratio, unpaired_ratio
+from ..store import ResultsError
+from .headline import headline
+from .inputs import Column, Row
 
 
 def timed_together(a: Row, b: Row) -> bool:
@@ -12,21 +14,14 @@ def timed_together(a: Row, b: Row) -> bool:
     of the other. (Precision-driven runs may stop rows at different counts; their
     common blocks are still paired.)"""
     return (a.source == b.source and a["interleave_group"] == b["interleave_group"]
-            and int(a["block_size"]) == int(b["block_size"])
-            and str(a.data.get("schedule")) == "round-robin")
+            and a["block_size"] is not None and a["block_size"] == b["block_size"]
+            and a.data.get("schedule") == "round-robin")
 
 
 def ratio(a: Row, b: Row, stat: str = "median") -> Ratio:
     if timed_together(a, b):
-        return paired_ratio(a.samples(), b.samples(), int(a["block_size"]), stat=stat)
-    return unpaired_ratio(a.samples(), b.samples(), stat=stat, block_size=_block(a))
-
-
-def _block(row: Row) -> int | None:
-    try:
-        return int(row["block_size"])
-    except (TypeError, ValueError, KeyError):
-        return None
+        return paired_ratio(a.samples(), b.samples(), a["block_size"], stat=stat)
+    return unpaired_ratio(a.samples(), b.samples(), stat=stat, block_size=a.get("block_size"))
 
 
 @dataclass
@@ -68,8 +63,6 @@ class Comparison:
 def nearest_peers(inp, col: Column, model: str, k: int = 2) -> list[Row]:
     """The paper's models nearest in latency to `model` in `col`: the closest one
     below and the closest one above, those timed together with it first."""
-    from .headline import headline
-
     me = col.find(model)
     if me is None:
         return []
@@ -90,8 +83,6 @@ def nearest_peers(inp, col: Column, model: str, k: int = 2) -> list[Row]:
 def comparisons(inp, pairs: list[tuple[str, str]] | None = None, stat: str = "median") -> list[Comparison]:
     """Ratios to report: each (A, B) asked, in every column that has both; and by
     default each user model against its nearest paper models."""
-    from ..store import ResultsError
-
     out = []
     for a, b in pairs or []:
         found = False

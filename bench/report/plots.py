@@ -5,16 +5,21 @@ import math
 import re
 from pathlib import Path
 
+# matplotlib is imported here, at the top, and this module only where plots are drawn
+# (bench/commands/report.py imports it lazily): the rest of the report needs no matplotlib.
 import matplotlib
 
 matplotlib.use("Agg")  # headless: reports run on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from . import reference as ref  # noqa: E402
-from .pairs import repeat_vs_reshape  # noqa: E402
 from .headline import LATENCY, MEDIAN, figures_used, headline, is_valid  # noqa: E402
 from .inputs import Column, ReportInputs  # noqa: E402
+from .pairs import repeat_vs_reshape  # noqa: E402
+from .tables import fig9_points  # noqa: E402
 
 HIGHLIGHT = "#c0392b"
 OTHER = "#2c6fad"
@@ -123,9 +128,7 @@ def user_top1(row) -> tuple[float, bool] | None:
     if not str(row.data.get("paper_source") or "").startswith("user"):
         return None  # registered models are placed by the paper's figures only
     v = row.data.get("top1")
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v == "":
-        return None
-    return float(v), False
+    return None if v is None else (v, False)
 
 
 def _accuracy_points(inp: ReportInputs, col: Column) -> list[tuple]:
@@ -169,7 +172,6 @@ def _draw_points(ax, inp: ReportInputs, pts, big: float = 11, small: float = 6) 
 
 
 def _legend_handles(inp: ReportInputs, pts) -> list:
-    from matplotlib.lines import Line2D
 
     users = any(inp.is_user(p[5]) for p in pts)
     hl = [p for p in pts if inp.highlighted(p[5])]
@@ -222,7 +224,6 @@ def accuracy_vs_latency(inp: ReportInputs, col: Column, out_dir: Path, column_wi
     if column_width:
         ax.tick_params(labelsize=6)
     ax.grid(alpha=0.3)
-    from matplotlib.lines import Line2D
     handles = [Line2D([], [], color="#555", lw=1, ls="--", label="Pareto frontier (measured)")]
     ax.legend(handles=handles + _legend_handles(inp, pts), fontsize=5.5 if column_width else 7.5, loc="best")
     fig.canvas.draw()  # limits are final: the line's display position is known
@@ -302,7 +303,6 @@ def distributions(inp: ReportInputs, col: Column, out_dir: Path) -> list[Path] |
     ax.set_title(f"Latency distributions — {col.label}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     if not all(is_valid(r) for r in rows):
-        from matplotlib.patches import Patch
         ax.legend(handles=[Patch(facecolor="white", edgecolor=OTHER, label="‡ INVALID row (hollow)")],
                   fontsize=7, loc="lower right")
     return _save(fig, out_dir, f"distributions_{slug(col.label)}")
@@ -391,8 +391,6 @@ def variant_bars(inp: ReportInputs, out_dir: Path) -> list[Path] | None:
         bad = "" if is_valid(ch.repeat) and is_valid(ch.reshape) else " ‡ INVALID row"
         labels.append(f"{inp.label(ch.model)}\n{ch.column.label}" + ("" if r.paired else " (unpaired)") + bad)
         ys.append(y)
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
     handles = [Line2D([], [], marker="D", ls="", mfc="white", mec="black", label="paper (Fig. 2: GPU −5.1%, CPU +21.8%)")]
     devices = {ch.column.device for ch in changes}
     for dev, color in (("gpu", HIGHLIGHT), ("cpu", OTHER)):
@@ -426,8 +424,6 @@ def build_all(inp: ReportInputs, out_dir: Path) -> list[Path]:
 
 def fig9_plots(inp: ReportInputs, out_dir: Path) -> list[Path]:
     """Paper Fig. 9: latency of isotropic EfficientMod and MBConv vs width and kernel size."""
-    from .tables import fig9_points
-
     out = []
     for label, pts in fig9_points(inp).items():
         for sweep, xlabel in (("width", "Width (channels)"), ("kernel", "Kernel size")):

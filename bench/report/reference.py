@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from models import ModelError, get_entry
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REFERENCE_FILE = DATA_DIR / "paper_reference.tsv"
 CLAIMS_FILE = DATA_DIR / "paper_claims.tsv"
@@ -120,7 +122,6 @@ def paper_label(model: str) -> str:
     for v in reference():
         if v.model == model and v.table in ("Table 1", "Table 10"):
             return v.label
-    from models import ModelError, get_entry
     try:
         return get_entry(model).paper.paper_name
     except ModelError:

@@ -11,12 +11,11 @@ import io
 import math
 from dataclasses import dataclass, field
 
+from ..stats import STATS
 from . import reference as ref
-from .pairs import pairing_label, repeat_vs_reshape
 from .headline import describe, headline, is_valid
 from .inputs import Column, ReportInputs, Row
-
-STATS = ("median", "mean")
+from .pairs import comparisons, pairing_label, repeat_vs_reshape
 NOT_MEASURED = "not measured"
 INVALID_MARK = "‡"
 
@@ -142,8 +141,7 @@ def user_model_rows(inp: ReportInputs, gpus: list[Column], cpus: list[Column], s
     for model in dict.fromkeys(models):
         any_row = next(c.find(model) for c in gpus + cpus if c.find(model) is not None)
         top = any_row.data.get("top1")
-        top = None if top is None or (isinstance(top, float) and math.isnan(top)) else float(top)
-        res = int(any_row["resolution"])
+        res = any_row["resolution"]
         rows.append([Cell(inp.label(model)), Cell("–" if top is None else f"{top:.1f}", top), Cell("–")]
                     + [measured_cell(c.find(model), stat) for c in gpus] + [Cell("–")]
                     + [measured_cell(c.find(model), stat) for c in cpus]
@@ -156,7 +154,7 @@ def _num_cell(row: Row | None, col: str) -> Cell:
     if row is None:
         return Cell(NOT_MEASURED)
     v = row.data.get(col)
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None:
         return Cell("–")
     return Cell(f"{float(v):.2f}", float(v), ref=row.ref)
 
@@ -321,6 +319,7 @@ def build_all(inp: ReportInputs, stat: str = "median", pairs=None) -> list[Table
 
 def fig9_points(inp: ReportInputs) -> dict[str, dict[tuple[str, str, int], Row]]:
     """Column label -> {(sweep, block, x): row} for the measured Fig. 9 networks."""
+    # Lazy: models.mbconv_ablation builds torch networks, and torch is not needed for a report otherwise.
     from models.mbconv_ablation import fig9_points as points
 
     out: dict[str, dict] = {}
@@ -440,8 +439,6 @@ def _n(v) -> str:
 def ratio_table(inp: ReportInputs, pairs=None, stat: str = "median") -> Table | None:
     """A/B for pairs of rows: paired (drift cancels) where both were timed in one
     interleave group, labelled as separate timing where not."""
-    from .pairs import comparisons
-
     found = comparisons(inp, pairs, stat)
     if not found:
         return None

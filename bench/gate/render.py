@@ -4,6 +4,9 @@ Every number printed is a statistic of the rows named in it (base_row / cur_row 
 the two results files), so a reader can trace it back."""
 from __future__ import annotations
 
+import json
+import math
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from models.fsio import atomic_write
@@ -55,9 +58,6 @@ JSON_VERSION = 1
 
 def to_json(c: Comparison, strict: bool = False) -> str:
     """The comparison as JSON (schema: docs/json-output.md, version JSON_VERSION)."""
-    import json
-    import math
-
     def num(x):
         return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
@@ -115,8 +115,6 @@ def markdown(c: Comparison) -> str:
 
 def junit(c: Comparison) -> str:
     """JUnit XML built as a tree (every name and message escaped by ElementTree)."""
-    import xml.etree.ElementTree as ET
-
     suite = ET.Element("testsuite", name="latency-gate", tests=str(len(c.verdicts)),
                        failures=str(c.count("slower")), errors="0", skipped=str(c.count("not comparable")))
     for v in c.verdicts:
