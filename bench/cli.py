@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 import traceback
 
 from models.fsio import describe_os_error
@@ -35,8 +37,6 @@ def _terminate(signum, frame):
 def handle_signals() -> None:
     """The one place signals are handled: SIGTERM becomes Ctrl-C (KeyboardInterrupt),
     so every `finally` and cleanup that Ctrl-C runs runs for it too."""
-    import signal
-    import threading
 
     if threading.current_thread() is threading.main_thread():
         return signal.signal(signal.SIGTERM, _terminate)
@@ -44,8 +44,6 @@ def handle_signals() -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "bench.py") -> int:
-    import signal
-
     previous = handle_signals()
     try:
         return _main(argv, prog)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models import is_spec, parse_model_args, parse_top1, resolve_spec
+from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
+
 from .errors import UsageError
 
 
@@ -26,8 +29,6 @@ def resolve_models(names: list[str], model_arg_pairs: list[str] | None = None,
                    resolution: int | None = None) -> Resolved:
     """Check and register the user's specs among `names`. ONNX specs become absolute
     paths in `names` (what a run request stores for --resume)."""
-    from models import is_spec, parse_model_args, parse_top1, resolve_spec
-    from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
 
     names = list(names)
     model_args, top1 = parse_model_args(model_arg_pairs), parse_top1(top1_items)
@@ -57,7 +58,6 @@ def resolve_models(names: list[str], model_arg_pairs: list[str] | None = None,
 def entry_names(names: list[str], model_arg_pairs: list[str] | None = None) -> list[str]:
     """The registered names of `names` (a spec's model name can differ from the spec:
     an ONNX file is called by its file name), each spec registered for this process."""
-    from models import is_spec, resolve_spec
 
     r = resolve_models(names, model_arg_pairs)
     by_spec = dict(zip([n for n in names if is_spec(n)], r.entries))

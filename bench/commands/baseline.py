@@ -1,10 +1,17 @@
 """bench.py baseline save|show: the runs `check` compares against, one folder per machine."""
 from __future__ import annotations
 
+from ..gate.verdicts import read_run
+from ..report.headline import describe, headline, is_valid
+from ..env import cpu_name, fingerprint, machine_env
+from ..gate import baselines
+from ..measurement import Measurement
+from ..store import StoredRow
+from ..textable import render
+from . import _args as A
+
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("baseline", help="save or show latency baselines (per machine fingerprint)",
                        **A.examples("bench.py baseline save results/main.csv --name main",
                                     "bench.py baseline show", "bench.py baseline show main"))
@@ -26,14 +33,11 @@ def add_parser(sub) -> None:
 
 
 def _this_machine() -> str:
-    from ..env import cpu_name, fingerprint, machine_env
     # CPU runners record the CPU's name as device_name.
     return fingerprint(dict(machine_env(), device_name=cpu_name()))
 
 
 def save(args) -> int:
-    from ..gate import baselines
-
     path, m = baselines.save(args.results, args.name, args.dir, replace=args.replace)
     print(f"baseline {m['name']!r} saved to {path}: {m['rows']} rows of {', '.join(m['models'])}; "
           f"{len(m['artifacts'])} ONNX files kept for --interleaved; machine {m['fingerprint']}")
@@ -41,13 +45,6 @@ def save(args) -> int:
 
 
 def show(args) -> int:
-    from ..gate import baselines
-    from ..gate.verdicts import read_run
-    from ..measurement import Measurement
-    from ..report.headline import describe, headline, is_valid
-    from ..store import StoredRow
-    from ..textable import render
-
     if args.name:
         csv_path, m = baselines.resolve(args.name, _this_machine(), args.dir)
         run = read_run(csv_path)

@@ -1,12 +1,16 @@
 """bench.py claims: check the paper's latency claims against results files (Markdown)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+from models.fsio import check_new_output, write_new
+
+from ..report.inputs import read_inputs
+from ..report import claims
 
 
 def add_parser(sub) -> None:
-    import argparse
-
     p = sub.add_parser("claims", help="check the paper's latency claims against results CSVs",
                        description="Each latency claim of the EfficientMod paper judged on measured rows "
                                    "(Markdown on stdout): holds, does not hold, or inconclusive, by the 95% "
@@ -27,10 +31,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..report import claims
-    from ..report.inputs import read_inputs
-    from models.fsio import check_new_output, write_new
-
     if args.out:
         check_new_output(Path(args.out), "--out file", inputs=args.results)
     inp = read_inputs(args.results, duplicates=args.duplicates)

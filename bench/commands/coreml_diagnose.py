@@ -10,14 +10,20 @@ import csv
 import json
 import sys
 
+from exporters.coreml import compute_plan_summary
+from models import get_entry
+
+from ..pipeline import plan, prepare, RunRequest
+from ..specs import resolve_models
+from ..textable import render
+from . import _args as A
+
 # The op columns, in the order the paper's argument reads them.
 OP_COLUMNS = ("transpose", "layer_norm", "batch_norm", "gelu", "conv", "linear", "matmul",
               "tile", "reshape")
 
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("coreml-diagnose", help="op histogram of Core ML conversions, compared across models",
                        **A.examples("bench.py coreml-diagnose efficientmod_xxs efficientmod_xs",
                                     "bench.py coreml-diagnose efficientmod_xxs --format csv"))
@@ -40,10 +46,7 @@ def add_parser(sub) -> None:
 def diagnose_rows(models: list[str], variant: str | None = None, precision: str = "fp16",
                   target: str = "iOS16", compute_units: str = "ALL", model_args: dict | None = None,
                   checkpoint: str | None = None) -> list[dict]:
-    from exporters.coreml import compute_plan_summary
-    from models import get_entry
 
-    from ..pipeline import RunRequest, plan, prepare
 
     req = RunRequest(models=models, variants=[variant], iters=1, model_args=dict(model_args or {}),
                      checkpoint=checkpoint)
@@ -87,10 +90,6 @@ def headline(rows: list[dict]) -> list[str]:
 
 
 def run(args) -> int:
-    from ..textable import render
-
-    from ..specs import resolve_models
-
     r = resolve_models(args.models, args.model_arg)  # the user's specs checked as `run` checks them
     rows = diagnose_rows(r.names, args.variant, args.precision, args.target, args.compute_units,
                          r.model_args, args.checkpoint)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 
+from ..errors import UsageError
+from ..gpu_env import gpu_columns, gpu_extra, ort_cuda_versions, torch_cuda_versions
+from ..runners import get_runner, RUNNERS, RunnerUnavailable
+from . import _args as A
+
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("gpu", help="show the GPU environment and which GPU runtimes work here",
                        **A.examples("bench.py gpu", "bench.py gpu --runtime ort-cuda"))
     p.add_argument("--runtime", help="check only this runtime; exit 2 with its reason if it cannot run")
@@ -18,10 +21,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UsageError
-    from ..gpu_env import gpu_columns, gpu_extra, ort_cuda_versions, torch_cuda_versions
-    from ..runners import RUNNERS, RunnerUnavailable, get_runner
-
     names = [n for n, r in RUNNERS.items() if r.device == "cuda"]
     if args.runtime:
         try:

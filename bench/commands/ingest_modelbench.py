@@ -11,15 +11,28 @@ before a single row is written.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 import datetime as _dt
 import io
 import math
+from pathlib import Path
 import re
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-from ..errors import ModbenchError
+import numpy as np
+
+from models import get_entry, ModelError
+from models.fsio import atomic_write
+from models.mobile_variants import table12_facts
+
+from ..catalog import measured_complexity
+from ..env import machine_env, now_iso
+from ..errors import ModbenchError, UsageError
+from ..pipeline import new_run_id
+from ..schema import Identity, Placement, Protocol, Provenance, ResultRow, Statistics
+from ..store import check_new_path, ResultsWriter
+from ..textable import render
+from . import _args as A
 
 REQUIRED = ("model", "low_ms", "high_ms", "average_all_ms", "last_ms")
 OPTIONAL = ("variant", "precision", "notes")
@@ -43,8 +56,6 @@ mobilenetv2_100,,fp16,,,,,
 
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("ingest-modelbench",
                        help="read iPhone latencies copied from ModelBench into a results CSV",
                        **A.examples("bench.py ingest-modelbench --template modelbench.csv",
@@ -78,7 +89,6 @@ class IngestError(ModbenchError):
 
 def parse(text: str, source: str = "input") -> list[Entry]:
     """Parse and check a filled-in template; IngestError names the line at fault."""
-    from models import ModelError, get_entry
 
     lines = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1)
              if ln.strip() and not ln.lstrip().startswith("#")]
@@ -149,13 +159,6 @@ def _slug(text: str) -> str:
 
 
 def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run_id: str) -> list[dict]:
-    from models import get_entry
-    from models.mobile_variants import table12_facts
-
-    from ..catalog import measured_complexity
-    from ..env import machine_env, now_iso
-    from ..schema import Identity, Placement, Protocol, Provenance, ResultRow, Statistics
-
     env = machine_env()
     t12 = table12_facts()
     rows = []
@@ -198,14 +201,6 @@ def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from ..errors import UsageError
-    from ..pipeline import new_run_id
-    from models.fsio import atomic_write
-
-    from ..store import ResultsWriter, check_new_path
-
     if args.template:
         if args.file is None:
             sys.stdout.write(TEMPLATE)
@@ -240,7 +235,6 @@ def run(args) -> int:
                                     "source_text": text}) as writer:
         for row, e in zip(rows, entries):
             writer.append(row, np.array([e.average, e.last]))
-    from ..textable import render
     show = [dict(r, paper_iphone_ms=r["extra"]["paper_iphone_ms"], last_ms=r["extra"]["last_ms"])
             for r in rows]
     print(render(show, ["model", "variant", "precision", "min_ms", "median_ms", "max_ms", "last_ms",

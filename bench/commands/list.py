@@ -5,10 +5,15 @@ import csv
 import json
 import sys
 
+from models import suites
+
+from ..catalog import catalog
+from ..errors import UsageError
+from ..textable import render
+from . import _args as A
+
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("list", help="list registered models",
                        **A.examples("bench.py list", "bench.py list --format csv"))
     p.add_argument("--suite", help="only the models of this suite")
@@ -20,12 +25,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from models import suites
-
-    from ..catalog import catalog
-    from ..errors import UsageError
-    from ..textable import render
-
     if args.suite and args.suite not in suites():
         raise UsageError(f"unknown suite {args.suite!r}; known: {', '.join(suites())}")
     rows = catalog(args.suite, measure=not args.no_count)

@@ -1,9 +1,15 @@
 """bench.py report: the paper's tables, figures and claims from results files, into one folder."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from models.fsio import atomic_dir
+from models.fsio import atomic_dir, check_new_output
+
+from ..report.headline import describe
+from ..report.inputs import read_inputs
+from ..report import claims, plots, tables
+from ..store import ResultsError
 
 
 EXAMPLES = """examples:
@@ -19,8 +25,6 @@ interval too wide."""
 
 
 def add_parser(sub) -> None:
-    import argparse
-
     p = sub.add_parser("report", help="tables (Markdown, LaTeX, CSV), plots and claims from results CSVs",
                        description="Tables (Markdown, LaTeX with booktabs, tidy CSV), plots (PNG and PDF) "
                                    "and the paper's claims, from results CSVs, into one new folder.",
@@ -48,8 +52,6 @@ def add_parser(sub) -> None:
 
 
 def _pair(text: str) -> tuple[str, str]:
-    import argparse
-
     left, sep, right = str(text).partition("=")  # a label may hold "=" ("Ours (r=6)")
     if not sep or not left.strip() or not right.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
@@ -57,16 +59,10 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def check_out_dir(out: Path) -> None:
-    from models.fsio import check_new_output
-
     check_new_output(out, "report folder", folder=True)
 
 
 def run(args) -> int:
-    from ..report import claims, plots, tables
-    from ..report.headline import describe
-    from ..report.inputs import read_inputs
-
     out = Path(args.out)
     check_out_dir(out)
     inp = read_inputs(args.results, duplicates=args.duplicates)
@@ -102,7 +98,6 @@ def run(args) -> int:
 def _display(inp, args) -> None:
     """--name, --highlight and --only-measured onto the inputs; a model not in the
     results is a typing mistake, refused in one line."""
-    from ..store import ResultsError
 
     known = set(inp.models())
     for spec in [s for s, _ in args.name] + list(args.highlight):
