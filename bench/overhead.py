@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from bench.runners import RunSettings, get_runner
     from bench.runners.ort_cpu import cpu_session_options
 
-    req = RunRequest(models=[args.model], threads=[args.threads], iters=1)
+    req = RunRequest(models=[args.model], threads=[args.threads])
     prepared = prepare(plan(req)[0], req, "onnx")
     art = prepared.artifact
     settings = RunSettings(threads=args.threads, spinning=args.spinning == "on")

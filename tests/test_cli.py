@@ -44,7 +44,7 @@ def test_run_writes_complete_rows_with_samples(two_model_run):
         # the fastest timed iteration of the same row.
         assert r.load_ms > r.min_ms and r.first_run_ms >= r.min_ms
     assert df.interleave_group.nunique() == 1
-    assert json.loads(run_config_path(two_model_run).read_text())["iters"] == 12
+    assert json.loads(run_config_path(two_model_run).read_text())["protocol"]["iters"] == 12
 
 
 def test_existing_output_is_never_overwritten(two_model_run, capsys):

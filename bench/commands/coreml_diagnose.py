@@ -45,7 +45,7 @@ def diagnose_rows(models: list[str], variant: str | None = None, precision: str 
 
     from ..pipeline import RunRequest, plan, prepare
 
-    req = RunRequest(models=models, variants=[variant], iters=1, model_args=dict(model_args or {}),
+    req = RunRequest(models=models, variants=[variant], model_args=dict(model_args or {}),
                      checkpoint=checkpoint)
     options = {"precision": precision, "target": target}
     rows = []
