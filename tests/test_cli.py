@@ -72,6 +72,27 @@ def test_resume_finishes_only_missing_rows(two_model_run, tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().out
 
 
+def test_resume_reads_a_request_stored_before_the_timing_protocol(two_model_run, tmp_path):
+    """run.json files of the flat form (iters, block, ... beside the models) still
+    resume, with their own settings: the resumed row has the stored count and block."""
+    import shutil
+    out = tmp_path / two_model_run.name
+    lines = two_model_run.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:3]))
+    shutil.copytree(samples_dir(two_model_run), samples_dir(out))
+    cfg = json.loads(run_config_path(two_model_run).read_text())
+    p = cfg.pop("protocol")
+    assert p["auto"] is False
+    cfg.update(iters=6, auto=False, target_ci=p["stopping"]["target_ci"], stat="median", min_iters=300,
+               time_budget=480, warmup=1, block=3, block_warmup=0, schedule="sequential")
+    run_config_path(out).write_text(json.dumps(cfg))
+    assert main(["run", "--resume", str(out)]) == 0
+    df = read_results(out)
+    new = df.iloc[-1]
+    assert len(df) == 3 and new.iters == 6 and new.block_size == 3 and new.block_warmup == 0
+    assert new.warmup == 1 and load_samples(out, new.to_dict()).size == 6
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "efficientmod_xxx"], "did you mean efficientmod_xxs"),
     (["run", "efficientmod_xxs", "--iters", "0"], "--iters: expected a number of iterations"),
