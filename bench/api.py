@@ -11,14 +11,24 @@ get the rows back as a pandas DataFrame.
 module:function, PATH.py:function) and torch.nn.Module objects already in memory,
 with the CLI's options under their Python names (see `bench.py run --help`), and
 runs the CLI's own protocol: the same defaults, the same planning, preparation
-(export, parity check) and timing (`time_request`, which `bench.py run` calls too).
+(export, parity check) and timing (bench.runplan.time_request, which `bench.py run`
+calls too).
 Bad input raises bench.errors.ModbenchError (or models.ModelError) with one line.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
+
+from torch import nn
+
+from models.byo import module_entry
+
+from .cli import build_parser
+from .errors import UsageError
+from .pipeline import plan
+from .runplan import request_from_args, time_request
+from .store import check_new_path, read_results, read_samples
 
 __all__ = ["measure", "read", "time_request"]
 
@@ -27,8 +37,6 @@ def read(path, samples: bool = True):
     """A results CSV as a DataFrame (the schema of bench/store.py); with samples=True
     a `samples_ms` column holds each row's per-iteration milliseconds. The path is in
     df.attrs["path"]."""
-    from .store import read_samples, read_results
-
     path = Path(path)
     df = read_results(path)
     if samples:
@@ -40,12 +48,6 @@ def read(path, samples: bool = True):
 def _names(models) -> list[str]:
     """Registered names for `models`: strings pass through, nn.Modules are registered
     (a dict gives their names; else the class name, numbered where two share one)."""
-    from torch import nn
-
-    from models.byo import module_entry
-
-    from .errors import UsageError
-
     if isinstance(models, (str, nn.Module)):
         models = [models]
     items = list(models.items()) if isinstance(models, dict) else [(None, m) for m in models]
@@ -65,8 +67,9 @@ def _names(models) -> list[str]:
 
 
 def _argv(names: list[str], options: dict) -> list[str]:
-    """`bench.py run` arguments for measure()'s keyword options: the request is built
-    by the CLI's own parser, so every default and every check is the CLI's."""
+    """`bench.py run` arguments for measure()'s keyword options: they are parsed by the
+    CLI's own parser and built into a request (and its timing protocol) by the same
+    bench.runplan code as the CLI's, so every default and every check is the CLI's."""
     argv = ["run", *names]
     for key, value in options.items():
         if value is None or value is False:
@@ -92,74 +95,14 @@ def measure(models, *, out=None, quiet: bool = False, **options):
     threads=[1, 2], batch=[1], resolution=[224], iters=200 (or "auto", the default),
     warmup=50, block=50, target_ci=0.01, model_arg={"width": 2}, checkpoint="w.pt".
     out: the results CSV to create (default: a new one in a temporary folder)."""
-    from .cli import build_parser
-    from .commands.run import _request
-    from .errors import UsageError
-    from .pipeline import plan
-    from .store import check_new_path
-
     if "model_args" in options:
         options["model_arg"] = options.pop("model_args")
     if {"resume", "cluster", "on", "suite"} & set(options):
         raise UsageError("measure() times here, a new run: --resume, --suite and --cluster are the CLI's")
     names = _names(models)
     args = build_parser().parse_args(_argv(names, options))
-    req = _request(args)
+    req = request_from_args(args)
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="modbench-")) / "results.csv"
     check_new_path(out)
     time_request(req, plan(req), out, quiet=quiet, default_threads_note=False)
     return read(out)
-
-
-def time_request(req, jobs, out, *, writer=None, quiet: bool = False,
-                 default_threads_note: bool = False, stream=None) -> list[dict]:
-    """Prepare (build, export, parity-check) and time `jobs` of `req` here, appending
-    each finished row to `out` (created unless a resumed `writer` is given); the rows.
-    `bench.py run` and `measure` both time through this."""
-    import io
-    import time
-
-    from .commands.run import _protocol_line, _say_interrupted, _warn_oversubscribed, default_threads
-    from .pipeline import execute, interleave_groups, new_run_id, prepare_all
-    from .progress import Progress, TerminalStatus
-    from .runners import get_runner
-    from .schedule import total_work
-    from .store import ResultsWriter
-
-    stream = stream or sys.stderr
-    say = (lambda m: None) if quiet else (lambda m: print(m, file=stream))
-    runner = get_runner(req.runtime)
-    status = TerminalStatus(stream)
-    t0 = time.monotonic()
-    try:
-        prepared = prepare_all(jobs, req, runner.artifact, lambda i, job: None if quiet else status.show(
-            f"preparing {i}/{len(jobs)}: {job.model} ({job.variant}, {job.resolution}px, batch {job.batch})"))
-    finally:
-        status.clear()
-    say(f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s (built, exported, parity-checked)")
-    if default_threads_note and runner.device == "cpu":
-        say(default_threads()[1])  # after preparing: bad input stays one line
-    if not quiet:
-        _warn_oversubscribed(req, runner)
-    own = writer is None
-    if own:
-        writer = ResultsWriter.create(Path(out), req.to_json())
-    try:
-        # A time budget bounds each interleave group: the whole run can take that many times it.
-        budget = req.time_budget * len(interleave_groups(prepared, req.interleave)) \
-            if req.auto and req.time_budget else None
-        bar = Progress(total_work(len(prepared), req.iters, req.warmup, req.block, req.block_warmup),
-                       label=f"timing {len(prepared)} on {req.runtime}", budget_s=budget,
-                       stream=io.StringIO() if quiet else stream)
-        say(_protocol_line(req))
-        try:
-            return execute(prepared, req, writer, new_run_id(), progress=bar, on_round=bar.precision)
-        except KeyboardInterrupt:
-            bar.close()
-            _say_interrupted(out, writer.rows_written)
-            raise
-        finally:
-            bar.close()
-    finally:
-        if own:
-            writer.close(discard_empty=True)  # a new run that wrote no row leaves nothing behind

@@ -9,6 +9,9 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import cpuinfo
+import psutil
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Libraries whose versions change latency; recorded with every number.
 VERSIONED = ("torch", "onnx", "onnxruntime-gpu", "onnxruntime", "timm", "numpy", "coremltools")
@@ -26,7 +29,6 @@ def cpu_name() -> str:
     """The CPU's marketing name from py-cpuinfo (brand_raw; on Apple silicon
     "Apple M2 Pro", where platform says only "arm"), else what platform knows."""
     try:
-        import cpuinfo
         name = (cpuinfo.get_cpu_info().get("brand_raw") or "").strip()
         if name:
             return name
@@ -40,7 +42,6 @@ def physical_cores() -> int:
     """Physical cores from psutil (on macOS /proc does not exist and the old parser
     returned the logical count); the logical count if psutil cannot tell."""
     try:
-        import psutil
         n = psutil.cpu_count(logical=False)
         if n:
             return int(n)
@@ -95,6 +96,12 @@ def machine_env() -> dict:
 def fingerprint(env: dict) -> str:
     """What must match for two runs to be compared directly."""
     return f"{env.get('cpu_name')}|{env.get('cpu_logical')}|{env.get('device_name', '')}"
+
+
+def cpu_fingerprint() -> str:
+    """This machine's fingerprint as its CPU rows carry it (their device is the CPU)."""
+    env = machine_env()
+    return fingerprint(dict(env, device_name=env["cpu_name"]))
 
 
 def now_iso() -> str:

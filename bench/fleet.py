@@ -11,11 +11,11 @@ as it arrives, so the one results file is only ever written by one process.
 Placement:
 - every node offers one unit of the `bench_slot` resource and every task asks for
   one, so a machine times one group at a time;
-- `--on LABEL[,LABEL]` names targets; a target is a custom resource a node offers
-  (`ray start --resources '{"xeon": 1}'`), an accelerator type Ray detected
+- `--on LABEL[,LABEL]` names placements; a placement is a custom resource a node
+  offers (`ray start --resources '{"xeon": 1}'`), an accelerator type Ray detected
   (`accelerator_type:T4`, pass `T4`), or a node label `key=value`
-  (`ray start --labels key=value`). Each job runs once per target; within a
-  target, groups spread over the nodes that offer it.
+  (`ray start --labels key=value`). Each job runs once per placement; within a
+  placement, groups spread over the nodes that offer it.
 
 Code: the driver's checkout (models/, exporters/, bench/, bench.py) is shipped to
 every node as Ray's runtime_env `working_dir`, so every node runs the same suite
@@ -29,7 +29,7 @@ a run's first group does not pay for it, and a node that cannot import the suite
 is refused before anything is written).
 
 Faults: a task whose node dies is retried by Ray on another node that matches
-(`max_retries`); one whose target no live node offers any more is cancelled after
+(`max_retries`); one whose placement no live node offers any more is cancelled after
 a grace period and reported missing, as is a node that cannot import the suite
 (one line, returned by the task rather than raised from the worker). Ctrl-C
 keeps every row already written; the remote work stops as the driver disconnects
@@ -37,14 +37,24 @@ keeps every row already written; the remote work stops as the driver disconnects
 """
 from __future__ import annotations
 
+import importlib
+import logging
 import os
+import platform
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
-from .errors import ModbenchError
+from exporters import get_exporter  # noqa: F401 - warm_here: the exporters, loaded in the worker
+from models import get_entry  # noqa: F401 - warm_here: the registry, torch and timm
+
+from .env import machine_env
+from .errors import ModbenchError, UsageError
+from .pipeline import Job, RunRequest, placement_slug, prepare_all, time_group
+from .runners import get_runner
 
 SLOT = "bench_slot"
 ACCELERATOR_PREFIX = "accelerator_type:"
@@ -67,8 +77,6 @@ SHIP_EXCLUDES_INSIDE = ["__pycache__", "*.pyc"]
 def ship_excludes(repo_root) -> list[str]:
     """Ray `excludes` (gitignore syntax, "/" anchors at the working_dir) for
     everything at the top of the checkout that is not the suite's code."""
-    from pathlib import Path
-
     return [f"/{p.name}" for p in sorted(Path(repo_root).iterdir()) if p.name not in SHIPPED] \
         + SHIP_EXCLUDES_INSIDE
 
@@ -118,7 +126,7 @@ class Node:
 
 
 @dataclass(frozen=True)
-class Target:
+class Placement:
     """Where a group may run: any node with a slot, or the nodes offering `label`."""
 
     label: str | None = None
@@ -137,7 +145,7 @@ class Target:
         return True
 
     def task_options(self, gpu: bool) -> dict:
-        # A sliver of the target resource (as Ray's own accelerator_type option
+        # A sliver of the placement's resource (as Ray's own accelerator_type option
         # does) places the task without using the resource up: the slot is what
         # serialises a machine.
         opts: dict = {"resources": {SLOT: 1}, "num_cpus": 0}
@@ -154,16 +162,12 @@ class Target:
 
 
 def parse_on(text: str | None) -> list[str]:
-    from .errors import UsageError
-
     if text is None:
         return []
     labels = [t.strip() for t in text.split(",")]
     if not all(labels):
         raise UsageError(f"--on takes labels separated by commas, not {text!r}")
-    from .pipeline import target_slug
-
-    if len({target_slug(t) for t in labels}) != len(labels):  # row ids would clash
+    if len({placement_slug(t) for t in labels}) != len(labels):  # row ids would clash
         raise UsageError(f"--on names a label twice: {text!r}")
     return labels
 
@@ -174,8 +178,6 @@ def _is_loopback(host: str) -> bool:
 
 def parse_address(address: str) -> tuple[str, int] | None:
     """(host, port) of HOST:PORT, None for 'auto'; UsageError otherwise."""
-    from .errors import UsageError
-
     if address == "auto":
         return None
     host, sep, port = address.rpartition(":")
@@ -215,9 +217,8 @@ def connect(address: str, repo_root) -> str:
             # A cluster started the usual way listens on the network address too,
             # and then Ray's rewrite is what finds its nodes.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import logging
-
     try:
+        # Ray is optional and slow to import: only a fleet run needs it.
         import ray
     except ImportError:
         raise FleetError("--cluster needs Ray, which this environment lacks; install the suite with "
@@ -233,22 +234,22 @@ def connect(address: str, repo_root) -> str:
 
 
 def disconnect() -> None:
-    import ray
+    import ray  # optional; imported once connect() has found it
 
     if ray.is_initialized():
         ray.shutdown()
 
 
 def live_nodes() -> list[Node]:
-    import ray
+    import ray  # optional; imported once connect() has found it
 
     return [Node(n["NodeID"], n.get("NodeManagerHostname") or n.get("NodeName", "?"),
                  n.get("NodeManagerAddress", ""), dict(n.get("Resources") or {}), dict(n.get("Labels") or {}))
             for n in ray.nodes() if n.get("Alive")]
 
 
-def resolve_targets(labels: list[str], nodes: list[Node], gpu: bool) -> list[Target]:
-    """The targets of `--on`, each offered by at least one node with a bench slot;
+def resolve_placements(labels: list[str], nodes: list[Node], gpu: bool) -> list[Placement]:
+    """The placements of `--on`, each offered by at least one node with a bench slot;
     FleetError (one line naming what the cluster has) otherwise."""
     have = "; ".join(n.describe() for n in nodes) or "no live nodes"
     slotted = [n for n in nodes if n.slots >= 1]
@@ -259,22 +260,22 @@ def resolve_targets(labels: list[str], nodes: list[Node], gpu: bool) -> list[Tar
         slotted = [n for n in slotted if n.resources.get("GPU", 0) >= 1]
         if not slotted:
             raise FleetError(f"a GPU runtime needs a node with a GPU and a {SLOT}; the cluster has: {have}")
-    targets = []
+    placements = []
     for label in labels or [None]:
         if label is None:
-            targets.append(Target())
+            placements.append(Placement())
             continue
         if "=" in label:
-            cands = [Target(label, "label")]
+            cands = [Placement(label, "label")]
         else:
-            cands = [Target(label, "resource"), Target(label, "accelerator")]
+            cands = [Placement(label, "resource"), Placement(label, "accelerator")]
         found = next((t for t in cands if any(t.matches(n) for n in slotted)), None)
         if found is None:
             what = "GPU node with a bench slot" if gpu else f"node with a {SLOT}"
             raise FleetError(f"no {what} offers {label!r} (a custom resource, accelerator type or "
                              f"key=value label); the cluster has: {have}")
-        targets.append(found)
-    return targets
+        placements.append(found)
+    return placements
 
 
 def check_slots(nodes: list[Node]) -> list[str]:
@@ -291,6 +292,7 @@ def _make_task():
     line, instead of failing inside Ray while unpickling a function of bench.fleet."""
 
     def modbench_group(payload: dict) -> dict:
+        # Imported inside: this function is shipped by value and runs on the node.
         import platform
         import time
 
@@ -319,6 +321,7 @@ def _make_warmup():
     driver prepares; a node that cannot is refused before anything runs."""
 
     def modbench_warmup(runtime: str) -> dict:
+        # Imported inside: this function is shipped by value and runs on the node.
         import platform
 
         host = platform.node()
@@ -340,17 +343,10 @@ def _make_warmup():
 
 
 def warm_here(runtime: str, node_id: str) -> dict:
-    """On a node: load what preparing and timing will need; one error line if it cannot."""
-    import importlib
-    import platform
-
+    """On a node: load what preparing and timing will need; one error line if it cannot.
+    (The suite itself, torch and timm were imported with this module.)"""
     out = {"node_id": node_id, "hostname": platform.node()}
     try:
-        from models import get_entry  # noqa: F401 - the registry, torch and timm
-        from exporters import get_exporter  # noqa: F401
-
-        from .runners import get_runner
-
         runner = get_runner(runtime)
         runner.check_available()
         for lib in ("timm", "onnx") if runner.artifact == "onnx" else ("timm",):
@@ -363,17 +359,17 @@ def warm_here(runtime: str, node_id: str) -> dict:
     return out
 
 
-def warm_up(targets, nodes: list[Node], runtime: str, gpu: bool) -> dict:
-    """Start one warm-up task on every node a target may use (it waits for the
+def warm_up(placements, nodes: list[Node], runtime: str, gpu: bool) -> dict:
+    """Start one warm-up task on every node a placement may use (it waits for the
     node's bench slot, so it never disturbs a benchmark already running there)."""
-    import ray
+    import ray  # optional; imported once connect() has found it
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     task = ray.remote(_make_warmup())
-    chosen = {n.node_id: n for n in nodes for t in targets if t.matches(n)}
+    chosen = {n.node_id: n for n in nodes for t in placements if t.matches(n)}
     refs = {}
     for node in chosen.values():
-        opts = dict(Target().task_options(gpu), max_retries=0, name="modbench:warm-up",
+        opts = dict(Placement().task_options(gpu), max_retries=0, name="modbench:warm-up",
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False))
         refs[task.options(**opts).remote(runtime)] = node
     return refs
@@ -382,7 +378,7 @@ def warm_up(targets, nodes: list[Node], runtime: str, gpu: bool) -> dict:
 def warm_up_errors(refs: dict, timeout: float) -> list[str]:
     """One line per node whose warm-up failed; nodes not done within `timeout` are
     left to their groups (which report the same failure if there is one)."""
-    import ray
+    import ray  # optional; imported once connect() has found it
     from ray.exceptions import RayError
 
     if not refs:
@@ -404,12 +400,6 @@ def warm_up_errors(refs: dict, timeout: float) -> list[str]:
 def run_group_here(payload: dict, node_id: str, entered: float | None = None) -> dict:
     """On a node: prepare (build, export) and time one group; rows and samples back,
     with how long the node spent importing, preparing and timing (seconds)."""
-    import platform
-
-    from .env import machine_env
-    from .pipeline import Job, RunRequest, prepare_all, time_group
-    from .runners import get_runner
-
     host = platform.node()
     out = {"node_id": node_id, "hostname": host, "group": payload["group"]}
     t0 = time.monotonic()
@@ -449,14 +439,14 @@ def _artifact_key(row: dict) -> tuple:
     return (row["model"], row["variant"], int(row["batch"]), int(row["resolution"]))
 
 
-def execute(groups: list[list], targets: dict, req, writer, run_id: str, cluster: str, gpu: bool,
+def execute(groups: list[list], placements: dict, req, writer, run_id: str, cluster: str, gpu: bool,
             driver_env: dict, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
             on_row: Callable[[dict], None] = lambda row: None) -> Outcome:
     """Run each group as a task on a matching node; write rows as groups come back.
 
-    groups: interleave groups of the driver's Prepared jobs; targets: label -> Target
+    groups: interleave groups of the driver's Prepared jobs; placements: label -> Placement
     (None -> any node). Returns what was written, what is missing and why."""
-    import ray
+    import ray  # optional; imported once connect() has found it
     from ray.exceptions import RayError
 
     task = ray.remote(_make_task())
@@ -464,15 +454,15 @@ def execute(groups: list[list], targets: dict, req, writer, run_id: str, cluster
                                  "resolution": p.job.resolution}): p.columns.get("artifact_sha256")
                   for g in groups for p in g}
     driver_git = {"git_commit": driver_env.get("git_commit"), "git_dirty": driver_env.get("git_dirty")}
-    pending: dict = {}  # ref -> (group index, members, target)
+    pending: dict = {}  # ref -> (group index, members, placement)
     for i, members in enumerate(groups):
-        label = members[0].job.target if members[0].job.target else (req.on[0] if req.on else None)
-        target = targets[label]
+        label = members[0].job.placement if members[0].job.placement else (req.on[0] if req.on else None)
+        placement = placements[label]
         payload = {"request": req.to_json(), "jobs": [_job_json(p.job) for p in members], "run_id": run_id,
                    "group": i, "cluster": cluster, "driver_git": driver_git}
-        opts = dict(target.task_options(gpu), max_retries=MAX_RETRIES, retry_exceptions=False,
+        opts = dict(placement.task_options(gpu), max_retries=MAX_RETRIES, retry_exceptions=False,
                     name=f"modbench:{members[0].job.model}" + (f"@{label}" if label else ""))
-        pending[task.options(**opts).remote(payload)] = (i, members, target)
+        pending[task.options(**opts).remote(payload)] = (i, members, placement)
 
     out = Outcome()
     written: set[str] = set()
@@ -484,7 +474,7 @@ def execute(groups: list[list], targets: dict, req, writer, run_id: str, cluster
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                i, members, target = pending.pop(ref)
+                i, members, placement = pending.pop(ref)
                 stranded_since.pop(ref, None)
                 try:
                     result = ray.get(ref)
@@ -517,15 +507,15 @@ def execute(groups: list[list], targets: dict, req, writer, run_id: str, cluster
             if pending and now - last_check >= 2.0:
                 last_check = now
                 nodes = live_nodes()
-                for ref, (i, members, target) in list(pending.items()):
-                    if any(target.matches(n) for n in nodes):
+                for ref, (i, members, placement) in list(pending.items()):
+                    if any(placement.matches(n) for n in nodes):
                         stranded_since.pop(ref, None)
                         continue
                     since = stranded_since.setdefault(ref, now)
                     if now - since >= GRACE_S:
                         ray.cancel(ref, force=True)
                         pending.pop(ref)
-                        why = (f"no live node offers {target.label or SLOT} any more "
+                        why = (f"no live node offers {placement.label or SLOT} any more "
                                f"(waited {GRACE_S:.0f} s)")
                         log(f"group {i + 1}/{n_groups}: {why}")
                         out.missing += [(p.job.row_id, why) for p in members]
@@ -540,8 +530,6 @@ def execute(groups: list[list], targets: dict, req, writer, run_id: str, cluster
 
 
 def _job_json(job) -> dict:
-    from dataclasses import asdict
-
     return asdict(job)
 
 

@@ -59,6 +59,7 @@ CALIBRATION_MAX_AGE_DAYS = 14
 def probe_model_bytes() -> bytes:
     """A fixed convolution network (about 2 ms on one thread of this project's VM):
     3x3 convolutions, the kernels the timed models spend most of their time in."""
+    # onnx is imported here, as ONNX Runtime in Probe: only a run that opens a probe needs it.
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -163,7 +164,7 @@ def calibration_path(env: dict, threads: int) -> Path:
     return default_cache_dir() / "machine" / f"probe-{calibration_key(env, threads)}.json"
 
 
-def load_calibration(env: dict, threads: int) -> dict | None:
+def read_calibration(env: dict, threads: int) -> dict | None:
     """The stored calibration, or None when there is none, it is damaged or too old."""
     p = calibration_path(env, threads)
     try:
@@ -190,7 +191,7 @@ def resolve_reference(readings, env: dict, threads: int, save: bool = True) -> R
     mode, support = fast_mode(readings)
     if mode is None:
         return None
-    cal = load_calibration(env, threads)
+    cal = read_calibration(env, threads)
     today = _dt.date.today().isoformat()
     if cal is not None and mode >= cal["probe_ms"] * (1 - RECALIBRATE):
         return Reference(cal["probe_ms"], f"calibration {cal['date']}")
@@ -228,7 +229,7 @@ def model_figures_path(env: dict) -> Path:
     return default_cache_dir() / "machine" / f"models-{calibration_key(env, 0)}.json"
 
 
-def load_model_figures(env: dict) -> dict:
+def read_model_figures(env: dict) -> dict:
     """key -> {"ms": fast-mode latency, "date": ...}, dropping figures too old to trust."""
     try:
         data = json.loads(model_figures_path(env).read_text())
@@ -249,7 +250,7 @@ def update_model_figures(env: dict, found: dict) -> None:
     """Store each model's fast figure of this run where there was none, the old one is
     too old, or this run's is faster by more than RECALIBRATE (never a slower one: a
     slowed run must not become the reference)."""
-    figures = load_model_figures(env)
+    figures = read_model_figures(env)
     today = _dt.date.today().isoformat()
     changed = False
     for key, ms in found.items():

@@ -42,7 +42,7 @@ import numpy as np
 
 from scipy import stats as _st
 
-from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockLoad
+from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockLoad
 from .machine_ref import MODE_TOL, NORMAL_MAX, Reference
 from .stats import Interval, blocks, headline_interval, statistic
 

@@ -9,26 +9,30 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from exporters import ExportRequest, get_exporter
+from exporters import ExportedModel, ExportRequest, get_exporter
+from exporters.base import output_tensors
 from exporters.cache import sha256_file
 from models import ModelEntry, ModelError, create_model, get_entry, resolve_spec
+from models.byo import (check_onnx_shape, is_user_entry, read_onnx, onnx_file_digest, onnx_input,
+                        onnx_input_dtype, onnx_param_count, probe_onnx, user_code)
 from models.complexity import count_macs, count_params
 
+from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
 from .env import machine_env, now_iso
 from .errors import ModbenchError
-from .load import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
-from .measurement import DEFAULT_TARGET_CI, Validity
-from .machine_ref import MODEL_FIGURE_BLOCKS, Probe, load_model_figures, resolve_reference, update_model_figures
+from .measurement import Validity
+from .machine_ref import MODEL_FIGURE_BLOCKS, Probe, read_model_figures, resolve_reference, update_model_figures
 from .schema import Identity, Protocol, Provenance, ResultRow
-from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter
+from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter, valid_row_id
 from .runners import RUNNERS, RunSettings, get_runner
-from .schedule import Target, time_sessions
+from .schedule import TimingProtocol, time_sessions
 
 
 class PlanError(ModbenchError):
@@ -44,20 +48,20 @@ class Job:
     batch: int
     resolution: int
     checkpoint: str | None = None
-    # The fleet target (`--on` label) this job is timed on, when a run names several:
-    # the same job on two devices is two rows, so the target is part of the row id.
-    target: str | None = None
+    # The fleet placement (`--on` label) this job is timed on, when a run names several:
+    # the same job on two devices is two rows, so the placement is part of the row id.
+    placement: str | None = None
 
     @property
     def row_id(self) -> str:
         """The row's identity in its file (see store.IDENTITY; the device and precision
         follow from the runtime and the run's options, one per run)."""
-        where = f"@{target_slug(self.target)}" if self.target else ""
+        where = f"@{placement_slug(self.placement)}" if self.placement else ""
         return (f"{self.model}.{self.variant}.{self.runtime}.t{self.threads}"
                 f".b{self.batch}.r{self.resolution}") + where
 
 
-def target_slug(label: str) -> str:
+def placement_slug(label: str) -> str:
     """A fleet label as it appears in row ids, which name samples files: a label such
     as ray.io/accelerator-type=H100 must not become a folder."""
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", label)
@@ -73,18 +77,11 @@ class RunRequest:
     threads: list[int] = field(default_factory=lambda: [4])
     batches: list[int] = field(default_factory=lambda: [1])
     resolutions: list[int | None] = field(default_factory=lambda: [None])
-    iters: int = 4000            # the count (fixed), or the ceiling (auto)
-    auto: bool = True            # precision-driven: stop each row once its interval is tight
-    target_ci: float = DEFAULT_TARGET_CI  # wanted 95% CI half-width, relative (0.01 = ±1%)
-    stat: str = "median"         # the headline statistic the precision is about
-    min_iters: int = 300
-    time_budget: float | None = None
+    # How every group is timed (iterations, blocks, stopping rule, budget).
+    protocol: TimingProtocol = field(default_factory=TimingProtocol)
+    # When a row is judged busy (with the protocol's precision target: its validity).
     busy_cores: float = DEFAULT_BUSY_CORES
     max_disturbed: float = DEFAULT_MAX_DISTURBED
-    warmup: int = 50
-    block: int = 50
-    block_warmup: int = 2
-    schedule: str = "round-robin"
     interleave: int = 0  # models interleaved together; 0 = all of them
     spinning: bool = True
     checkpoint: str | None = None
@@ -107,41 +104,33 @@ class RunRequest:
 
     @classmethod
     def from_json(cls, d: dict) -> "RunRequest":
+        """A stored request; one stored before the timing protocol (flat iters, block,
+        target_ci, ... fields) gets its protocol from those fields."""
         d = dict(d)
-        d.setdefault("auto", False)  # requests stored before precision-driven runs had a fixed count
+        if isinstance(d.get("protocol"), dict):
+            d["protocol"] = TimingProtocol.from_json(d["protocol"])
+        else:
+            d["protocol"] = TimingProtocol.from_flat(d)
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     @property
     def validity(self) -> Validity:
-        return Validity(self.target_ci, self.stat, self.busy_cores, self.max_disturbed)
-
-    @property
-    def target(self) -> Target | None:
-        if not self.auto:
-            return None
-        return Target(self.target_ci, self.stat, min(self.min_iters, self.iters), self.time_budget)
+        rule = self.protocol.stopping
+        return Validity(rule.target_ci, rule.stat, self.busy_cores, self.max_disturbed)
 
 
 def plan(req: RunRequest) -> list[Job]:
     for label, values in (("threads", req.threads), ("batch", req.batches)):
         if any(v < 1 for v in values):
             raise PlanError(f"--{label} must be a positive integer, not {min(values)}")
-    if req.iters < 1:
-        raise PlanError(f"--iters must be a positive integer, not {req.iters}")
-    if not (0 < req.target_ci < 1):
-        raise PlanError(f"--target-ci must be a fraction in (0, 1), e.g. 0.01 or 1%, not {req.target_ci}")
-    if req.stat not in ("median", "mean"):
-        raise PlanError(f"--stat must be median or mean, not {req.stat!r}")
-    if req.warmup < 0 or req.block < 1 or req.block_warmup < 0:
-        raise PlanError("--warmup and --block-warmup must be >= 0 and --block >= 1")
     if any(r is not None and r < 32 for r in req.resolutions):
         raise PlanError(f"--resolution must be at least 32, not {min(r for r in req.resolutions if r)}")
     if req.checkpoint and len(set(req.models)) > 1:
         raise PlanError("--checkpoint applies to one model; name exactly one")
     jobs, seen = [], set()
-    # One target: every job goes there, and row ids stay those of a local run.
-    # Several: every job once per target.
-    targets = list(req.on) if len(req.on) > 1 else [None]
+    # One placement: every job goes there, and row ids stay those of a local run.
+    # Several: every job once per placement.
+    placements = list(req.on) if len(req.on) > 1 else [None]
     entries = [resolve_entry(spec, req) for spec in req.models]
     if len(req.models) > 1:
         # A variant no model has is a typo (one model with a variant refuses it below).
@@ -153,14 +142,14 @@ def plan(req: RunRequest) -> list[Job]:
         name = entry.name
         if not entry.available:
             raise PlanError(f"model {name} is not available yet: {entry.unavailable_reason}")
-        for target, variant, threads, batch, res in itertools.product(
-                targets, req.variants, req.threads, req.batches, req.resolutions):
+        for placement, variant, threads, batch, res in itertools.product(
+                placements, req.variants, req.threads, req.batches, req.resolutions):
             if variant is not None and variant not in entry.variants and len(req.models) == 1:
                 raise PlanError(f"model {name} has no variant {variant!r}; it has {', '.join(entry.variants)}")
             if entry.onnx_path is not None:
                 check_onnx_job(entry, batch, res, req)
             job = Job(name, entry.resolve_variant(variant), req.runtime, threads, batch,
-                      res or entry.default_resolution, req.checkpoint, target)
+                      res or entry.default_resolution, req.checkpoint, placement)
             check_row_id(job, spec)
             if job.row_id not in seen:
                 seen.add(job.row_id)
@@ -171,7 +160,6 @@ def plan(req: RunRequest) -> list[Job]:
 def check_row_id(job: Job, spec: str) -> None:
     """A row id names a samples file: a name that cannot be one is refused when the
     run is planned, not after the model was timed."""
-    from .store import valid_row_id
 
     if not valid_row_id(job.row_id):
         bad = sorted({c for c in job.model if not valid_row_id(c)})
@@ -188,8 +176,6 @@ def resolve_entry(spec: str, req: RunRequest) -> ModelEntry:
 def check_onnx_job(entry: ModelEntry, batch: int, res: int | None, req: RunRequest) -> None:
     """An ONNX file runs as it is: its fixed dims must be the ones asked for, and it
     must load and run once in ONNX Runtime on the planned input."""
-    from models.byo import check_onnx_shape, probe_onnx
-
     if req.checkpoint:
         raise PlanError(f"{entry.name} is an ONNX file and carries its own weights; --checkpoint does not apply")
     try:
@@ -204,6 +190,10 @@ class Prepared:
     job: Job
     artifact: object  # ExportedModel or nn.Module, as the runner needs
     columns: dict     # model and artifact columns of the row
+    # A row id other than the job's, and facts for the row's `extra` column: two
+    # artifacts of one job timed together (check --interleaved: .base and .head).
+    row_id: str | None = None
+    extra: dict = field(default_factory=dict)
 
 
 def checkpoint_id(path: str | None) -> str:
@@ -216,10 +206,6 @@ def prepare(job: Job, req: RunRequest, artifact_format: str,
 
     exporter_options: the exporter's own settings (e.g. Core ML precision); ONNX
     takes its settings from the request when none are given."""
-    import torch
-
-    from models.byo import is_user_entry, user_code
-
     entry = get_entry(job.model)
     if entry.onnx_path is not None:
         return prepare_onnx_file(job, entry, artifact_format)
@@ -233,11 +219,6 @@ def prepare(job: Job, req: RunRequest, artifact_format: str,
 def _check_forward(job: Job, module) -> None:
     """Run a user's module once on the planned input: its forward must work and return
     a tensor, or a tuple, list or dict of tensors (all timed, all parity-checked)."""
-    import torch
-
-    from exporters.base import output_tensors
-    from models.byo import user_code
-
     x = torch.zeros(job.batch, 3, job.resolution, job.resolution)
     with user_code(f"model {job.model}: forward on a {job.batch}x3x{job.resolution}x{job.resolution} input"):
         with torch.no_grad():
@@ -250,8 +231,6 @@ def _check_forward(job: Job, module) -> None:
 
 def _prepare_module(job: Job, req: RunRequest, entry: ModelEntry, artifact_format: str,
                     exporter_options: dict | None, user: bool = False) -> Prepared:
-    import torch
-
     torch.manual_seed(0)
     try:
         module = create_model(job.model, variant=job.variant, resolution=job.resolution,
@@ -298,9 +277,6 @@ def _prepare_module(job: Job, req: RunRequest, entry: ModelEntry, artifact_forma
 def prepare_onnx_file(job: Job, entry: ModelEntry, artifact_format: str) -> Prepared:
     """A user's ONNX file is the artifact: no build, no export (so no parity gate),
     params counted from its initializers, MACs not counted, its SHA-256 recorded."""
-    from exporters import ExportedModel
-    from models.byo import read_onnx, onnx_file_digest, onnx_input, onnx_input_dtype, onnx_param_count
-
     if artifact_format != "onnx":
         raise PlanError(f"{entry.name} is an ONNX file; the {job.runtime} runtime needs a PyTorch model")
     proto = read_onnx(entry.onnx_path)
@@ -325,8 +301,6 @@ def prepare_onnx_file(job: Job, entry: ModelEntry, artifact_format: str) -> Prep
 def prepare_all(jobs: list[Job], req: RunRequest, artifact_format: str,
                 on_job: Callable[[int, Job], None] = lambda i, job: None) -> list[Prepared]:
     """Prepare every job; jobs that differ only in threads share one build and export."""
-    from dataclasses import replace
-
     built: dict[tuple, Prepared] = {}
     out = []
     for i, job in enumerate(jobs, 1):
@@ -400,9 +374,12 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
                on_round: Callable = lambda status: None) -> list[tuple[dict, dict]]:
     """Time one interleave group of prepared jobs; return (row, arrays) per job, where
     arrays holds the samples and the probe readings the store keeps beside the row.
+    The one place a group's sessions and probe are opened and timed: `run`, the fleet's
+    nodes and `check --interleaved` all time through here.
 
     Writes nothing: the caller hands each pair to the results store (locally, or on
     the driver of a fleet run)."""
+    protocol = req.protocol
     runner = runner or get_runner(req.runtime)
     env = env if env is not None else machine_env()
     sessions, probe = [], None
@@ -414,9 +391,8 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
             sessions.append(runner.open(p.artifact, shape, settings))
         probe, reference = open_probe(runner, env)
         keys = [model_figure_key(p, req) for p in members]
-        figures = load_model_figures(env) if probe is not None else {}
-        measurements = time_sessions(sessions, req.iters, req.warmup, req.block, req.schedule,
-                                     req.block_warmup, progress, req.target, on_round,
+        figures = read_model_figures(env) if probe is not None else {}
+        measurements = time_sessions(sessions, protocol, progress=progress, on_round=on_round,
                                      probe=probe, reference=reference,
                                      known_ms=[figures.get(k, {}).get("ms") for k in keys])
         if probe is not None:
@@ -426,13 +402,13 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
         for p, s, m in zip(members, sessions, measurements):
             session = s.describe()
             row = ResultRow.compose(
-                job_identity(p.job, run_id, session, precision=req.options.get("precision")),
+                job_identity(p.job, run_id, session, row_id=p.row_id, precision=req.options.get("precision")),
                 session_facts(session), env, p.columns, m.summary(req.validity),
                 Protocol(threads_requested=p.job.threads,
-                         schedule=req.schedule if len(members) > 1 else "single",
-                         interleave_group=f"{run_id}:{group}", block_size=req.block,
-                         block_warmup=req.block_warmup),
-                Provenance(timestamp=now_iso(), extra={**m.extra, **s.extra()} or None))
+                         schedule=protocol.schedule if len(members) > 1 else "single",
+                         interleave_group=f"{run_id}:{group}", block_size=protocol.block,
+                         block_warmup=protocol.block_warmup),
+                Provenance(timestamp=now_iso(), extra={**m.extra, **s.extra(), **p.extra} or None))
             out.append((row.to_record(), {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
         return out
     finally:
@@ -444,12 +420,12 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
 
 def interleave_groups(prepared: list[Prepared], size: int) -> list[list[Prepared]]:
     """Jobs are interleaved by model: all settings of one model stay in one group.
-    A group never mixes fleet targets (it is timed on one machine)."""
-    by_target: dict[str | None, dict[str, list[Prepared]]] = {}
+    A group never mixes fleet placements (it is timed on one machine)."""
+    by_placement: dict[str | None, dict[str, list[Prepared]]] = {}
     for p in prepared:
-        by_target.setdefault(p.job.target, {}).setdefault(p.job.model, []).append(p)
+        by_placement.setdefault(p.job.placement, {}).setdefault(p.job.model, []).append(p)
     return [[p for m in models for p in by_model[m]]
-            for by_model in by_target.values() for models in groups(list(by_model), size)]
+            for by_model in by_placement.values() for models in groups(list(by_model), size)]
 
 
 def execute(prepared: list[Prepared], req: RunRequest, writer: ResultsWriter, run_id: str,

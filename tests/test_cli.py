@@ -44,7 +44,7 @@ def test_run_writes_complete_rows_with_samples(two_model_run):
         # the fastest timed iteration of the same row.
         assert r.load_ms > r.min_ms and r.first_run_ms >= r.min_ms
     assert df.interleave_group.nunique() == 1
-    assert json.loads(run_config_path(two_model_run).read_text())["iters"] == 12
+    assert json.loads(run_config_path(two_model_run).read_text())["protocol"]["iters"] == 12
 
 
 def test_existing_output_is_never_overwritten(two_model_run, capsys):
@@ -70,6 +70,27 @@ def test_resume_finishes_only_missing_rows(two_model_run, tmp_path, capsys):
     assert len(df) == 3 and out.read_text().splitlines(keepends=True)[1] == first
     assert main(["run", "--resume", str(out)]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_resume_reads_a_request_stored_before_the_timing_protocol(two_model_run, tmp_path):
+    """run.json files of the flat form (iters, block, ... beside the models) still
+    resume, with their own settings: the resumed row has the stored count and block."""
+    import shutil
+    out = tmp_path / two_model_run.name
+    lines = two_model_run.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:3]))
+    shutil.copytree(samples_dir(two_model_run), samples_dir(out))
+    cfg = json.loads(run_config_path(two_model_run).read_text())
+    p = cfg.pop("protocol")
+    assert p["auto"] is False
+    cfg.update(iters=6, auto=False, target_ci=p["stopping"]["target_ci"], stat="median", min_iters=300,
+               time_budget=480, warmup=1, block=3, block_warmup=0, schedule="sequential")
+    run_config_path(out).write_text(json.dumps(cfg))
+    assert main(["run", "--resume", str(out)]) == 0
+    df = read_results(out)
+    new = df.iloc[-1]
+    assert len(df) == 3 and new.iters == 6 and new.block_size == 3 and new.block_warmup == 0
+    assert new.warmup == 1 and load_samples(out, new.to_dict()).size == 6
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -4,6 +4,7 @@ a few dozen iterations. It must catch EfficientMod-xxs with an extra MLP per blo
 import json
 
 from bench.cli import main
+from bench.store import read_results
 
 
 def test_interleaved_catches_the_slowed_model(tmp_path, capsys):
@@ -23,6 +24,14 @@ def test_interleaved_catches_the_slowed_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "slower" in out and "interleaved" in out
+    # Both graphs were timed as one group by the group timer every run uses: two rows,
+    # the same protocol, block by block, and the baseline row keeps the baseline's graph.
+    df = read_results(ab)
+    rows = {r.row_id.rsplit(".", 1)[1]: r for _, r in df.iterrows()}
+    assert set(rows) == {"base", "head"} and df.interleave_group.nunique() == 1
+    assert all(r.iters == 160 and r.block_size == 8 and r.schedule == "round-robin" for r in rows.values())
+    assert {json.loads(r.extra)["ab_side"] for r in rows.values()} == {"base", "head"}
+    assert rows["base"].artifact_sha256 == read_results(base).artifact_sha256[0] != rows["head"].artifact_sha256
     # The verdict can be re-read from the results file it wrote, without timing again.
     assert main(["check", str(ab)]) == 1
     assert main(["check", "--interleaved", "--baseline", "t", "--baseline-dir", str(root),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench import machine_ref
-from bench.machine_ref import (Probe, Reference, fast_mode, load_model_figures, resolve_reference,
+from bench.machine_ref import (Probe, Reference, fast_mode, read_model_figures, resolve_reference,
                                update_model_figures)
 from bench.measurement import Measurement, Validity
 
@@ -79,10 +79,10 @@ ENV = {"cpu_name": "test-cpu", "cpu_logical": len(CPUS)}
 
 
 def _timed(sessions, probe, iters, known=None):
-    from bench.schedule import time_sessions
+    from bench.schedule import TimingProtocol, time_sessions
 
-    return time_sessions(sessions, iters=iters, warmup=5, block=20, schedule="round-robin", block_warmup=1,
-                         probe=probe, reference=lambda r, final: resolve_reference(r, ENV, probe.threads,
+    fixed = TimingProtocol(iters=iters, auto=False, warmup=5, block=20, block_warmup=1)
+    return time_sessions(sessions, fixed, probe=probe, reference=lambda r, final: resolve_reference(r, ENV, probe.threads,
                                                                                    save=final),
                          known_ms=[known])[0]
 
@@ -100,7 +100,7 @@ def test_quiet_machine_headline_is_the_median_of_all_samples(sessions, probe):
     assert row["latency_ms"] == pytest.approx(h.estimate) and row["machine_ref_ms"] == m.reference.ms
     assert "no calibration for this machine yet" in row["machine_ref_source"]
     # The run stored what it found: the next run is judged against it.
-    assert machine_ref.load_calibration(ENV, probe.threads)["probe_ms"] == pytest.approx(m.reference.ms)
+    assert machine_ref.read_calibration(ENV, probe.threads)["probe_ms"] == pytest.approx(m.reference.ms)
 
 
 def _mixed_attempt(sessions, probe):
@@ -167,9 +167,9 @@ def test_a_models_fast_figure_is_kept_and_never_replaced_by_a_slower_one(tmp_pat
     monkeypatch.setenv("MODBENCH_CACHE", str(tmp_path))
     update_model_figures(ENV, {"a": 4.0, "b": float("nan")})
     update_model_figures(ENV, {"a": 6.5})  # a slowed run
-    assert load_model_figures(ENV) == {"a": {"ms": 4.0, "date": load_model_figures(ENV)["a"]["date"]}}
+    assert read_model_figures(ENV) == {"a": {"ms": 4.0, "date": read_model_figures(ENV)["a"]["date"]}}
     update_model_figures(ENV, {"a": 3.8})  # the machine got faster
-    assert load_model_figures(ENV)["a"]["ms"] == 3.8
+    assert read_model_figures(ENV)["a"]["ms"] == 3.8
 
 
 def test_headline_rests_on_normal_blocks():

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.load import BlockLoad
+from bench.busy import BlockLoad
 from bench.measurement import PERCENTILE_MIN_SAMPLES, Measurement, Validity
 
 
@@ -91,26 +91,27 @@ def sessions():
 
 
 def test_precision_driven_rows_stop_on_their_own(sessions):
-    from bench.schedule import Target, time_sessions
+    from bench.schedule import StoppingRule, TimingProtocol, time_sessions
 
-    ms = time_sessions(sessions, iters=3000, warmup=5, block=20, schedule="round-robin", block_warmup=1,
-                       target=Target(target_ci=0.05, min_iters=60))
+    auto = TimingProtocol(iters=3000, warmup=5, block=20, block_warmup=1,
+                          stopping=StoppingRule(target_ci=0.05, min_iters=60))
+    ms = time_sessions(sessions, auto)
     for m in ms:
         assert 60 <= m.n <= 3000 and m.n % 20 == 0
         if m.n < 3000:  # stopped early: because its interval was tight enough
             assert m.interval("median").rel_half_width <= 0.05
     # A target nobody reaches: every row runs to the ceiling.
-    ms = time_sessions(sessions, iters=80, warmup=2, block=20, schedule="round-robin", block_warmup=1,
-                       target=Target(target_ci=1e-6, min_iters=40))
+    ms = time_sessions(sessions, TimingProtocol(iters=80, warmup=2, block=20, block_warmup=1,
+                                                stopping=StoppingRule(target_ci=1e-6, min_iters=40)))
     assert [m.n for m in ms] == [80, 80]
 
 
 def test_a_busy_loop_competitor_is_detected_and_quiet_is_not(sessions):
     """A real process spinning on a core while we time: the blocks are flagged."""
-    from bench.schedule import time_sessions
+    from bench.schedule import TimingProtocol, time_sessions
 
     def run():
-        return time_sessions(sessions, iters=400, warmup=5, block=20, schedule="round-robin", block_warmup=1)
+        return time_sessions(sessions, TimingProtocol(iters=400, auto=False, warmup=5, block=20, block_warmup=1))
 
     ctx = mp.get_context("spawn")
     hogs = [ctx.Process(target=_spin, args=(time.monotonic() + 60,)) for _ in range(1)]

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from bench.runners import RunSettings, get_runner
-from bench.schedule import time_sessions
+from bench.schedule import TimingProtocol, time_sessions
 from exporters import ExportCache, ExportRequest, OnnxExporter
 from models import create_model, get_entry
 
@@ -33,8 +33,8 @@ def test_round_robin_interleaves_and_counts(artifact):
     runner = get_runner("ort-cpu")
     sessions = [runner.open(artifact, (1, 3, 224, 224), RunSettings(threads=t)) for t in (1, 2)]
     seen = []
-    ms = time_sessions(sessions, iters=12, warmup=2, block=5, schedule="round-robin",
-                       block_warmup=1, progress=seen.append)
+    ms = time_sessions(sessions, TimingProtocol(iters=12, auto=False, warmup=2, block=5, block_warmup=1),
+                       progress=seen.append)
     assert [m.n for m in ms] == [12, 12]
     # First run, warm-up, timed, and each block's untimed settling (at least 1 each).
     assert all(len(m.settle) == 3 and min(m.settle) >= 1 for m in ms)

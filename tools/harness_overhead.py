@@ -45,7 +45,7 @@ def main(argv=None) -> int:
                          "loop itself from differences between two sessions")
     args = ap.parse_args(argv)
 
-    req = RunRequest(models=[args.model], threads=[args.threads], iters=1)
+    req = RunRequest(models=[args.model], threads=[args.threads])
     prepared = prepare(plan(req)[0], req, "onnx")
     art = prepared.artifact
     settings = RunSettings(threads=args.threads, spinning=args.spinning == "on")

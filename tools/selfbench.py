@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -209,16 +209,15 @@ def transient(args, log: Evidence) -> None:
     prep = prepare_all(plan(req), req, "onnx")
     runner = get_runner("ort-cpu")
     log(f"3 models round-robin, ORT CPU {args.threads} threads, blocks of 50, {args.rounds} rounds each setting")
-    for label, settle_max in (("fixed 2 untimed iterations per block (before)", 0),
-                              (f"2 + settle until within {schedule.SETTLE_TOL:.0%} (now)", schedule.SETTLE_MAX)):
-        saved = schedule.SETTLE_MAX
-        schedule.SETTLE_MAX = settle_max
+    now = schedule.TimingProtocol(iters=50 * args.rounds, auto=False, warmup=20, block=50, block_warmup=2)
+    for label, protocol in (("fixed 2 untimed iterations per block (before)", replace(now, settle_max=0)),
+                            (f"2 + settle until within {now.settle_tol:.0%} (now)", now)):
+        sessions = []
         try:
             sessions = [runner.open(p.artifact, (1, 3, p.job.resolution, p.job.resolution),
                                     RunSettings(threads=args.threads)) for p in prep]
-            ms = schedule.time_sessions(sessions, 50 * args.rounds, 20, 50, "round-robin", 2)
+            ms = schedule.time_sessions(sessions, protocol)
         finally:
-            schedule.SETTLE_MAX = saved
             for s in sessions:
                 s.close()
         log(f"\n{label}")

@@ -4,12 +4,26 @@ Exit codes: 0 no regression, 1 at least one model slower (or, with --strict,
 not comparable), 2 bad input (one line on stderr)."""
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
+from models import is_spec
+from models.fsio import check_new_output, write_new
+
+from ..env import cpu_fingerprint
+from ..errors import UsageError
+from ..gate import baselines, render
+from ..gate.interleaved import compare_ab, run_ab
+from ..gate.verdicts import GateSettings, compare_runs, read_run, run_fingerprints
+from ..runners import get_runner
+from ..schedule import TimingProtocol
+from ..specs import entry_names
+from . import _args as A
+
 
 def _assign(text: str) -> tuple[str, str]:
-    import argparse
     if text.count("=") != 1 or not all(text.split("=")):
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
     a, b = text.split("=")
@@ -20,8 +34,6 @@ MIN_AB_BLOCKS = 3
 
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("check", help="latency regression gate: compare a run with a baseline",
                        **A.examples("bench.py check results/now.csv --against results/before.csv",
                                     "bench.py check results/now.csv --baseline main",
@@ -68,10 +80,6 @@ def add_parser(sub) -> None:
 
 
 def _settings(args):
-    from ..errors import UsageError
-    from ..gate.verdicts import GateSettings
-    from ._args import fraction
-
     if not 0 < args.alpha < 0.5:
         raise UsageError(f"--alpha must be in (0, 0.5), not {args.alpha}")
     if args.boot < 100:
@@ -79,7 +87,7 @@ def _settings(args):
     per = {}
     for model, val in args.threshold_for:
         try:
-            per[model] = fraction(val)
+            per[model] = A.fraction(val)
         except Exception:
             raise UsageError(f"--threshold-for {model}={val}: expected a fraction like 0.1 or 10%") from None
     return GateSettings(threshold=args.threshold, per_model=per, alpha=args.alpha, n_boot=args.boot,
@@ -88,13 +96,6 @@ def _settings(args):
 
 
 def run(args) -> int:
-    import datetime as dt
-
-    from ..errors import UsageError
-    from ..gate import baselines, render
-    from ..gate.verdicts import compare_runs, read_run, run_fingerprints
-    from ..gate.interleaved import compare_ab, run_ab
-
     s = _settings(args)
     _probe_outputs(args)
     if args.interleaved:
@@ -108,16 +109,16 @@ def run(args) -> int:
             raise UsageError(f"--interleaved --iters {args.iters} with --block {args.block} is {blocks} paired "
                              f"block(s); an interval needs at least {MIN_AB_BLOCKS} (e.g. --iters "
                              f"{MIN_AB_BLOCKS * args.block})")
-        from ..env import fingerprint, machine_env
-        from ..runners import get_runner
-        fp = fingerprint(dict(machine_env(), device_name=machine_env()["cpu_name"]))
-        base_csv, manifest = baselines.resolve(args.baseline, fp, args.baseline_dir)
+        # The baseline's graphs and the current export, round-robin in blocks, a fixed count.
+        protocol = TimingProtocol(iters=args.iters, auto=False, warmup=args.warmup, block=args.block,
+                                  block_warmup=2, schedule="round-robin")
+        base_csv, manifest = baselines.resolve(args.baseline, cpu_fingerprint(), args.baseline_dir)
         out = Path(args.out) if args.out else Path("results") / (
             dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-ab-{args.baseline}.csv")
         get_runner("ort-cpu").check_available()
         models = _current_models(args, manifest)
-        run_ab(base_csv, manifest, out, models=models, pairs=s.pairs, iters=args.iters,
-               warmup=args.warmup, block=args.block, log=lambda m: print(m, file=sys.stderr))
+        run_ab(base_csv, manifest, out, protocol, models=models, pairs=s.pairs,
+               log=lambda m: print(m, file=sys.stderr))
         print(f"interleaved timings written to {out}", file=sys.stderr)
         comp = compare_ab(out, s)
     elif args.model_arg:
@@ -137,7 +138,6 @@ def run(args) -> int:
         comp = compare_runs(base_csv, args.current, s)
 
     # Outputs first: a file that cannot be written is exit 2, never a printed verdict + exit 1.
-    from models.fsio import write_new
     if args.markdown:
         write_new(Path(args.markdown), render.markdown(comp), "--markdown file")
     if args.junit:
@@ -150,11 +150,6 @@ def _current_models(args, manifest: dict) -> list[str] | None:
     """The current code's models to time against the baseline, resolved like `run`'s
     (the user's specs imported now, from this checkout): --models, else every model
     the baseline holds."""
-    from models import is_spec
-
-    from ..errors import UsageError
-    from ..specs import entry_names
-
     if args.models:
         wanted = [m.strip() for m in args.models.split(",")]
         if not all(wanted):
@@ -172,10 +167,6 @@ def _current_models(args, manifest: dict) -> list[str] | None:
 def _probe_outputs(args) -> None:
     """Prove --markdown/--junit/--out can be written before judging anything (exit 1 is
     for a regression only, so a bad output must fail first, with exit 2)."""
-    from models.fsio import check_new_output, same_file
-
-    from ..errors import UsageError
-
     inputs = [args.current, args.against]
     outs = [(opt, f) for opt, f in (("--markdown", args.markdown), ("--junit", args.junit),
                                     ("--out", args.out)) if f]

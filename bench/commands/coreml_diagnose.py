@@ -48,7 +48,7 @@ def diagnose_rows(models: list[str], variant: str | None = None, precision: str 
                   checkpoint: str | None = None) -> list[dict]:
 
 
-    req = RunRequest(models=models, variants=[variant], iters=1, model_args=dict(model_args or {}),
+    req = RunRequest(models=models, variants=[variant], model_args=dict(model_args or {}),
                      checkpoint=checkpoint)
     options = {"precision": precision, "target": target}
     rows = []

@@ -4,10 +4,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from exporters import EXPORTERS
+from models.fsio import atomic_dir, check_new_output, portable_name
+
+from ..errors import UsageError
+from ..pipeline import RunRequest, plan, prepare
+from ..specs import resolve_models
+from . import _args as A
+
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("export", help="export models to a deployment format",
                        **A.examples("bench.py export efficientmod_xxs",
                                     "bench.py export efficientmod_xxs --format coreml --modelbench"))
@@ -37,13 +43,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from exporters import EXPORTERS
-
-    from models.fsio import atomic_dir, check_new_output, portable_name
-
-    from ..errors import UsageError
-    from ..pipeline import RunRequest, plan, prepare
-
     if args.format not in EXPORTERS:
         raise UsageError(f"unknown export format {args.format!r}; known: {', '.join(EXPORTERS)}")
     options = None
@@ -55,13 +54,11 @@ def run(args) -> int:
         options = {"precision": args.precision, "target": args.target, "image_input": args.modelbench}
     elif args.modelbench or args.out:
         raise UsageError("--modelbench and --out apply to --format coreml only")
-    from ..specs import resolve_models
-
     r = resolve_models(args.models, args.model_arg, None, args.batch, args.resolution)
     req = RunRequest(models=r.names, variants=[args.variant], batches=[args.batch],
                      resolutions=[args.resolution], checkpoint=args.checkpoint,
                      exporter=args.exporter, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                     iters=1, model_args=r.model_args)
+                     model_args=r.model_args)
     out = Path(args.out) if args.out else None
     jobs = plan(req)
     if out is not None:

@@ -2,34 +2,30 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+from models.fsio import portable_name
+
+from .. import fleet
+from ..env import REPO_ROOT, machine_env
 from ..errors import UsageError
-
-
-# More threads than this many times the logical cores is a typo, not a setting: 1000
-# threads on 2 cores ran a 2 ms model at ~10 s per iteration (load average 900).
-OVERSUBSCRIBED_LIMIT = 4
-
-
-def default_threads() -> tuple[int, str]:
-    """The paper's 4 intra-op threads where the machine has 4 physical cores; else as
-    many as it has (4 threads on 2 cores were 2.3-2.9x slower here, and unstable)."""
-    from ..env import physical_cores
-
-    cores = physical_cores()
-    if cores >= 4:
-        return 4, "threads: 4 (the paper's setting)"
-    return cores, (f"threads: {cores} (this machine's physical cores; the paper used 4: "
-                   "pass --threads 4 for its setting)")
+from ..pipeline import RunRequest, interleave_groups, new_run_id, plan, prepare_all
+from ..progress import TerminalStatus
+from ..report.headline import headline as row_headline
+from ..runners import get_runner
+from ..runplan import (OVERSUBSCRIBED_LIMIT, check_thread_count, protocol_line, request_from_args,
+                       say_interrupted, time_request)
+from ..store import ResultsError, ResultsWriter, check_new_path, read_rows, samples_file_of
+from ..textable import render
+from . import _args as A
 
 
 def add_parser(sub) -> None:
-    from . import _args as A
-
     p = sub.add_parser("run", help="benchmark models",
                        description="Time models (interleaved, in blocks) and write one results CSV with "
                                    "their samples; the summary marks each row VALID or INVALID.",
@@ -123,78 +119,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _request(args):
-    from models import list_entries, suites
-
-    from ..pipeline import RunRequest
-
-    if args.suite:
-        if args.suite not in suites():
-            raise UsageError(f"unknown suite {args.suite!r}; known: {', '.join(suites())}")
-        names = [e.name for e in list_entries(args.suite) if e.available]
-        skipped = [e.name for e in list_entries(args.suite) if not e.available]
-        if skipped:
-            print(f"note: not available yet, skipped: {', '.join(skipped)}", file=sys.stderr)
-    else:
-        names = []
-    names += [m for m in args.models if m not in names]
-    if not names:
-        raise UsageError("name at least one MODEL or a --suite")
-    model_args, top1 = _own_models(args, names)
-    variants = [v.strip() for v in args.variant.split(",")] if args.variant else [None]
-    kw = {}
-    if args.iters == "auto":
-        if args.min_iters > args.max_iters:
-            raise UsageError(f"--min-iters {args.min_iters} is more than --max-iters {args.max_iters}")
-        kw.update(auto=True, iters=args.max_iters)
-    else:
-        kw.update(auto=False, iters=args.iters)
-    threads = args.threads
-    if threads is None:
-        threads = [default_threads()[0]]
-    options = {k: v for k, v in (
-        ("precision", args.precision), ("cudnn_algo_search", args.cudnn_algo_search),
-        ("cuda_graphs", args.cuda_graphs), ("end_to_end", args.end_to_end),
-        ("compile_mode", args.compile_mode), ("device_id", args.device_id)) if v is not None}
-    return RunRequest(
-        options=options, models=names, runtime=args.runtime, variants=variants, threads=threads,
-        batches=args.batch or [1], resolutions=args.resolution or [None], target_ci=args.target_ci,
-        stat=args.stat, min_iters=args.min_iters, time_budget=args.time_budget,
-        busy_cores=args.busy_cores, max_disturbed=args.max_disturbed,
-        warmup=args.warmup, block=args.block, block_warmup=args.block_warmup,
-        schedule=args.schedule, interleave=args.interleave, spinning=args.spinning == "on",
-        checkpoint=args.checkpoint, exporter=args.exporter, opset=args.opset,
-        dynamic_batch=args.dynamic_batch, model_args=model_args, top1=top1,
-        on=_fleet().parse_on(args.on), **kw)
-
-
-def _own_models(args, names: list[str]) -> tuple[dict, dict]:
-    """Check the bring-your-own specs now (one line on bad input) and return the
-    --model-arg and --top1 values the request stores for --resume; ONNX specs in
-    `names` become absolute paths."""
-    from ..specs import resolve_models
-
-    r = resolve_models(names, args.model_arg, args.top1, args.batch[0] if args.batch else None,
-                       args.resolution[0] if args.resolution else None)
-    names[:] = r.names
-    return r.model_args, r.top1
-
-
-def runtime_device(runtime: str) -> str | None:
-    from ..runners import RUNNERS
-    r = RUNNERS.get(runtime)
-    return r.device if r else None
-
-
-def _fleet():
-    from .. import fleet
-
-    return fleet
-
-
 def _default_out(args, req) -> Path:
-    from models.fsio import portable_name
-
     label = args.suite or (Path(req.models[0]).name if len(req.models) == 1 else "models")
     label = portable_name(label)  # a spec (mynet:build, src/net.py:build) is not a file name
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -219,9 +144,6 @@ def _open_results(args):
     """(writer or None, request, jobs still to time, results path) for a new run or a
     --resume. Everything that can fail on bad input happens before a file is created;
     a resumed file's writer holds its lock from here on."""
-    from ..pipeline import RunRequest, plan
-    from ..store import ResultsWriter, check_new_path
-
     if args.on is not None and not args.cluster:
         raise UsageError("--on places jobs on the nodes of a Ray cluster; give --cluster ADDRESS too")
     if args.resume:
@@ -246,7 +168,7 @@ def _open_results(args):
             writer.close()
             raise
         return writer, req, jobs, writer.path
-    req = _request(args)
+    req = request_from_args(args)
     out = Path(args.out) if args.out else _default_out(args, req)
     check_new_path(out)  # proves the folder writable by writing, without creating anything
     return None, req, plan(req), out
@@ -255,8 +177,6 @@ def _open_results(args):
 def software_changes(done) -> list[str]:
     """Notes for a --resume whose new rows will come from other code or libraries
     than the rows already there (each row records its own; this says it once)."""
-    from ..env import machine_env
-
     env, notes = machine_env(), []
     for col, what in (("git_commit", "commit"), ("onnxruntime_version", "onnxruntime"),
                       ("onnxruntime_gpu_version", "onnxruntime-gpu"), ("torch_version", "torch")):
@@ -270,8 +190,6 @@ def software_changes(done) -> list[str]:
 
 
 def _runner_for(req, here: bool):
-    from ..runners import get_runner
-
     try:
         runner = get_runner(req.runtime)
         runner.check_options(req.options)
@@ -285,9 +203,6 @@ def _runner_for(req, here: bool):
 def _prepare(jobs, req, runner):
     """Build, export and parity-check every job; progress on a terminal only, so
     bad input still ends in one line."""
-    from ..pipeline import prepare_all
-    from ..progress import TerminalStatus
-
     status = TerminalStatus(sys.stderr)
     t0 = time.monotonic()
     try:
@@ -298,26 +213,6 @@ def _prepare(jobs, req, runner):
     print(f"prepared {len(prepared)} jobs in {time.monotonic() - t0:.0f} s (built, exported, parity-checked)",
           file=sys.stderr)
     return prepared
-
-
-def check_thread_count(req, runner, force: bool) -> None:
-    """Refuse (one line, before anything is built) a thread count no machine of this
-    size should run, unless forced."""
-    from ..env import logical_cores
-
-    cores = logical_cores()
-    if runner.device == "cpu" and max(req.threads) > OVERSUBSCRIBED_LIMIT * cores and not force:
-        raise UsageError(f"--threads {max(req.threads)} is more than {OVERSUBSCRIBED_LIMIT}x this machine's "
-                         f"{cores} logical cores: timing it would take hours and measure the scheduler; "
-                         "pass --force-threads to time it anyway")
-
-
-def _warn_oversubscribed(req, runner) -> None:
-    from ..env import logical_cores
-
-    if runner.device == "cpu" and max(req.threads) > logical_cores():
-        print(f"warning: {max(req.threads)} threads asked on {logical_cores()} logical cores: "
-              "oversubscribed; timing it anyway and recording the threads used", file=sys.stderr)
 
 
 def run(args) -> int:
@@ -355,8 +250,6 @@ def run(args) -> int:
 
 
 def _run_here(args, req, runner, jobs, out, writer) -> list[dict]:
-    from ..api import time_request
-
     # The Python API's timing, so `run` and bench.api.measure cannot drift apart.
     return time_request(req, jobs, out, writer=writer,
                         default_threads_note=not args.resume and args.threads is None)
@@ -364,19 +257,14 @@ def _run_here(args, req, runner, jobs, out, writer) -> list[dict]:
 
 def _run_on_fleet(args, req, runner, jobs, out, writer):
     """(rows, the error to raise for missing rows or None): the run's groups as Ray tasks."""
-    from ..env import REPO_ROOT, machine_env
-    from ..pipeline import interleave_groups, new_run_id
-    from ..store import ResultsWriter
-
-    fleet = _fleet()
     try:
         cluster = fleet.connect(args.cluster, REPO_ROOT)
         gpu = runner.device != "cpu"
         nodes = fleet.live_nodes()
-        targets = dict(zip(req.on or [None], fleet.resolve_targets(req.on, nodes, gpu)))
+        placements = dict(zip(req.on or [None], fleet.resolve_placements(req.on, nodes, gpu)))
         for line in fleet.check_slots(nodes):
             print(line, file=sys.stderr)
-        warm = fleet.warm_up(list(targets.values()), nodes, req.runtime, gpu)
+        warm = fleet.warm_up(list(placements.values()), nodes, req.runtime, gpu)
         # Prepared here too: bad input fails before anything runs, as in a local run,
         # and the driver's artifact SHA-256s are what each node's are compared with.
         prepared = _prepare(jobs, req, runner)
@@ -389,14 +277,14 @@ def _run_on_fleet(args, req, runner, jobs, out, writer):
         if own:
             writer = ResultsWriter.create(out, req.to_json())
         try:
-            where = ", ".join(t.label or "any node" for t in targets.values())
+            where = ", ".join(t.label or "any node" for t in placements.values())
             print(f"submitting {len(groups)} groups ({len(prepared)} jobs) to the cluster at {cluster} ({where})",
                   file=sys.stderr)
-            print(_protocol_line(req), file=sys.stderr)
+            print(protocol_line(req), file=sys.stderr)
             try:
-                outcome = fleet.execute(groups, targets, req, writer, new_run_id(), cluster, gpu, machine_env())
+                outcome = fleet.execute(groups, placements, req, writer, new_run_id(), cluster, gpu, machine_env())
             except KeyboardInterrupt:
-                _say_interrupted(out, writer.rows_written, cluster)
+                say_interrupted(out, writer.rows_written, cluster)
                 raise
         except BaseException:
             if own:
@@ -412,26 +300,6 @@ def _run_on_fleet(args, req, runner, jobs, out, writer):
         missing = fleet.FleetError(f"{len(outcome.missing)} of {len(jobs)} rows missing ({why}); finish with "
                                    f"`python bench.py run --resume {out} --cluster {args.cluster}`")
     return outcome.rows, missing
-
-
-def _protocol_line(req) -> str:
-    """The settings that change the numbers, printed with them (as trtexec does)."""
-    count = (f"until the 95% CI of the {req.stat} is within ±{req.target_ci:.1%} "
-             f"({req.min_iters}..{req.iters} iterations"
-             + (f", at most {req.time_budget:g} s" if req.time_budget else "") + ")"
-             if req.auto else f"{req.iters} iterations (fixed)")
-    return (f"protocol: {req.runtime}, threads {','.join(map(str, req.threads))}, batch "
-            f"{','.join(map(str, req.batches))}, {req.schedule} blocks of {req.block}, warm-up {req.warmup}, "
-            f"timing {count}")
-
-
-def _say_interrupted(out, n_rows: int, cluster=None) -> None:
-    again = f" --cluster {cluster}" if cluster else ""
-    if n_rows:
-        print(f"\ninterrupted: the {n_rows} completed rows are kept in {out}; finish with "
-              f"`python bench.py run --resume {out}{again}`", file=sys.stderr)
-    else:
-        print("\ninterrupted before any row was complete; nothing was written", file=sys.stderr)
 
 
 def _host(node: str) -> str:
@@ -450,11 +318,6 @@ JSON_FIELDS = ("row_id", "model", "variant", "runtime", "device", "precision", "
 def rows_json(rows: list[dict], out) -> str:
     """The run's rows as JSON (schema version JSON_VERSION). `latency_ms` is the
     headline figure, the median where a row has no other."""
-    import json
-    import math
-
-    from ..store import samples_file_of
-
     def val(v):
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -514,13 +377,10 @@ def _headline(r: dict) -> tuple:
 def _intervals(out, rows: list[dict]) -> dict:
     """row_id -> (low, high) of each row's headline, as reports compute it (on the log
     scale, from the samples just written): the summary and the report agree."""
-    from ..report.headline import headline
-    from ..store import ResultsError, read_rows
-
     ids = {r["row_id"] for r in rows}
     try:
         return {r.id: (h.low, h.high) for r in read_rows(out) if r.id in ids
-                for h in [headline(r)] if h.has_interval}
+                for h in [row_headline(r)] if h.has_interval}
     except (ResultsError, OSError):
         return {}  # the table then shows the intervals the rows carry
 
@@ -528,8 +388,6 @@ def _intervals(out, rows: list[dict]) -> dict:
 def summary(rows: list[dict], where: bool = False, intervals: dict | None = None) -> str:
     """The rows as a table that fits 100 columns: settings shared by every row on one
     line above it, a short validity code per row, the full reasons below it."""
-    from ..textable import render
-
     if not rows:
         return "no rows"
     figure = _headline(rows[0])[0]

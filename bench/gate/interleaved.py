@@ -4,26 +4,26 @@ timed alternately in blocks in one process, then judged pairwise.
 This is the only comparison that does not trust the machine to keep its speed
 between two invocations: block k of the baseline graph and block k of the current
 graph ran within the same second, so the bootstrap draws the same blocks for both.
-The timings are written as an ordinary results file (rows <row_id>.base and
-<row_id>.head) so every number the verdict prints has a row behind it.
+The two graphs are two members of one group, timed round-robin by the group timer
+every run uses (pipeline.time_group). The timings are written as an ordinary
+results file (rows <row_id>.base and <row_id>.head) so every number the verdict
+prints has a row behind it.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-
 from exporters import ExportedModel
 
-from ..env import machine_env, now_iso
+from ..env import fingerprint, machine_env
 from ..measurement import Measurement
-from ..pipeline import Job, RunRequest, job_identity, new_run_id, open_probe, prepare, session_facts
-from ..runners import RUNNERS, RunSettings, get_runner
-from ..schedule import time_sessions
-from ..schema import Protocol, Provenance, ResultRow
-from ..store import (PROBE_KEY, SAMPLES_KEY, ResultsWriter, SamplesError, check_new_path, read_samples,
-                     read_results)
+from ..pipeline import Job, RunRequest, new_run_id, prepare, time_group
+from ..runners import RUNNERS, get_runner
+from ..schedule import TimingProtocol
+from ..store import ResultsWriter, SamplesError, check_new_path, read_results, read_samples
 from .verdicts import Comparison, GateError, GateSettings, RowVerdict, judge_samples, shown_identity
 
 SIDES = ("base", "head")
@@ -42,7 +42,7 @@ def _baseline_jobs(base_csv: Path, manifest: dict, models: list[str] | None, pai
         if r.get("artifact_format") != "onnx" or art is None:
             skipped.append(f"{r['row_id']} (no saved ONNX file)")
             continue
-        if str(r.get("checkpoint")) not in ("random-init", "nan", ""):
+        if r.get("checkpoint") not in (None, "random-init"):
             skipped.append(f"{r['row_id']} (timed with a checkpoint)")
             continue
         runtime = _runner_of(r)
@@ -70,79 +70,54 @@ def _runner_of(row) -> str | None:
     return None
 
 
-def run_ab(base_csv: Path, manifest: dict, out: Path, *, models: list[str] | None = None,
-           pairs: dict | None = None, iters: int = 300, warmup: int = 20, block: int = 25,
-           block_warmup: int = 2, log: Callable[[str], None] = print) -> Path:
-    """Time each baseline graph against the current export; write a results file."""
+# check --interleaved's protocol unless told otherwise: a fixed count, round-robin.
+DEFAULT_PROTOCOL = TimingProtocol(iters=300, auto=False, warmup=20, block=25, block_warmup=2)
+
+
+def run_ab(base_csv: Path, manifest: dict, out: Path, protocol: TimingProtocol = DEFAULT_PROTOCOL, *,
+           models: list[str] | None = None, pairs: dict | None = None,
+           log: Callable[[str], None] = print) -> Path:
+    """Time each baseline graph against the current export; write a results file.
+    Both graphs of a row are timed alternately, in blocks, by `protocol` (round-robin)."""
     out = Path(out)
     check_new_path(out)
-    if iters < 1 or block < 1 or warmup < 0:
-        raise GateError("--iters and --block must be positive and --warmup >= 0")
+    protocol = replace(protocol, schedule="round-robin")  # the pairing rests on alternate blocks
     jobs, skipped = _baseline_jobs(Path(base_csv), manifest, models, pairs or {})
     for s in skipped:
         log(f"note: not timed interleaved: {s}")
     for runtime in {job.runtime for job, _, _ in jobs}:
         get_runner(runtime).check_available()
-    prepared = []
+    groups = []
     for job, brow, path in jobs:
         exporter = brow.get("exporter") or "torchscript"
         opset = brow.get("opset")
-        req = RunRequest(models=[job.model], exporter=exporter, opset=opset)
+        spinning = json.loads(brow["runtime_settings"]).get("spinning", True) \
+            if isinstance(brow.get("runtime_settings"), str) else True
+        req = RunRequest(models=[job.model], runtime=job.runtime, exporter=exporter, opset=opset,
+                         spinning=spinning, protocol=protocol)
         log(f"exporting the current {job.model} ({job.variant}) with {exporter} opset {opset}")
         head = prepare(job, req, "onnx")
         shape = (job.batch, 3, job.resolution, job.resolution)
-        base = ExportedModel(path, "onnx", head.artifact.input_name, shape,
-                             {"sha256": brow.get("artifact_sha256")})
-        spinning = json.loads(brow["runtime_settings"]).get("spinning", True) \
-            if isinstance(brow.get("runtime_settings"), str) else True
-        prepared.append((job, brow, base, head, spinning))
+        base_art = ExportedModel(path, "onnx", head.artifact.input_name, shape,
+                                 {"sha256": brow.get("artifact_sha256")})
+        pair = {"baseline_row": brow["row_id"], "baseline_results": str(base_csv)}
+        base_cols = dict(head.columns, artifact_sha256=brow.get("artifact_sha256"), exporter=brow.get("exporter"),
+                         opset=brow.get("opset"), export_parity_rel_err=brow.get("export_parity_rel_err"))
+        base = replace(head, artifact=base_art, columns=base_cols, row_id=f"{job.row_id}.base",
+                       extra=dict(pair, ab_side="base"))
+        head = replace(head, row_id=f"{job.row_id}.head", extra=dict(pair, ab_side="head"))
+        groups.append((req, [base, head]))
 
     run_id = new_run_id()
     env = machine_env()
     with ResultsWriter.create(out, {"models": [], "kind": "interleaved-ab", "baseline": str(base_csv),
-                                    "iters": iters, "warmup": warmup, "block": block,
-                                    "block_warmup": block_warmup}) as writer:
-        for g, (job, brow, base, head, spinning) in enumerate(prepared):
-            log(f"timing {job.model}: baseline graph and current graph alternately, {iters} iterations each")
-            for side, row, samples in _time_pair(job, brow, base, head, spinning, run_id, g, env, iters,
-                                                 warmup, block, block_warmup, base_csv):
-                writer.append(row, samples)
+                                    "protocol": protocol.to_json()}) as writer:
+        for g, (req, members) in enumerate(groups):
+            log(f"timing {req.models[0]}: baseline graph and current graph alternately, "
+                f"{protocol.iters} iterations each")
+            for row, arrays in time_group(members, req, run_id, g, env=env):
+                writer.append(row, arrays)
     return out
-
-
-def _time_pair(job, brow, base, head, spinning, run_id, g, env, iters, warmup, block, block_warmup,
-               base_csv):
-    """(side, row, samples) for the baseline graph and the current graph, timed alternately."""
-    runner = get_runner(job.runtime)
-    settings = RunSettings(threads=job.threads, spinning=spinning)
-    shape = (job.batch, 3, job.resolution, job.resolution)
-    sessions, probe = [], None
-    try:
-        sessions = [runner.open(base, shape, settings), runner.open(head.artifact, shape, settings)]
-        probe, reference = open_probe(runner, env)
-        ms = time_sessions(sessions, iters, warmup, block, "round-robin", block_warmup,
-                           probe=probe, reference=reference)
-        out = []
-        for side, s, m in zip(SIDES, sessions, ms):
-            cols = dict(head.columns)
-            if side == "base":
-                cols.update(artifact_sha256=brow.get("artifact_sha256"), exporter=brow.get("exporter"),
-                            opset=brow.get("opset"), export_parity_rel_err=brow.get("export_parity_rel_err"))
-            session = s.describe()
-            row = ResultRow.compose(
-                job_identity(job, run_id, session, row_id=f"{job.row_id}.{side}"),
-                session_facts(session), env, cols, m.summary(),
-                Protocol(threads_requested=job.threads, schedule="round-robin",
-                         interleave_group=f"{run_id}:{g}", block_size=block, block_warmup=block_warmup),
-                Provenance(timestamp=now_iso(), extra={"ab_side": side, "baseline_row": brow["row_id"],
-                                                       "baseline_results": str(base_csv)}))
-            out.append((side, row, {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
-        return out
-    finally:
-        for s in sessions:
-            s.close()
-        if probe is not None:
-            probe.close()
 
 
 def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
@@ -181,7 +156,7 @@ def compare_ab(csv_path, settings: GateSettings | None = None) -> Comparison:
         v.base_median_ms = Measurement(xb).median
         v.cur_median_ms = Measurement(xc).median
         v.note = "; ".join(n for n in (f"vs baseline row {bx.get('baseline_row')}", res["note"]) if n)
-    fp = " / ".join(sorted({f"{r['cpu_name']}|{r['cpu_logical']}|{r['device_name']}" for _, r in df.iterrows()}))
+    fp = " / ".join(sorted({fingerprint(r) for _, r in df.iterrows()}))
     return Comparison(verdicts, f"{csv_path} (.base rows)", f"{csv_path} (.head rows)", s, fp)
 
 
