@@ -60,7 +60,6 @@ def probe_model_bytes() -> bytes:
     """A fixed convolution network (about 2 ms on one thread of this project's VM):
     3x3 convolutions, the kernels the timed models spend most of their time in."""
     # onnx is imported here, as ONNX Runtime in Probe: only a run that opens a probe needs it.
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(PROBE_VERSION)

@@ -90,7 +90,7 @@ def test_resume_reads_a_request_stored_before_the_timing_protocol(two_model_run,
     df = read_results(out)
     new = df.iloc[-1]
     assert len(df) == 3 and new.iters == 6 and new.block_size == 3 and new.block_warmup == 0
-    assert new.warmup == 1 and load_samples(out, new.to_dict()).size == 6
+    assert new.warmup == 1 and read_samples(out, new.to_dict()).size == 6
 
 
 @pytest.mark.parametrize("argv, message", [

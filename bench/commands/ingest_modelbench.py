@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 import datetime as _dt
-import io
 import math
 from pathlib import Path
 import re
