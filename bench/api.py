@@ -13,7 +13,7 @@ with the CLI's options under their Python names (see `bench.py run --help`), and
 runs the CLI's own protocol: the same defaults, the same planning, preparation
 (export, parity check) and timing (bench.runplan.time_request, which `bench.py run`
 calls too).
-Bad input raises bench.errors.ModbenchError (or models.ModelError) with one line.
+Bad input raises common.errors.ModbenchError (or models.ModelError) with one line.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from torch import nn
 from models.byo import module_entry
 
 from .cli import build_parser
-from .errors import UsageError
+from common.errors import UsageError
 from .pipeline import plan
 from .runplan import request_from_args, time_request
 from .store import check_new_path, read_results, read_samples

@@ -8,7 +8,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from exporters.cache import usable_cache_dir
-from models.fsio import atomic_write
+from common.fsio import atomic_write
 from models import ModelEntry, create_model, list_entries
 from models.complexity import count_macs, count_params
 
@@ -35,7 +35,7 @@ def measured_complexity(entry: ModelEntry, resolution: int | None = None) -> tup
     cached = _read(path).get(key)
     if isinstance(cached, list) and len(cached) == 2:
         return tuple(cached)
-    import torch
+    import torch  # only to count what no cache has: seconds to import
     torch.manual_seed(0)
     m = create_model(entry.name, resolution=res)
     value = [count_params(m) / 1e6, count_macs(m, res) / 1e9]

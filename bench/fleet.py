@@ -52,7 +52,7 @@ from exporters import get_exporter  # noqa: F401 - warm_here: the exporters, loa
 from models import get_entry  # noqa: F401 - warm_here: the registry, torch and timm
 
 from .env import machine_env
-from .errors import ModbenchError, UsageError
+from common.errors import first_line, ModbenchError, UsageError
 from .pipeline import Job, RunRequest, placement_slug, prepare_all, time_group
 from .runners import get_runner
 
@@ -228,8 +228,7 @@ def connect(address: str, repo_root) -> str:
                  runtime_env={"working_dir": str(repo_root), "excludes": ship_excludes(repo_root)})
     except (ConnectionError, RuntimeError, ValueError) as exc:
         # e.g. nothing at 'auto', a Ray version other than the cluster's
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FleetError(f"cannot connect to the Ray cluster at {address}: {first}") from None
+        raise FleetError(f"cannot connect to the Ray cluster at {address}: {first_line(exc)}") from None
     return ray.get_runtime_context().gcs_address
 
 
@@ -299,14 +298,16 @@ def _make_task():
         entered = time.monotonic()
         host = platform.node()
         try:
-            import ray
+            import ray  # on the node, inside the function shipped by value
 
             node_id = ray.get_runtime_context().get_node_id()
         except Exception:  # noqa: BLE001 - only for the label of the error
             node_id = "-"
         try:
+            # The suite itself: the import this function exists to try on the node.
             from bench.fleet import run_group_here
         except BaseException as exc:  # noqa: BLE001 - any import failure is the node's setup
+            # Written out, not common.errors.first_line: the suite is what failed to import.
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return {"error": f"cannot import the suite ({type(exc).__name__}: {msg})",
                     "node_id": node_id, "hostname": host}
@@ -326,14 +327,16 @@ def _make_warmup():
 
         host = platform.node()
         try:
-            import ray
+            import ray  # on the node, inside the function shipped by value
 
             node_id = ray.get_runtime_context().get_node_id()
         except Exception:  # noqa: BLE001 - only for the label of the error
             node_id = "-"
         try:
+            # The suite itself: the import this function exists to try on the node.
             from bench.fleet import warm_here
         except BaseException as exc:  # noqa: BLE001 - any import failure is the node's setup
+            # Written out, not common.errors.first_line: the suite is what failed to import.
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return {"error": f"cannot import the suite ({type(exc).__name__}: {msg})",
                     "node_id": node_id, "hostname": host}
@@ -352,10 +355,9 @@ def warm_here(runtime: str, node_id: str) -> dict:
         for lib in ("timm", "onnx") if runner.artifact == "onnx" else ("timm",):
             importlib.import_module(lib)
     except ModbenchError as exc:
-        return dict(out, error=str(exc).strip().splitlines()[0])
+        return dict(out, error=first_line(exc))
     except Exception as exc:  # noqa: BLE001 - one line to the driver
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return dict(out, error=f"{type(exc).__name__}: {msg}"[:300])
+        return dict(out, error=first_line(exc, with_type=True))
     return out
 
 
@@ -419,10 +421,9 @@ def run_group_here(payload: dict, node_id: str, entered: float | None = None) ->
         pairs = time_group(prepared, req, payload["run_id"], payload["group"], runner=runner, env=env)
         seconds["timing"] = time.monotonic() - t1
     except ModbenchError as exc:
-        return dict(out, error=str(exc).strip().splitlines()[0])
+        return dict(out, error=first_line(exc))
     except Exception as exc:  # noqa: BLE001 - one line to the driver, not a traceback in a log
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return dict(out, error=f"{type(exc).__name__}: {msg}"[:300])
+        return dict(out, error=first_line(exc, with_type=True))
     return dict(out, rows=pairs, versions={k: env.get(k) for k in VERSION_KEYS}, seconds=seconds)
 
 
@@ -479,7 +480,7 @@ def execute(groups: list[list], placements: dict, req, writer, run_id: str, clus
                 try:
                     result = ray.get(ref)
                 except RayError as exc:
-                    why = _one_line(exc)
+                    why = first_line(exc, with_type=True)
                     log(f"group {i + 1}/{n_groups} failed after retries: {why}")
                     out.missing += [(p.job.row_id, why) for p in members]
                     continue
@@ -546,9 +547,3 @@ def _drift(result: dict, where: str, driver_env: dict, driver_sha: dict) -> list
             lines.append(f"node {where} built {row['model']} ({row['variant']}, {row['resolution']}px, "
                          f"batch {row['batch']}) as sha256 {theirs[:12]}, the driver as {mine[:12]}")
     return lines
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}"[:300]

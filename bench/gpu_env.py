@@ -15,7 +15,7 @@ GPU_COLUMNS = ("device_name", "gpu_driver", "cuda_version", "cudnn_version", "gp
 
 
 def _nvml():
-    import pynvml
+    import pynvml  # the NVIDIA driver's library: only where a GPU is asked about
 
     pynvml.nvmlInit()
     return pynvml
@@ -32,7 +32,7 @@ def _nvml_handle_key(device_index: int) -> tuple[str, int] | None:
     CUDA ordinals and NVML indices differ under CUDA_VISIBLE_DEVICES or
     CUDA_DEVICE_ORDER; the PCI bus id is the same device in both."""
     try:
-        import torch
+        import torch  # seconds to import; only a GPU row asks
 
         if torch.cuda.is_available():
             p = torch.cuda.get_device_properties(device_index)
@@ -127,7 +127,7 @@ def _cuda_int(v: int) -> str:
 
 
 def torch_cuda_versions() -> dict:
-    import torch
+    import torch  # seconds to import; only a GPU row asks
 
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {"cuda_version": torch.version.cuda or "", "cudnn_version": _cudnn_text(cudnn)}
@@ -141,6 +141,7 @@ def ort_cuda_versions() -> dict:
     names the library ORT runs with."""
     out = {"cuda_version": "", "cudnn_version": ""}
     try:
+        # Only the GPU build of ONNX Runtime has this module.
         from onnxruntime.capi import build_and_package_info as b
         out["cuda_version"] = getattr(b, "cuda_version", "") or ""
     except ImportError:
@@ -185,7 +186,7 @@ def gpu_extra(device_index: int, clocks: ClockLog | None = None) -> dict:
 
 def _torch_device_name(device_index: int) -> str:
     try:
-        import torch
+        import torch  # seconds to import; only a GPU row asks
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(device_index)
     except Exception:

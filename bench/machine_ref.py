@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.cache import default_cache_dir
-from models.fsio import atomic_write
+from common.fsio import atomic_write
 
 # Bump when the probe network or its reading changes: old calibrations no longer apply.
 PROBE_VERSION = 5

@@ -26,7 +26,7 @@ from models.complexity import count_macs, count_params
 
 from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
 from .env import machine_env, now_iso
-from .errors import ModbenchError
+from common.errors import first_line, ModbenchError
 from .measurement import Validity
 from .machine_ref import MODEL_FIGURE_BLOCKS, Probe, read_model_figures, resolve_reference, update_model_figures
 from .schema import Identity, Protocol, Provenance, ResultRow
@@ -244,7 +244,7 @@ def _prepare_module(job: Job, req: RunRequest, entry: ModelEntry, artifact_forma
     except (RuntimeError, AssertionError, ValueError) as exc:
         if getattr(exc, "__module__", "").startswith("models"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if "out of memory" in first.lower() or "can't allocate memory" in first.lower():
             raise PlanError(f"model {job.model} ran out of memory at batch {job.batch}, resolution "
                             f"{job.resolution}; use a smaller --batch or --resolution") from None

@@ -37,7 +37,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from . import busy
-from .errors import ModbenchError
+from common.errors import ModbenchError
 from .machine_ref import Reference
 from .measurement import DEFAULT_TARGET_CI, MIN_NORMAL_BLOCKS, Measurement
 from .runners.base import Session

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from models import is_spec, parse_model_args, parse_top1, resolve_spec
 from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
 
-from .errors import UsageError
+from common.errors import UsageError
 
 
 @dataclass

@@ -47,10 +47,10 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from models.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
-                         ensure_writable_dir, fsync_dir, portable_name, probe_writable)
+from common.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
+                         ensure_writable_dir, fsync_dir, portable_name)
 
-from .errors import ModbenchError
+from common.errors import first_line, ModbenchError
 from .schema import (BY_NAME, COLUMNS, IDENTITY, REQUIRED, SCHEMA_VERSION, UNVERSIONED, CellError,
                      ResultRow, cell_text, cell_value, row_identity, typed)
 from .vocab import UnknownDevice, device
@@ -203,11 +203,7 @@ class ResultsWriter:
             # Under the lock: whoever got here first created the file; a request or
             # samples folder without a CSV is what a kill -9 during the first row
             # leaves, and holds nothing finished, so it is taken over.
-            if path.exists():
-                raise ResultsError(f"{path} already exists; results are never overwritten "
-                                   "(use --resume to finish it)")
-            if samples_dir(path).exists() and not samples_dir(path).is_dir():
-                raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
+            check_new_path(path)
         except BaseException:
             lock.release()
             raise
@@ -426,16 +422,12 @@ def check_new_path(path: Path) -> None:
     path = Path(path)
     if path.suffix != ".csv":
         raise ResultsError(f"output {path} must end in .csv")
-    if path.exists() and not path.is_dir():
-        raise ResultsError(f"{path} already exists; results are never overwritten (use --resume to finish it)")
     if samples_dir(path).exists() and not samples_dir(path).is_dir():
         raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
     try:
-        check_new_output(path, "results file")
+        check_new_output(path, "results file", hint="use --resume to finish it")
     except ModbenchError as exc:
         raise ResultsError(str(exc)) from None
-
-
 
 
 # --- reading ----------------------------------------------------------------------
@@ -603,7 +595,7 @@ def read_run_config(path: Path) -> dict:
     try:
         data = json.loads(cfg.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{cfg} is damaged: {str(exc).splitlines()[0]}") from None
+        raise ResultsError(f"{cfg} is damaged: {first_line(exc)}") from None
     except OSError as exc:
         raise ResultsError(f"cannot read {cfg}: {describe_os_error(exc)}") from None
     if not isinstance(data, dict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ModbenchError
+from common.errors import ModbenchError
 
 
 @dataclass(frozen=True)

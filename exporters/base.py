@@ -10,7 +10,7 @@ import psutil
 import torch
 from torch import nn
 
-from models.errors import ModbenchError
+from common.errors import first_line, ModbenchError
 
 
 class ExportError(ModbenchError):
@@ -88,7 +88,7 @@ def example_input(request: "ExportRequest"):
         return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     except (RuntimeError, MemoryError) as exc:
         raise ExportError(f"cannot allocate an input of shape {tuple(shape)} ({gb:.1f} GB): "
-                          f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else 'out of memory'}; "
+                          f"{first_line(exc, 120)}; "
                           "use a smaller --batch or --resolution") from None
 
 

@@ -27,8 +27,8 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from models.errors import ModbenchError
-from models.fsio import WriteError, atomic_write, ensure_writable_dir, sha256_file, pid_alive
+from common.errors import ModbenchError
+from common.fsio import WriteError, atomic_write, ensure_writable_dir, sha256_file, pid_alive
 
 # A scratch folder whose owner cannot be checked (another host, an old name) is stale
 # after this long; one of a live process on this host after STALE_LIVE_S (a reused pid).

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.errors import first_line
+
 from .base import (ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint,
                    register_exporter)
 from .cache import ExportCache
@@ -84,7 +86,7 @@ def read_spec(path: Path):
         with quiet():
             return ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     except Exception as exc:
-        raise ExportError(f"{path} is not a readable Core ML model: {str(exc).splitlines()[0][:200]}") from None
+        raise ExportError(f"{path} is not a readable Core ML model: {first_line(exc, 200)}") from None
 
 
 def op_histogram(spec) -> dict[str, int]:
@@ -180,8 +182,7 @@ class CoreMLExporter(Exporter):
             except ExportError:
                 raise
             except Exception as exc:
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-                raise ExportError(f"Core ML export of {request.model} failed: {type(exc).__name__}: {first}") from exc
+                raise ExportError(f"Core ML export of {request.model} failed: {first_line(exc, with_type=True)}") from exc
             export_s = time.perf_counter() - t0
             info = inspect_package(built)
             self._check_features(info, request)

@@ -18,6 +18,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from common.errors import first_line
+
 from .base import (ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint,
                    output_tensors, register_exporter)
 from .cache import ExportCache
@@ -80,12 +82,12 @@ class OnnxExporter(Exporter):
             except ExportError:
                 raise
             except Exception as exc:
-                raise ExportError(f"ONNX export of {request.model} failed: {_first_line(exc)}") from exc
+                raise ExportError(f"ONNX export of {request.model} failed: {first_line(exc, with_type=True)}") from exc
             export_s = time.perf_counter() - t0
             try:
                 onnx.checker.check_model(str(built), full_check=True)
             except Exception as exc:
-                raise ExportError(f"ONNX export of {request.model} is not a valid model: {_first_line(exc)}") from exc
+                raise ExportError(f"ONNX export of {request.model} is not a valid model: {first_line(exc, with_type=True)}") from exc
             err = self._parity(model, x, built)
             if not err <= self.parity_tol:
                 raise ExportError(f"ONNX export of {request.model} ({request.variant}) diverges from "
@@ -140,8 +142,3 @@ def _has(dist: str) -> bool:
         return True
     except Exception:
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__

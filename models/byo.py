@@ -39,8 +39,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from .errors import ModbenchError
-from .fsio import sha256_file
+from common.errors import first_line, ModbenchError
+from common.fsio import sha256_file
 from .registry import (ModelEntry, ModelError, PaperFacts, get_entry, load_checkpoint, register,
                        registered)
 
@@ -201,10 +201,6 @@ def _timm_entry(name: str) -> ModelEntry:
                       source_id=f"timm=={version('timm')}:{name}", tags=("user",))
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-
-
 def _shadowed(spec: str, module_name: str) -> str | None:
     """One line if `module_name` lies under one of this suite's own packages, which
     hide a user's package of that name."""
@@ -270,7 +266,7 @@ def _load_file_callable(spec: str):
         loader_spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(private, None)
-        raise ModelError(f"{spec}: the file does not import ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ModelError(f"{spec}: the file does not import ({first_line(exc, with_type=True)})") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise ModelError(f"{spec}: {raw} has no callable {attr!r}")
@@ -356,8 +352,7 @@ def read_onnx(path: str | Path):
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{str(path)!r} is not a valid ONNX model: {first[:160]}") from None
+        raise ModelError(f"{str(path)!r} is not a valid ONNX model: {first_line(exc, 160)}") from None
     return model
 
 
@@ -418,8 +413,7 @@ def describe_exception(exc: BaseException) -> str:
         return f"it called sys.exit({exc.code!r})"
     if isinstance(exc, MemoryError):
         return "out of memory"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+    return first_line(exc, 200, with_type=True)
 
 
 class user_code:
@@ -508,7 +502,7 @@ def probe_onnx(entry: ModelEntry, batch: int, resolution: int) -> str:
 def _ort_reason(exc: BaseException) -> str:
     """ORT's messages carry a '[ONNXRuntimeError] : 10 : INVALID_GRAPH : ' prefix and
     several lines; the last part of the first line says what is wrong."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc, limit=10_000)
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     text = re.sub(r"^Load model from .*? failed:", "", text)
     # Drop ORT's source location and C++ signature ("/src/model.cc:256 ns::Fn(args) ").

@@ -19,8 +19,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import ModbenchError
-from .fsio import sha256_file
+from common.errors import first_line, ModbenchError
+from common.fsio import sha256_file
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -271,7 +271,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged or foreign file: say so in one line
-        raise ModelError(f"checkpoint {str(path)!r} cannot be read: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"checkpoint {str(path)!r} cannot be read: {first_line(exc)}") from None
     for key in ("model", "state_dict", "model_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

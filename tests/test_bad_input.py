@@ -230,7 +230,7 @@ def test_torch_cpu_restores_process_threads_on_close():
 # --- nothing half-written -------------------------------------------------------------
 
 def test_an_output_that_fails_midway_is_removed(tmp_path):
-    from models.fsio import atomic_dir, atomic_write
+    from common.fsio import atomic_dir, atomic_write
 
     out = tmp_path / "report"
     with pytest.raises(RuntimeError):

@@ -13,9 +13,9 @@ from torch import nn
 
 from bench.cli import main
 from bench.store import read_results, read_run_config
-from models.fsio import sha256_file
+from common.fsio import sha256_file
 from models.complexity import count_params
-from models.fsio import portable_name
+from common.fsio import portable_name
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--iters", "6", "--warmup", "1", "--block", "3", "--block-warmup", "0", "--threads", "1"]

@@ -19,7 +19,7 @@ from torch import nn
 
 from exporters import ExportError, ExportRequest, OnnxExporter
 from exporters.cache import ExportCache, _host
-from models.fsio import sha256_file
+from common.fsio import sha256_file
 
 
 class Tiny(nn.Module):

@@ -14,7 +14,7 @@ import pytest
 
 from bench.cli import main
 from bench.store import ResultsError, ResultsWriter, read_results
-from models.fsio import WriteError, atomic_dir, check_new_output, write_new
+from common.fsio import WriteError, atomic_dir, check_new_output, write_new
 from tools.hostile_cases import binary_file, onnx_file, write_helper_module, write_user_nets
 
 REPO = Path(__file__).resolve().parents[1]

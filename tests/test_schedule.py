@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.errors import ModbenchError
+from common.errors import ModbenchError
 from bench.machine_ref import Reference
 from bench.measurement import MIN_NORMAL_BLOCKS, Measurement
 from bench.pipeline import RunRequest

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from models.fsio import portable_name
+from common.fsio import portable_name
 
 REPO = Path(__file__).resolve().parents[1]
 

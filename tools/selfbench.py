@@ -41,7 +41,7 @@ from bench.runners.base import random_input
 from bench.runners.ort_cpu import cpu_session_options
 from bench.stats import block_bootstrap, paired_ratio, verdict_at_most
 from bench.store import read_rows, read_samples
-from models.fsio import atomic_write
+from common.fsio import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 TRIO = ["efficientmod_s", "efficientformerv2_s2", "mobilenetv2_100"]

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from models import is_spec
-from models.fsio import check_new_output, write_new
+from common.fsio import check_new_output, write_new
 
 from ..env import cpu_fingerprint
-from ..errors import UsageError
+from common.errors import UsageError
 from ..gate import baselines, render
 from ..gate.interleaved import compare_ab, run_ab
 from ..gate.verdicts import GateSettings, compare_runs, read_run, run_fingerprints

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.fsio import check_new_output, write_new
+from common.fsio import check_new_output, write_new
 
 from ..report.inputs import read_inputs
 from ..report import claims

@@ -5,9 +5,9 @@ import shutil
 from pathlib import Path
 
 from exporters import EXPORTERS
-from models.fsio import atomic_dir, check_new_output, portable_name
+from common.fsio import atomic_dir, check_new_output, portable_name
 
-from ..errors import UsageError
+from common.errors import UsageError
 from ..pipeline import RunRequest, plan, prepare
 from ..specs import resolve_models
 from . import _args as A

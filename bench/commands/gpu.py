@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ..errors import UsageError
+from common.errors import UsageError
 from ..gpu_env import gpu_columns, gpu_extra, ort_cuda_versions, torch_cuda_versions
 from ..runners import get_runner, RUNNERS, RunnerUnavailable
 from . import _args as A

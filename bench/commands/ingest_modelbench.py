@@ -21,12 +21,12 @@ import sys
 import numpy as np
 
 from models import get_entry, ModelError
-from models.fsio import atomic_write
+from common.fsio import write_new
 from models.mobile_variants import table12_facts
 
 from ..catalog import measured_complexity
 from ..env import machine_env, now_iso
-from ..errors import ModbenchError, UsageError
+from common.errors import ModbenchError, UsageError
 from ..pipeline import new_run_id
 from ..schema import Identity, Placement, Protocol, Provenance, ResultRow, Statistics
 from ..store import check_new_path, ResultsWriter
@@ -205,9 +205,7 @@ def run(args) -> int:
             sys.stdout.write(TEMPLATE)
             return 0
         path = Path(args.file)
-        if path.exists():
-            raise UsageError(f"{path} already exists; the template never overwrites a file")
-        atomic_write(path, TEMPLATE, make_parents=True)
+        write_new(path, TEMPLATE, "template file")
         print(f"wrote {path}: fill in one line per model, then "
               f"bench.py ingest-modelbench {path} --device \"iPhone 13\"")
         return 0

@@ -8,7 +8,7 @@ import sys
 from models import suites
 
 from ..catalog import catalog
-from ..errors import UsageError
+from common.errors import UsageError
 from ..textable import render
 from . import _args as A
 

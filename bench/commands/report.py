@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.fsio import atomic_dir, check_new_output
+from common.fsio import atomic_dir, check_new_output
 
 from ..report.headline import describe
 from ..report.inputs import read_inputs

@@ -9,11 +9,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from models.fsio import portable_name
+from common.fsio import portable_name
 
 from .. import fleet
 from ..env import REPO_ROOT, machine_env
-from ..errors import UsageError
+from common.errors import UsageError
 from ..pipeline import RunRequest, interleave_groups, new_run_id, plan, prepare_all
 from ..progress import TerminalStatus
 from ..report.headline import headline as row_headline

@@ -9,7 +9,7 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from models.fsio import atomic_write
+from common.fsio import atomic_write
 
 from ..textable import render
 from .verdicts import Comparison, RowVerdict

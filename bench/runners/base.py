@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ModbenchError
+from common.errors import ModbenchError
 from ..vocab import device as vocab_device
 
 

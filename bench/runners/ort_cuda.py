@@ -16,6 +16,8 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from common.errors import first_line
+
 from ..gpu_env import ClockLog, gpu_columns, gpu_extra, ort_cuda_versions
 from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner, time_calls
 from .ort_cpu import cpu_session_options
@@ -23,11 +25,6 @@ from .ort_cpu import cpu_session_options
 ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
              "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 @lru_cache(maxsize=1)
@@ -90,7 +87,7 @@ def probe(provider: str, device_id: int = 0) -> str | None:
         sess, ep_error = quiet_session(model.SerializeToString(), opts,
                                        [(provider, {"device_id": str(device_id)})])
     except Exception as exc:  # ORT raises its own pybind exception types
-        return f"creating a session failed: {_first_line(exc)}"
+        return f"creating a session failed: {first_line(exc)}"
     finally:
         ort.set_default_logger_severity(2)  # ORT's default (warning)
     got = sess.get_providers()
@@ -253,7 +250,7 @@ class OrtCudaRunner(Runner):
             sess, ep_error = quiet_session(str(artifact.path), opts, self.providers(options))
         except Exception as exc:  # ORT raises its own pybind exception types
             raise RunnerUnavailable(f"{self.name}: ONNX Runtime could not create the session: "
-                                    f"{_first_line(exc)}") from None
+                                    f"{first_line(exc)}") from None
         load_ms = (time.perf_counter_ns() - t0) * 1e-6
         got = sess.get_providers()
         if got[0] != self.provider:

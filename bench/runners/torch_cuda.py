@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+from common.errors import first_line
+
 from ..gpu_env import ClockLog, gpu_columns, gpu_extra, torch_cuda_versions
 from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner
 
@@ -21,11 +23,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 def _dtype(precision: str):
     import torch  # seconds to import; runner modules load without it
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 class TorchCudaSession(Session):
@@ -217,7 +214,7 @@ class TorchCompileCudaRunner(TorchCudaRunner):
                 compiled(x)
             torch.cuda.synchronize()
         except Exception as exc:
-            raise RunnerUnavailable(f"{self.name}: torch.compile failed: {_first_line(exc)}") from None
+            raise RunnerUnavailable(f"{self.name}: torch.compile failed: {first_line(exc)}") from None
         # compile_ms: tracing, Inductor code generation, autotuning and the first
         # run of the compiled code; reported apart, never a sample.
         extra["compile_ms"] = (time.perf_counter_ns() - t0) * 1e-6

@@ -243,13 +243,15 @@ def same_file(a: Path, b: Path) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def check_new_output(path: Path, what: str = "output", *, folder: bool = False, inputs=()) -> Path:
+def check_new_output(path: Path, what: str = "output", *, folder: bool = False, inputs=(),
+                     hint: str = "give a new name") -> Path:
     """The one rule for every file or folder a command creates: outputs never
     overwrite inputs or existing files.
 
     Refused in one line: an existing file (or, for `folder`, anything but an empty
     folder), a name that reaches one of the command's `inputs`, and a place that
-    cannot be written (proved by writing a probe there, creating nothing)."""
+    cannot be written (proved by writing a probe there, creating nothing). `hint`
+    says what to do instead of overwriting."""
     path = Path(path)
     for inp in inputs:
         if inp is not None and Path(inp).exists() and path.exists() and same_file(path, Path(inp)):
@@ -262,7 +264,7 @@ def check_new_output(path: Path, what: str = "output", *, folder: bool = False, 
     elif path.is_dir():
         raise WriteError(f"{what} {path} is a folder; give a file name")
     elif path.exists():
-        raise WriteError(f"{what} {path} already exists; outputs are never overwritten (give a new name)")
+        raise WriteError(f"{what} {path} already exists; outputs are never overwritten ({hint})")
     probe_writable(path, what)
     return path
 
