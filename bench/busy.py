@@ -1,11 +1,11 @@
 """Is the machine busy while we time? CPU used by other processes, steal, clock.
 
-At every block boundary the scheduler takes a `LoadSample`: the machine's busy CPU
+At every block boundary the scheduler takes a `BusySample`: the machine's busy CPU
 time (all processes, from /proc/stat through psutil), this process's own CPU time
 (all its threads, nanosecond clock), the hypervisor's steal time and the CPU clock
 where readable. /proc/stat counts in 10 ms ticks, so one short block cannot be
 judged alone: consecutive blocks are pooled into windows of at least WINDOW_S
-seconds, and every block gets the load of its window. A block is *disturbed* when
+seconds, and every block gets the figures of its window. A block is *disturbed* when
 other processes used more than `busy_cores` cores during it.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ DEFAULT_MAX_DISTURBED = 0.10
 
 
 @dataclass(frozen=True)
-class LoadSample:
+class BusySample:
     wall: float       # seconds, monotonic
     busy: float       # CPU-seconds used by everything (user+nice+system+irq+softirq)
     own: float        # CPU-seconds used by this process (every thread)
@@ -32,7 +32,7 @@ class LoadSample:
     mhz: float | None
 
 
-def take() -> LoadSample:
+def take() -> BusySample:
     t = psutil.cpu_times()
     busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
     try:
@@ -40,11 +40,11 @@ def take() -> LoadSample:
         mhz = float(f.current) if f and f.current else None
     except (OSError, NotImplementedError, AttributeError):
         mhz = None
-    return LoadSample(time.monotonic(), busy, time.process_time(), getattr(t, "steal", 0.0), mhz)
+    return BusySample(time.monotonic(), busy, time.process_time(), getattr(t, "steal", 0.0), mhz)
 
 
 @dataclass
-class BlockLoad:
+class BlockBusy:
     """The load during one timed block (the window's, for pooled short blocks)."""
 
     others_cores: float
@@ -52,13 +52,13 @@ class BlockLoad:
     mhz: float | None
 
 
-def block_loads(marks: list[tuple[LoadSample, LoadSample]], window_s: float = WINDOW_S) -> list[BlockLoad]:
-    """One BlockLoad per (start, end) pair of consecutive timed blocks.
+def block_busy(marks: list[tuple[BusySample, BusySample]], window_s: float = WINDOW_S) -> list[BlockBusy]:
+    """One BlockBusy per (start, end) pair of consecutive timed blocks.
 
     Blocks are pooled in time order into windows of at least `window_s`; the gaps
     between blocks (untimed warm-up, settling) belong to the window too, since a
     competitor running then shares the caches and the clock all the same."""
-    out: list[BlockLoad | None] = [None] * len(marks)
+    out: list[BlockBusy | None] = [None] * len(marks)
     ncpu = psutil.cpu_count() or 1
     i = 0
     while i < len(marks):
@@ -71,6 +71,6 @@ def block_loads(marks: list[tuple[LoadSample, LoadSample]], window_s: float = WI
         steal = max(b.steal - a.steal, 0.0) / (wall * ncpu) * 100
         mhz = [m for m in (a.mhz, b.mhz) if m]
         for k in range(i, j + 1):
-            out[k] = BlockLoad(others, steal, min(mhz) if mhz else None)
+            out[k] = BlockBusy(others, steal, min(mhz) if mhz else None)
         i = j + 1
     return out  # type: ignore[return-value]

@@ -3,7 +3,7 @@
 Callers never recompute a median: they ask the Measurement. Load time and the
 first inference are kept apart from the steady-state samples; warm-up iterations
 are not samples at all. The samples remember the blocks they were timed in and the
-machine's load during each block, which is what makes an interval honest and a
+machine's other work during each block, which is what makes an interval honest and a
 busy machine visible.
 
 The headline, `latency_ms`, is this model's latency on this machine at its normal
@@ -42,7 +42,7 @@ import numpy as np
 
 from scipy import stats as _st
 
-from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockLoad
+from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockBusy
 from .machine_ref import MODE_TOL, NORMAL_MAX, Reference
 from .stats import Interval, blocks, headline_interval, statistic
 
@@ -101,10 +101,10 @@ class Measurement:
     first_run_ms: float | None = None
     # Extra timings a runner reports apart (e.g. compile_ms, engine_build_ms).
     extra: dict = field(default_factory=dict)
-    # Iterations per timed block (None: one block); the load of each block; the
+    # Iterations per timed block (None: one block); how busy the machine was in each block; the
     # untimed iterations each block needed before its times settled.
     block: int | None = None
-    loads: list[BlockLoad] = field(default_factory=list)
+    busy: list[BlockBusy] = field(default_factory=list)
     settle: list[int] = field(default_factory=list)
     # Probe readings (ms) before and after each timed block, shape (blocks, 2), and the
     # machine's reference probe time they are judged against (bench/machine_ref).
@@ -167,7 +167,7 @@ class Measurement:
         return (iv.low, iv.high)
 
     def disturbed(self, busy_cores: float = DEFAULT_BUSY_CORES) -> int:
-        return sum(b.others_cores > busy_cores for b in self.loads)
+        return sum(b.others_cores > busy_cores for b in self.busy)
 
     # --- the headline: this model's latency at the machine's normal speed -----------
 
@@ -296,11 +296,11 @@ class Measurement:
         if v.stat == "mean" and h.slowed_share is not None and h.slowed_share > v.max_disturbed:
             reasons.append(f"host slowed for {h.slowed_share:.0%} of blocks ({h.slowed_factor or 0:.1f}x): "
                            "the all-samples mean includes them")
-        if self.loads:
+        if self.busy:
             d = self.disturbed(v.busy_cores)
-            if d > v.max_disturbed * len(self.loads):
-                worst = max(b.others_cores for b in self.loads)
-                reasons.append(f"machine busy: {d / len(self.loads):.0%} of blocks had other processes "
+            if d > v.max_disturbed * len(self.busy):
+                worst = max(b.others_cores for b in self.busy)
+                reasons.append(f"machine busy: {d / len(self.busy):.0%} of blocks had other processes "
                                f"using > {v.busy_cores:g} cores (up to {worst:.2f})")
         return (not reasons, "; ".join(reasons))
 
@@ -325,8 +325,8 @@ class Measurement:
         valid, reason = self.validity(v)
         head = self.headline(v.stat)
         ref = self.reference if self.probe_ms is not None else None
-        loads = self.loads
-        mhz = [b.mhz for b in loads if b.mhz]
+        busy_blocks = self.busy
+        mhz = [b.mhz for b in busy_blocks if b.mhz]
         return {
             "iters": self.n, "warmup": self.warmup,
             "latency_ms": _finite(head.estimate), "latency_ci_low_ms": _finite(max(head.low, 0.0)),
@@ -344,11 +344,11 @@ class Measurement:
             "min_ms": self.min, "max_ms": self.max, "cv": self.cv,
             "valid": valid, "invalid_reason": reason,
             "load_ms": self.load_ms, "first_run_ms": self.first_run_ms,
-            "blocks": len(loads) or None,
-            "disturbed_blocks": self.disturbed(v.busy_cores) if loads else None,
-            "others_cpu_max": max(b.others_cores for b in loads) if loads else None,
-            "others_cpu_mean": float(np.mean([b.others_cores for b in loads])) if loads else None,
-            "steal_pct": float(np.mean([b.steal_pct for b in loads])) if loads else None,
+            "blocks": len(busy_blocks) or None,
+            "disturbed_blocks": self.disturbed(v.busy_cores) if busy_blocks else None,
+            "others_cpu_max": max(b.others_cores for b in busy_blocks) if busy_blocks else None,
+            "others_cpu_mean": float(np.mean([b.others_cores for b in busy_blocks])) if busy_blocks else None,
+            "steal_pct": float(np.mean([b.steal_pct for b in busy_blocks])) if busy_blocks else None,
             "cpu_mhz": float(np.median(mhz)) if mhz else None,
             "settle_iters_mean": float(np.mean(self.settle)) if self.settle else None,
         }

@@ -260,7 +260,7 @@ def time_sessions(sessions: list[Session], protocol: TimingProtocol, *,
 
     def measured(st: _State, ref: Reference | None, k: float | None) -> Measurement:
         return Measurement(st.samples(), warmup=p.warmup, load_ms=st.session.load_ms, first_run_ms=st.first,
-                           block=p.block, loads=busy.block_loads(st.marks), settle=st.settle,
+                           block=p.block, busy=busy.block_busy(st.marks), settle=st.settle,
                            probe_ms=probe_ms(st), reference=ref, known_ms=k)
 
     def update_precision(active: list[_State]) -> None:

@@ -105,8 +105,8 @@ SCHEMA: tuple[Column, ...] = (
     _c("invalid_reason", "text", "statistics", "why it did not"),
     _c("load_ms", "float", "statistics", "time to load the model into the runtime"),
     _c("first_run_ms", "float", "statistics", "the first inference after loading"),
-    # busy: the machine's load while timing (bench/load.py) and the per-block settling
-    _c("blocks", "int", "busy", "blocks whose machine load was recorded"),
+    # busy: other processes on the machine while timing (bench/busy.py), and the per-block settling
+    _c("blocks", "int", "busy", "blocks whose other processes' CPU use was recorded"),
     _c("disturbed_blocks", "int", "busy", "blocks timed while other processes were busy"),
     _c("others_cpu_max", "float", "busy", "most cores other processes used in a block"),
     _c("others_cpu_mean", "float", "busy", "mean cores other processes used"),

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.busy import BlockLoad
+from bench.busy import BlockBusy
 from bench.measurement import PERCENTILE_MIN_SAMPLES, Measurement, Validity
 
 
@@ -62,10 +62,10 @@ def test_validity_is_about_precision_percentiles_and_load_not_cv():
     assert ok, reason
     ok, reason = Measurement(tight[:100], block=50).validity(Validity(target_ci=1e-5))
     assert not ok and "median known to ±" in reason and "not ±0.0%" in reason
-    quiet = [BlockLoad(0.01, 0.0, None)] * 80
-    busy = [BlockLoad(0.9, 0.0, None)] * 40 + quiet[:40]
-    assert Measurement(tight, block=50, loads=quiet).validity()[0]
-    ok, reason = Measurement(tight, block=50, loads=busy).validity()
+    quiet = [BlockBusy(0.01, 0.0, None)] * 80
+    busy = [BlockBusy(0.9, 0.0, None)] * 40 + quiet[:40]
+    assert Measurement(tight, block=50, busy=quiet).validity()[0]
+    ok, reason = Measurement(tight, block=50, busy=busy).validity()
     assert not ok and "machine busy: 50% of blocks had other processes using > 0.2 cores" in reason
 
 
@@ -128,12 +128,12 @@ def test_a_busy_loop_competitor_is_detected_and_quiet_is_not(sessions):
     quiet = run()
     for m in busy:
         ok, reason = m.validity(Validity(target_ci=0.5))
-        assert not ok and "machine busy" in reason, [b.others_cores for b in m.loads]
-        assert max(b.others_cores for b in m.loads) > 0.5
+        assert not ok and "machine busy" in reason, [b.others_cores for b in m.busy]
+        assert max(b.others_cores for b in m.busy) > 0.5
     # Without it the others' load drops by about the competitor's core (in CI, where
     # only this test runs, to near zero and no block is disturbed).
     for b, q in zip(busy, quiet):
-        mean = lambda m: np.mean([x.others_cores for x in m.loads])  # noqa: E731
+        mean = lambda m: np.mean([x.others_cores for x in m.busy])  # noqa: E731
         assert mean(q) < mean(b) - 0.5
 
 

@@ -39,7 +39,7 @@ def test_round_robin_interleaves_and_counts(artifact):
     # First run, warm-up, timed, and each block's untimed settling (at least 1 each).
     assert all(len(m.settle) == 3 and min(m.settle) >= 1 for m in ms)
     assert sum(seen) == sum(1 + 2 + 12 + sum(m.settle) for m in ms)
-    assert all(len(m.loads) == 3 for m in ms)
+    assert all(len(m.busy) == 3 for m in ms)
     assert all(m.first_run_ms > 0 and m.warmup == 2 for m in ms)
 
 
