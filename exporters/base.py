@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from common.errors import first_line, ModbenchError
+from common.registry import Registry
 
 
 class ExportError(ModbenchError):
@@ -107,26 +108,20 @@ class ExportedModel:
 
 # Every exporter class, by its format word (--export): an exporter module registers its
 # class with @register_exporter; exporters/__init__ imports the modules.
-EXPORTERS: dict[str, type["Exporter"]] = {}
+EXPORTERS: Registry[type["Exporter"]] = Registry("export format", ExportError)
 
 
 def register_exporter(fmt: str):
     """Class decorator: register an Exporter subclass as the exporter of format `fmt`."""
     def decorate(cls: type["Exporter"]) -> type["Exporter"]:
-        if fmt in EXPORTERS:
-            raise RuntimeError(f"export format {fmt!r} registered twice")
+        EXPORTERS.add(fmt, cls)
         cls.format = fmt
-        EXPORTERS[fmt] = cls
         return cls
     return decorate
 
 
 def get_exporter(fmt: str, **options) -> "Exporter":
-    try:
-        cls = EXPORTERS[fmt]
-    except KeyError:
-        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(EXPORTERS)}") from None
-    return cls(**options)
+    return EXPORTERS.lookup(fmt)(**options)
 
 
 class Exporter(ABC):

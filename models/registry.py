@@ -21,6 +21,7 @@ from torch import nn
 
 from common.errors import first_line, ModbenchError
 from common.fsio import sha256_file
+from common.registry import Registry
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -90,7 +91,7 @@ class ModelEntry:
         return requested
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_REGISTRY: Registry[ModelEntry] = Registry("model", ModelError)
 # suite -> models another family puts into it (a later paper table reusing a peer).
 # Kept apart and merged on lookup, so families can register in any order.
 _SUITE_ADDITIONS: dict[str, list[str]] = {}
@@ -116,10 +117,7 @@ def _with_added_suites(entry: ModelEntry) -> ModelEntry:
 def register(entry: ModelEntry, *, replace: bool = False) -> ModelEntry:
     """Add an entry. replace: a run-time entry (a user's own model, models/byo.py)
     given again replaces the earlier one; a family registering a name twice is a bug."""
-    if entry.name in _REGISTRY and not replace:
-        raise RuntimeError(f"model {entry.name!r} registered twice")
-    _REGISTRY[entry.name] = entry
-    return entry
+    return _REGISTRY.add(entry.name, entry, replace=replace)
 
 
 def registered(name: str) -> ModelEntry | None:
@@ -204,14 +202,13 @@ def register_model(name: str, *, family: str, paper: PaperTable | Callable[[str]
 
 
 def get_entry(name: str) -> ModelEntry:
-    try:
-        return _with_added_suites(_REGISTRY[name])
-    except KeyError:
-        close = difflib.get_close_matches(name.lower(), _REGISTRY, n=3, cutoff=0.5)
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name).lower(), _REGISTRY, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `bench.py list`"
         if _timm_has(name):
             hint = f"; timm has it: name it timm:{name}"
-        raise ModelError(f"unknown model {name!r}{hint}") from None
+        _REGISTRY.lookup(name, hint)
+    return _with_added_suites(_REGISTRY[name])
 
 
 def _timm_has(name: str) -> bool:

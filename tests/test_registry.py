@@ -11,9 +11,11 @@ import models
 from bench.runners import RUNNERS, RunnerUnavailable, register_runner
 from bench.runners.base import Runner
 from bench.vocab import DEVICES, UnknownDevice
+from common.registry import Registry
 from exporters import EXPORTERS, ExportError, Exporter, ExportRequest, OnnxExporter, get_exporter
 from models import create_model, list_entries
 from models.byo import USER_SOURCE
+from models.registry import _REGISTRY
 
 ENTRIES = list_entries()
 # 64 is the smallest side at which every stage of these networks keeps more than one
@@ -115,3 +117,14 @@ def test_every_exporter_is_registered_under_its_format(fmt):
 def test_unknown_export_format_is_one_line():
     with pytest.raises(ExportError, match="unknown export format 'tflite'; known: "):
         get_exporter("tflite")
+
+
+def test_models_runtimes_and_export_formats_are_registered_one_way():
+    """The three registries are one type, filled by their decorators, and a misspelt
+    name gets the same kind of one-line answer from each."""
+    assert all(isinstance(r, Registry) for r in (_REGISTRY, RUNNERS, EXPORTERS))
+    for registry, wrong in ((_REGISTRY, "efficientmod_xx"), (RUNNERS, "ort-cp"), (EXPORTERS, "onx")):
+        with pytest.raises(ValueError, match=rf"unknown {registry.kind} '{wrong}'; did you mean"):
+            registry.lookup(wrong)
+    with pytest.raises(TypeError):
+        RUNNERS["x"] = None  # read-only to its users: only a decorator adds a name

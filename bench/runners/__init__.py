@@ -14,10 +14,7 @@ for _m in pkgutil.iter_modules(__path__):
 
 
 def get_runner(name: str) -> Runner:
-    try:
-        return RUNNERS[name]()
-    except KeyError:
-        raise RunnerOptionError(f"unknown runtime {name!r}; known: {', '.join(sorted(RUNNERS))}") from None
+    return RUNNERS.lookup(name)()
 
 
 __all__ = ["RUNNERS", "RunnerOptionError", "RunSettings", "Runner", "RunnerUnavailable", "Session", "get_runner",

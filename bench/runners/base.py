@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.errors import ModbenchError
+from common.registry import Registry
+
 from ..vocab import device as vocab_device
 
 
@@ -62,7 +64,7 @@ class Session(ABC):
 
 # Every concrete runner class, by its --runtime name: a runner module registers each
 # class with @register_runner("name"); runners/__init__ imports the modules.
-RUNNERS: dict[str, type["Runner"]] = {}
+RUNNERS: Registry[type["Runner"]] = Registry("runtime", RunnerOptionError)
 
 
 def register_runner(name: str):
@@ -70,10 +72,8 @@ def register_runner(name: str):
     word). Its device must be a word of the one vocabulary (bench/vocab.py)."""
     def decorate(cls: type["Runner"]) -> type["Runner"]:
         vocab_device(cls.device)
-        if name in RUNNERS:
-            raise RuntimeError(f"runtime {name!r} registered twice")
+        RUNNERS.add(name, cls)
         cls.name = name
-        RUNNERS[name] = cls
         return cls
     return decorate
 
