@@ -285,13 +285,15 @@ def check_slots(nodes: list[Node]) -> list[str]:
 
 # ---------------------------------------------------------------- on a node
 
-def _make_task():
-    """The remote function, built here so that cloudpickle ships it by value: a
-    node that cannot import the suite then still runs it and reports that in one
-    line, instead of failing inside Ray while unpickling a function of bench.fleet."""
+def _shipped(entry: str, name: str):
+    """A remote function, built here so that cloudpickle ships it by value: a node
+    that cannot import the suite then still runs it and reports that in one line,
+    instead of failing inside Ray while unpickling a function of bench.fleet. On the
+    node it calls bench.fleet.<entry>(argument, node_id, entered)."""
 
-    def modbench_group(payload: dict) -> dict:
+    def on_node(argument) -> dict:
         # Imported inside: this function is shipped by value and runs on the node.
+        import importlib
         import platform
         import time
 
@@ -305,49 +307,23 @@ def _make_task():
             node_id = "-"
         try:
             # The suite itself: the import this function exists to try on the node.
-            from bench.fleet import run_group_here
+            fleet = importlib.import_module("bench.fleet")
         except BaseException as exc:  # noqa: BLE001 - any import failure is the node's setup
             # Written out, not common.errors.first_line: the suite is what failed to import.
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return {"error": f"cannot import the suite ({type(exc).__name__}: {msg})",
                     "node_id": node_id, "hostname": host}
-        return run_group_here(payload, node_id, entered)
+        return getattr(fleet, entry)(argument, node_id, entered)
 
-    return modbench_group
-
-
-def _make_warmup():
-    """A first task per node (by value, as _make_task): import the suite and the
-    runtime's libraries in the worker the node's groups will then reuse, while the
-    driver prepares; a node that cannot is refused before anything runs."""
-
-    def modbench_warmup(runtime: str) -> dict:
-        # Imported inside: this function is shipped by value and runs on the node.
-        import platform
-
-        host = platform.node()
-        try:
-            import ray  # on the node, inside the function shipped by value
-
-            node_id = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - only for the label of the error
-            node_id = "-"
-        try:
-            # The suite itself: the import this function exists to try on the node.
-            from bench.fleet import warm_here
-        except BaseException as exc:  # noqa: BLE001 - any import failure is the node's setup
-            # Written out, not common.errors.first_line: the suite is what failed to import.
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return {"error": f"cannot import the suite ({type(exc).__name__}: {msg})",
-                    "node_id": node_id, "hostname": host}
-        return warm_here(runtime, node_id)
-
-    return modbench_warmup
+    on_node.__name__ = on_node.__qualname__ = name  # the task's name in Ray's listings
+    return on_node
 
 
-def warm_here(runtime: str, node_id: str) -> dict:
-    """On a node: load what preparing and timing will need; one error line if it cannot.
-    (The suite itself, torch and timm were imported with this module.)"""
+def warm_here(runtime: str, node_id: str, entered: float | None = None) -> dict:
+    """On a node (the first task there, while the driver prepares): load what preparing
+    and timing will need in the worker the node's groups then reuse; one error line if
+    it cannot. (The suite itself, torch and timm were imported with this module.)
+    `seconds`: how long that took since the task started on the node."""
     out = {"node_id": node_id, "hostname": platform.node()}
     try:
         runner = get_runner(runtime)
@@ -358,7 +334,7 @@ def warm_here(runtime: str, node_id: str) -> dict:
         return dict(out, error=first_line(exc))
     except Exception as exc:  # noqa: BLE001 - one line to the driver
         return dict(out, error=first_line(exc, with_type=True))
-    return out
+    return dict(out, seconds=time.monotonic() - entered) if entered is not None else out
 
 
 def warm_up(placements, nodes: list[Node], runtime: str, gpu: bool) -> dict:
@@ -367,7 +343,7 @@ def warm_up(placements, nodes: list[Node], runtime: str, gpu: bool) -> dict:
     import ray  # optional; imported once connect() has found it
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    task = ray.remote(_make_warmup())
+    task = ray.remote(_shipped("warm_here", "modbench_warmup"))
     chosen = {n.node_id: n for n in nodes for t in placements if t.matches(n)}
     refs = {}
     for node in chosen.values():
@@ -450,7 +426,7 @@ def execute(groups: list[list], placements: dict, req, writer, run_id: str, clus
     import ray  # optional; imported once connect() has found it
     from ray.exceptions import RayError
 
-    task = ray.remote(_make_task())
+    task = ray.remote(_shipped("run_group_here", "modbench_group"))
     driver_sha = {_artifact_key({"model": p.job.model, "variant": p.job.variant, "batch": p.job.batch,
                                  "resolution": p.job.resolution}): p.columns.get("artifact_sha256")
                   for g in groups for p in g}
