@@ -39,7 +39,7 @@ import re
 import shutil
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -58,7 +58,7 @@ from .vocab import UnknownDevice, device
 # The schema's names the store's callers use through it (bench/schema.py defines them).
 __all__ = ["COLUMNS", "IDENTITY", "REQUIRED", "SCHEMA_VERSION", "ResultRow", "row_identity",
            "ResultsError", "SamplesError", "ResultsWriter", "StoredRow", "read_results", "read_rows",
-           "read_samples", "read_probe", "read_run_config", "check_new_path", "validate_samples",
+           "read_arrays", "read_samples", "read_probe", "RowArrays", "read_run_config", "check_new_path", "validate_samples",
            "samples_dir", "samples_file_of", "run_config_path", "lock_path", "file_itself",
            "valid_row_id", "stored_rows", "file_version", "SAMPLES_KEY", "PROBE_KEY"]
 
@@ -546,16 +546,25 @@ def _samples_path(csv_path: Path, rel, where: str) -> Path:
     return Path(csv_path).parent / folder / parts[1]
 
 
-def read_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
-    """The validated samples of one row (a row mapping, or a samples_file for rows
-    without an iteration count). SamplesError (one line) when they cannot be trusted."""
+@dataclass(frozen=True)
+class RowArrays:
+    """What a row's samples file holds, validated: per-iteration milliseconds, and the
+    probe readings (blocks x 2), None for a row timed without the machine probe (GPU
+    runners, files written before it existed)."""
+
+    samples: np.ndarray
+    probe: np.ndarray | None
+
+
+def read_arrays(csv_path: Path, row: Mapping | str) -> RowArrays:
+    """One read of a row's samples file (a row mapping, or a samples_file for rows
+    without an iteration count). SamplesError (one line) when it cannot be trusted."""
     csv_path = Path(csv_path)
     if isinstance(row, str):
         row = {"samples_file": row, "row_id": Path(row).stem}
     else:
         row = row.data if isinstance(row, StoredRow) else typed(row)
-    row_id = row.get("row_id")
-    where = f"{csv_path.name}:{row_id}"
+    where = f"{csv_path.name}:{row.get('row_id')}"
     arrays = _read_samples_file(csv_path, row, where)
     if SAMPLES_KEY not in arrays:
         raise SamplesError(f"{where}: samples file has no {SAMPLES_KEY!r} (it has {sorted(arrays)})")
@@ -564,16 +573,18 @@ def read_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
     if n is not None and med is not None and not np.isclose(np.median(x), med, rtol=1e-5, atol=2e-6):
         raise SamplesError(f"{where}: the row's median {med:g} ms is not the median of its samples "
                            f"({float(np.median(x)):g} ms); row and samples do not belong together")
-    return x
+    probe = _validate_probe(arrays[PROBE_KEY], where) if PROBE_KEY in arrays else None
+    return RowArrays(x, probe)
+
+
+def read_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
+    """The validated samples of one row (see read_arrays)."""
+    return read_arrays(csv_path, row).samples
 
 
 def read_probe(csv_path: Path, row: Mapping) -> np.ndarray | None:
-    """The probe readings (blocks x 2) stored with a row's samples, or None for a row
-    timed without the machine probe (GPU runners, files written before it existed)."""
-    csv_path = Path(csv_path)
-    where = f"{csv_path.name}:{row.get('row_id')}"
-    arrays = _read_samples_file(csv_path, row, where)
-    return _validate_probe(arrays[PROBE_KEY], where) if PROBE_KEY in arrays else None
+    """The probe readings stored with a row's samples, or None (see read_arrays)."""
+    return read_arrays(csv_path, row).probe
 
 
 def _read_samples_file(csv_path: Path, row: Mapping, where: str) -> dict:
@@ -614,6 +625,8 @@ class StoredRow:
 
     data: dict
     source: Path
+    # The samples file, read once on first use (reports ask for samples and probe).
+    _arrays: RowArrays | None = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, key):
         return self.data[key]
@@ -633,11 +646,16 @@ class StoredRow:
         """How a printed number points back at its row: file and row_id."""
         return f"{self.source.name}:{self.id}"
 
+    def arrays(self) -> RowArrays:
+        if self._arrays is None:
+            self._arrays = read_arrays(self.source, self.data)
+        return self._arrays
+
     def samples(self) -> np.ndarray:
-        return read_samples(self.source, self.data)
+        return self.arrays().samples
 
     def probe(self) -> np.ndarray | None:
-        return read_probe(self.source, self.data)
+        return self.arrays().probe
 
     def result(self) -> ResultRow:
         """The row as its typed parts."""

@@ -25,7 +25,7 @@ import numpy as np
 from ..env import fingerprint
 from ..measurement import Measurement, from_row
 from ..schema import IDENTITY, cell_text, row_identity
-from ..store import ResultsError, SamplesError, StoredRow, read_probe, read_results, read_samples, stored_rows
+from ..store import ResultsError, SamplesError, StoredRow, read_results, read_samples, stored_rows
 from ..stats import mann_whitney, paired_ratio, unpaired_ratio
 
 VERDICTS = ("slower", "faster", "unchanged", "not comparable")
@@ -144,11 +144,9 @@ class _Run:
     df: object                # the file as read_results gives it (for the reference's group)
     rows: list[StoredRow]     # its rows, typed
 
-    def samples(self, row) -> np.ndarray:
-        return read_samples(self.path, row)
-
-    def measurement(self, row, samples: np.ndarray) -> Measurement:
-        return from_row(row, samples, read_probe(self.path, row))
+    def measurement(self, row: StoredRow) -> Measurement:
+        """The row's samples and probe readings (one read of its samples file)."""
+        return from_row(row, row.samples(), row.probe())
 
 
 def read_run(path) -> _Run:
@@ -248,17 +246,13 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
         v.note = "; ".join(n for n in (v.note, f"the {' and '.join(busy)} row was timed on a busy machine") if n)
         return
     try:
-        xb, xc = base.samples(b), cur.samples(c)
+        mb, mc = base.measurement(b), cur.measurement(c)
     except SamplesError as exc:
-        # Samples that cannot be trusted never pass: the row is not comparable
-        # (exit 1 with --strict), with the reason.
+        # Samples (or probe readings) that cannot be trusted never pass: the row is not
+        # comparable (exit 1 with --strict), with the reason.
         v.note = "; ".join(n for n in (v.note, f"samples cannot be trusted: {exc}") if n)
         return
-    try:
-        mb, mc = base.measurement(b, xb), cur.measurement(c, xc)
-    except SamplesError as exc:
-        v.note = "; ".join(n for n in (v.note, f"probe readings cannot be trusted: {exc}") if n)
-        return
+    xb, xc = mb.samples_ms, mc.samples_ms
     stat = c.get("headline_stat") or "median"
     ha, hc = mb.headline(stat), mc.headline(stat)
     # The milliseconds the report prints: each row's headline, from the samples just read.
@@ -311,7 +305,7 @@ def _normalized(run: _Run, row, x: np.ndarray, reference: str):
         return None, f"reference {reference} was not timed interleaved with it in {run.path.name}"
     ref = same.iloc[0]
     try:
-        xr = run.samples(ref)
+        xr = read_samples(run.path, ref)
     except SamplesError as exc:
         return None, f"reference samples cannot be trusted: {exc}"
     block = int(row["block_size"])

@@ -163,8 +163,7 @@ def read_inputs(paths: list[str | Path], duplicates: str = "latest") -> ReportIn
             row = Row(rec, path)
             # Every number a report prints rests on the row's samples: a row whose samples
             # (or probe readings) cannot be trusted stops the report, one line naming it.
-            row.samples()
-            row.probe()
+            row.arrays()
             try:
                 kind = device_kind(rec["device"])
             except UnknownDevice as exc:
