@@ -7,8 +7,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from exporters.cache import usable_cache_dir
-from common.fsio import atomic_write
+from common.fsio import atomic_write, usable_cache_dir
 from models import ModelEntry, create_model, list_entries
 from models.complexity import count_macs, count_params
 

@@ -11,10 +11,10 @@ import sys
 import threading
 import traceback
 
+from common.errors import EXIT_USAGE, ModbenchError, UsageError
 from common.fsio import describe_os_error
 
 from . import commands
-from common.errors import EXIT_USAGE, ModbenchError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):

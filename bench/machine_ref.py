@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.cache import default_cache_dir
-from common.fsio import atomic_write
+from common.fsio import atomic_write, default_cache_dir
 
 # Bump when the probe network or its reading changes: old calibrations no longer apply.
 PROBE_VERSION = 5

@@ -16,23 +16,24 @@ from typing import Callable
 import numpy as np
 import torch
 
-from exporters import ExportedModel, ExportRequest, get_exporter
+from common.errors import ModbenchError, first_line
+from common.fsio import sha256_file
+from exporters import ExportRequest, ExportedModel, get_exporter
 from exporters.base import output_tensors
-from exporters.cache import sha256_file
 from models import ModelEntry, ModelError, create_model, get_entry, resolve_spec
-from models.byo import (check_onnx_shape, is_user_entry, read_onnx, onnx_file_digest, onnx_input,
-                        onnx_input_dtype, onnx_param_count, probe_onnx, user_code)
+from models.byo import (check_onnx_shape, is_user_entry, onnx_file_digest, onnx_input, onnx_input_dtype,
+                        onnx_param_count, probe_onnx, read_onnx, user_code)
 from models.complexity import count_macs, count_params
 
 from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
 from .env import machine_env, now_iso
-from common.errors import first_line, ModbenchError
+from .machine_ref import (MODEL_FIGURE_BLOCKS, Probe, read_model_figures, resolve_reference,
+                          update_model_figures)
 from .measurement import Validity
-from .machine_ref import MODEL_FIGURE_BLOCKS, Probe, read_model_figures, resolve_reference, update_model_figures
-from .schema import Identity, Protocol, Provenance, ResultRow
-from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter, valid_row_id
 from .runners import RUNNERS, RunSettings, get_runner
 from .schedule import TimingProtocol, time_sessions
+from .schema import Identity, Protocol, Provenance, ResultRow
+from .store import PROBE_KEY, SAMPLES_KEY, ResultsWriter, valid_row_id
 
 
 class PlanError(ModbenchError):

@@ -303,3 +303,32 @@ def write_new(path: Path, data: str | bytes, what: str = "output") -> None:
         raise WriteError(f"cannot write {path}: {describe_os_error(exc)}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# --- the cache folder ------------------------------------------------------------------
+
+# Exports, the machine probe's calibration, the complexity catalog and baselines'
+# saved graphs live under one folder: this variable names it.
+CACHE_ENV = "MODBENCH_CACHE"
+
+
+class CacheError(ModbenchError):
+    """The cache cannot be used (MODBENCH_CACHE names a file, a lock timed out...)."""
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    # Path.home() of an empty HOME is "/", which would put the cache in /.cache.
+    home = os.environ.get("HOME", "").strip()
+    if not home or Path(home) == Path("/"):
+        raise CacheError(f"HOME is empty or '/', so there is no user cache folder: set {CACHE_ENV} "
+                         "to the folder the export cache should use")
+    return Path(home) / ".cache" / "modbench"
+
+
+def usable_cache_dir(root: Path | None = None) -> Path:
+    """The cache folder, created if needed and proved writable by a real write."""
+    root = Path(root) if root else default_cache_dir()
+    what = f"export cache ({CACHE_ENV})" if os.environ.get(CACHE_ENV) else "export cache"
+    return ensure_writable_dir(root, what)

@@ -27,37 +27,14 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from common.errors import ModbenchError
-from common.fsio import WriteError, atomic_write, ensure_writable_dir, sha256_file, pid_alive
+from common.fsio import (CacheError, WriteError, atomic_write, default_cache_dir, ensure_writable_dir, pid_alive,
+                         sha256_file, usable_cache_dir)
 
 # A scratch folder whose owner cannot be checked (another host, an old name) is stale
 # after this long; one of a live process on this host after STALE_LIVE_S (a reused pid).
 STALE_S = 3600
 STALE_LIVE_S = 24 * 3600
 LOCK_TIMEOUT_S = 6 * 3600
-ENV = "MODBENCH_CACHE"
-
-
-class CacheError(ModbenchError):
-    """The export cache cannot be used (MODBENCH_CACHE names a file, a lock timed out...)."""
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV])
-    # Path.home() of an empty HOME is "/", which would put the cache in /.cache.
-    home = os.environ.get("HOME", "").strip()
-    if not home or Path(home) == Path("/"):
-        raise CacheError(f"HOME is empty or '/', so there is no user cache folder: set {ENV} "
-                         "to the folder the export cache should use")
-    return Path(home) / ".cache" / "modbench"
-
-
-def usable_cache_dir(root: Path | None = None) -> Path:
-    """The cache folder, created if needed and proved writable by a real write."""
-    root = Path(root) if root else default_cache_dir()
-    what = f"export cache ({ENV})" if os.environ.get(ENV) else "export cache"
-    return ensure_writable_dir(root, what)
 
 
 def sha256_path(path: Path) -> str:

@@ -382,7 +382,7 @@ def test_list_into_a_closed_pipe_is_not_an_error():
 
 
 def test_an_empty_home_is_not_the_root_cache(monkeypatch):
-    from exporters.cache import CacheError, default_cache_dir
+    from common.fsio import CacheError, default_cache_dir
 
     monkeypatch.delenv("MODBENCH_CACHE", raising=False)
     monkeypatch.setenv("HOME", "")

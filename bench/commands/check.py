@@ -9,14 +9,14 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from models import is_spec
-from common.fsio import check_new_output, write_new
-
-from ..env import cpu_fingerprint
 from common.errors import UsageError
-from ..gate import baselines, render
+from common.fsio import check_new_output, write_new
+from models import is_spec
+
 from ..gate.interleaved import compare_ab, run_ab
 from ..gate.verdicts import GateSettings, compare_runs, read_run, run_fingerprints
+from ..env import cpu_fingerprint
+from ..gate import baselines, render
 from ..runners import get_runner
 from ..schedule import TimingProtocol
 from ..specs import entry_names

@@ -13,7 +13,7 @@ import sys
 from exporters.coreml import compute_plan_summary
 from models import get_entry
 
-from ..pipeline import plan, prepare, RunRequest
+from ..pipeline import RunRequest, plan, prepare
 from ..specs import resolve_models
 from ..textable import render
 from . import _args as A

@@ -4,10 +4,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from exporters import EXPORTERS
-from common.fsio import atomic_dir, check_new_output, portable_name
-
 from common.errors import UsageError
+from common.fsio import atomic_dir, check_new_output, portable_name
+from exporters import EXPORTERS
+
 from ..pipeline import RunRequest, plan, prepare
 from ..specs import resolve_models
 from . import _args as A

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 from common.errors import UsageError
+
 from ..gpu_env import gpu_columns, gpu_extra, ort_cuda_versions, torch_cuda_versions
-from ..runners import get_runner, RUNNERS, RunnerUnavailable
+from ..runners import RUNNERS, RunnerUnavailable, get_runner
 from . import _args as A
 
 

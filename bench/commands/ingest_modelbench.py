@@ -11,25 +11,25 @@ before a single row is written.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 import datetime as _dt
 import math
-from pathlib import Path
 import re
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from models import get_entry, ModelError
+from common.errors import ModbenchError, UsageError
 from common.fsio import write_new
+from models import ModelError, get_entry
 from models.mobile_variants import table12_facts
 
 from ..catalog import measured_complexity
 from ..env import machine_env, now_iso
-from common.errors import ModbenchError, UsageError
 from ..pipeline import new_run_id
 from ..schema import Identity, Placement, Protocol, Provenance, ResultRow, Statistics
-from ..store import check_new_path, ResultsWriter
+from ..store import ResultsWriter, check_new_path
 from ..textable import render
 from . import _args as A
 

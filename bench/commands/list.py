@@ -5,10 +5,10 @@ import csv
 import json
 import sys
 
+from common.errors import UsageError
 from models import suites
 
 from ..catalog import catalog
-from common.errors import UsageError
 from ..textable import render
 from . import _args as A
 

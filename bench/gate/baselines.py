@@ -19,8 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from exporters.cache import default_cache_dir, sha256_file
-from common.fsio import atomic_write, ensure_writable_dir, portable_name
+from common.fsio import atomic_write, default_cache_dir, ensure_writable_dir, portable_name, sha256_file
 
 from ..pipeline import RunRequest, plan
 from ..store import read_results, run_config_path, samples_dir
