@@ -22,10 +22,10 @@ from pathlib import Path
 
 from torch import nn
 
+from common.errors import UsageError
 from models.byo import module_entry
 
 from .cli import build_parser
-from common.errors import UsageError
 from .pipeline import plan
 from .runplan import request_from_args, time_request
 from .store import check_new_path, read_results, read_samples

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import signal
 import sys
@@ -63,9 +64,6 @@ def _main(argv: list[str] | None, prog: str) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # `bench.py list | head`: the reader has what it wanted; not an error. Point
-        # stdout at /dev/null so the interpreter's final flush does not fail again.
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except MemoryError:

@@ -48,11 +48,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from exporters import get_exporter  # noqa: F401 - warm_here: the exporters, loaded in the worker
-from models import get_entry  # noqa: F401 - warm_here: the registry, torch and timm
+from common.errors import ModbenchError, UsageError, first_line
 
 from .env import machine_env
-from common.errors import first_line, ModbenchError, UsageError
 from .pipeline import Job, RunRequest, placement_slug, prepare_all, time_group
 from .runners import get_runner
 

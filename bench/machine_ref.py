@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 
 from common.fsio import atomic_write, default_cache_dir
 
@@ -58,8 +60,6 @@ CALIBRATION_MAX_AGE_DAYS = 14
 def probe_model_bytes() -> bytes:
     """A fixed convolution network (about 2 ms on one thread of this project's VM):
     3x3 convolutions, the kernels the timed models spend most of their time in."""
-    # onnx is imported here, as ONNX Runtime in Probe: only a run that opens a probe needs it.
-    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(PROBE_VERSION)
     c, side = PROBE_CHANNELS, PROBE_SIDE
@@ -93,10 +93,6 @@ class Probe:
     threads = 1
 
     def __init__(self):
-        # ONNX Runtime is imported here, not at module level: GPU-only and Core ML
-        # runs never open a probe.
-        import onnxruntime as ort
-
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1

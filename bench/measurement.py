@@ -39,7 +39,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from scipy import stats as _st
 
 from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED, BlockBusy

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+from common.errors import UsageError
 from models import list_entries, suites
 
 from .env import logical_cores, physical_cores
-from common.errors import UsageError
 from .fleet import parse_on
 from .pipeline import RunRequest, execute, interleave_groups, new_run_id, prepare_all
 from .progress import Progress, TerminalStatus

@@ -36,11 +36,12 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from . import busy
 from common.errors import ModbenchError
+
+from .runners.base import Session
+from . import busy
 from .machine_ref import Reference
 from .measurement import DEFAULT_TARGET_CI, MIN_NORMAL_BLOCKS, Measurement
-from .runners.base import Session
 
 SCHEDULES = ("round-robin", "sequential")
 STATS = ("median", "mean")

@@ -47,12 +47,12 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from common.errors import ModbenchError, first_line
 from common.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
                          ensure_writable_dir, fsync_dir, portable_name)
 
-from common.errors import first_line, ModbenchError
-from .schema import (BY_NAME, COLUMNS, IDENTITY, REQUIRED, SCHEMA_VERSION, UNVERSIONED, CellError,
-                     ResultRow, cell_text, cell_value, row_identity, typed)
+from .schema import (BY_NAME, COLUMNS, IDENTITY, REQUIRED, SCHEMA_VERSION, UNVERSIONED, CellError, ResultRow,
+                     cell_text, cell_value, row_identity, typed)
 from .vocab import UnknownDevice, device
 
 # The schema's names the store's callers use through it (bench/schema.py defines them).

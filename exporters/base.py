@@ -10,7 +10,7 @@ import psutil
 import torch
 from torch import nn
 
-from common.errors import first_line, ModbenchError
+from common.errors import ModbenchError, first_line
 from common.registry import Registry
 
 

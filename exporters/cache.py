@@ -27,8 +27,8 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from common.fsio import (CacheError, WriteError, atomic_write, default_cache_dir, ensure_writable_dir, pid_alive,
-                         sha256_file, usable_cache_dir)
+from common.fsio import (CacheError, WriteError, atomic_write, default_cache_dir, ensure_writable_dir,
+                         pid_alive, sha256_file, usable_cache_dir)
 
 # A scratch folder whose owner cannot be checked (another host, an old name) is stale
 # after this long; one of a live process on this host after STALE_LIVE_S (a reused pid).

@@ -20,7 +20,7 @@ from torch import nn
 
 from common.errors import first_line
 
-from .base import (ExportedModel, Exporter, ExportError, ExportRequest, example_input, module_fingerprint,
+from .base import (ExportError, ExportRequest, ExportedModel, Exporter, example_input, module_fingerprint,
                    output_tensors, register_exporter)
 from .cache import ExportCache
 

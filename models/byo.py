@@ -39,10 +39,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from common.errors import first_line, ModbenchError
+from common.errors import ModbenchError, first_line
 from common.fsio import sha256_file
-from .registry import (ModelEntry, ModelError, PaperFacts, get_entry, load_checkpoint, register,
-                       registered)
+
+from .registry import ModelEntry, ModelError, PaperFacts, get_entry, load_checkpoint, register, registered
 
 TIMM_PREFIX = "timm:"
 USER_SOURCE = "user"  # PaperFacts.source of every bring-your-own entry starts with this

@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .efficientmod import (CONFIGS, INTERACTIONS, EfficientMod, EfficientModBlock, ModulationMLP,
-                           _init_weights)
+from .efficientmod import CONFIGS, INTERACTIONS, EfficientMod, EfficientModBlock, ModulationMLP, _init_weights
 from .registry import (OTHER_TABLES, TABLE6, PaperFacts, add_to_suite, file_digest, load_checkpoint,
                        register_model)
 

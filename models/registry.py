@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from common.errors import first_line, ModbenchError
+from common.errors import ModbenchError, first_line
 from common.fsio import sha256_file
 from common.registry import Registry
 

@@ -25,8 +25,8 @@ import numpy as np
 from ..env import fingerprint
 from ..measurement import Measurement, from_row
 from ..schema import IDENTITY, cell_text, row_identity
-from ..store import ResultsError, SamplesError, StoredRow, read_results, read_samples, stored_rows
 from ..stats import mann_whitney, paired_ratio, unpaired_ratio
+from ..store import ResultsError, SamplesError, StoredRow, read_results, read_samples, stored_rows
 
 VERDICTS = ("slower", "faster", "unchanged", "not comparable")
 DEFAULT_THRESHOLD = 0.05

@@ -11,6 +11,8 @@ import io
 import math
 from dataclasses import dataclass, field
 
+from models.mbconv_ablation import fig9_points as points
+
 from ..stats import STATS
 from . import reference as ref
 from .headline import describe, headline, is_valid
@@ -319,8 +321,6 @@ def build_all(inp: ReportInputs, stat: str = "median", pairs=None) -> list[Table
 
 def fig9_points(inp: ReportInputs) -> dict[str, dict[tuple[str, str, int], Row]]:
     """Column label -> {(sweep, block, x): row} for the measured Fig. 9 networks."""
-    # Lazy: models.mbconv_ablation builds torch networks, and torch is not needed for a report otherwise.
-    from models.mbconv_ablation import fig9_points as points
 
     out: dict[str, dict] = {}
     for c in inp.columns:

@@ -6,7 +6,7 @@ is imported below."""
 import importlib
 import pkgutil
 
-from .base import RUNNERS, RunnerOptionError, RunnerUnavailable, RunSettings, Runner, Session, register_runner
+from .base import RUNNERS, RunSettings, Runner, RunnerOptionError, RunnerUnavailable, Session, register_runner
 
 for _m in pkgutil.iter_modules(__path__):
     if _m.name != "base" and not _m.name.startswith("_"):

@@ -11,6 +11,7 @@ import numpy as np
 
 from common.errors import ModbenchError
 from common.registry import Registry
+from models.byo import input_array
 
 from ..vocab import device as vocab_device
 
@@ -123,7 +124,5 @@ def time_calls(fn, n: int, *args) -> np.ndarray:
 def random_input(shape: tuple[int, ...], seed: int = 0, dtype: str = "float32") -> np.ndarray:
     """The timed input: seeded noise of the input's own element type (a user's ONNX
     file may take float16 or integers; see models.byo.ONNX_ELEMENT_TYPES)."""
-    # models imports torch (seconds); a runner module must import without it.
-    from models.byo import input_array
 
     return input_array(shape, dtype, seed)

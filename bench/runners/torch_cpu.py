@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from ..env import cpu_name
 from .base import RunSettings, Runner, Session, random_input, register_runner, time_calls
@@ -20,14 +21,12 @@ class _ThreadsGuard:
 
     @classmethod
     def acquire(cls) -> None:
-        import torch  # torch costs seconds; an ONNX-only run never needs it
         if cls.open_sessions == 0:
             cls.saved = torch.get_num_threads()
         cls.open_sessions += 1
 
     @classmethod
     def release(cls) -> None:
-        import torch  # torch costs seconds; an ONNX-only run never needs it
         cls.open_sessions = max(0, cls.open_sessions - 1)
         if cls.open_sessions == 0 and cls.saved is not None:
             torch.set_num_threads(cls.saved)
@@ -47,7 +46,6 @@ class TorchCpuSession(Session):
             _ThreadsGuard.release()
 
     def _call(self):
-        import torch  # torch costs seconds; an ONNX-only run never needs it
         # The thread count is process-wide; another session may have changed it.
         torch.set_num_threads(self._threads)
         return torch.inference_mode()
@@ -61,7 +59,6 @@ class TorchCpuSession(Session):
             return time_calls(self._module, n, self._x)
 
     def describe(self) -> dict:
-        import torch  # torch costs seconds; an ONNX-only run never needs it
         return {"provider": "eager", "device": "cpu",
                 "device_name": cpu_name(), "threads": self._threads,
                 "runtime_settings": {"mode": "eager", "inference_mode": True,
@@ -74,8 +71,6 @@ class TorchCpuRunner(Runner):
     device = "cpu"
 
     def open(self, artifact, input_shape, settings: RunSettings) -> Session:
-        import torch  # torch costs seconds; an ONNX-only run never needs it
-
         t0 = time.perf_counter_ns()
         module = artifact.eval()
         x = torch.from_numpy(random_input(input_shape))

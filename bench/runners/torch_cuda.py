@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from common.errors import first_line
 
@@ -21,7 +22,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def _dtype(precision: str):
-    import torch  # seconds to import; runner modules load without it
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
@@ -44,8 +44,6 @@ class TorchCudaSession(Session):
         return out
 
     def _timed(self, n: int) -> np.ndarray:
-        import torch  # seconds to import; runner modules load without it
-
         # Events made before the loop: creating them is not the model's time.
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
@@ -88,16 +86,12 @@ class TorchCudaRunner(Runner):
                          "cuda_graphs": (False, True), "device_id": int}
 
     def check_available(self) -> None:
-        import torch  # seconds to import; runner modules load without it
-
         if not torch.cuda.is_available():
             raise RunnerUnavailable(
                 f"{self.name} needs a CUDA GPU, and torch {torch.__version__} "
                 f"(built for CUDA {torch.version.cuda or 'none'}) sees none: torch.cuda.is_available() is False")
 
     def check_device(self, options: dict) -> None:
-        import torch  # seconds to import; runner modules load without it
-
         idx = int(options.get("device_id", 0))
         if idx >= torch.cuda.device_count():
             raise RunnerUnavailable(f"{self.name}: no CUDA device {idx} ({torch.cuda.device_count()} visible)")
@@ -105,8 +99,6 @@ class TorchCudaRunner(Runner):
             raise RunnerUnavailable(f"{self.name}: {torch.cuda.get_device_name(idx)} does not support bf16")
 
     def settings_record(self, options: dict) -> dict:
-        import torch  # seconds to import; runner modules load without it
-
         return {"mode": self.mode, "inference_mode": True, "torch_version": torch.__version__,
                 "timed_with": "cuda_events",
                 "cudnn_benchmark": torch.backends.cudnn.benchmark,
@@ -122,8 +114,6 @@ class TorchCudaRunner(Runner):
         return _capture_graph(module, x, extra)
 
     def open(self, artifact, input_shape, settings: RunSettings) -> Session:
-        import torch  # seconds to import; runner modules load without it
-
         options = settings.options
         self.check_device(options)
         idx = int(options.get("device_id", 0))
@@ -148,8 +138,6 @@ class TorchCudaRunner(Runner):
 
 
 def _capture_graph(module, x, extra: dict):
-    import torch  # seconds to import; runner modules load without it
-
     t0 = time.perf_counter_ns()
     with torch.inference_mode():
         # Warm up on a side stream: cuDNN's algorithm search and lazy allocations
@@ -189,8 +177,7 @@ class TorchCompileCudaRunner(TorchCudaRunner):
         return rec
 
     def build(self, module, x, options: dict, extra: dict):
-        import torch  # seconds to import; runner modules load without it
-        import torch._dynamo.config as dynamo_config  # as torch above
+        import torch._dynamo.config as dynamo_config  # the compiler: only torch.compile runs load it
 
         # Every job builds a new module of the same class; each one is a
         # recompile of the same code. Past the limit dynamo would quietly run
