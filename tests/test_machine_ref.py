@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import open_cpu_sessions
 
 from bench import machine_ref
 from bench.machine_ref import (Probe, Reference, fast_mode, read_model_figures, resolve_reference,
@@ -53,18 +54,9 @@ class Competitor:
 
 @pytest.fixture(scope="module")
 def sessions():
-    from bench.pipeline import RunRequest, plan, prepare_all
-    from bench.runners import RunSettings, get_runner
-
     # One thread: a 2-thread session of so small a model changes speed by itself (its
     # threads' placement), which no probe can know; one thread is steady.
-    req = RunRequest(models=["mobilenetv2_100"], threads=[1], resolutions=[128])
-    prep = prepare_all(plan(req), req, "onnx")
-    r = get_runner("ort-cpu")
-    out = [r.open(p.artifact, (1, 3, 128, 128), RunSettings(threads=1)) for p in prep]
-    yield out
-    for s in out:
-        s.close()
+    yield from open_cpu_sessions(["mobilenetv2_100"], 128)
 
 
 @pytest.fixture()

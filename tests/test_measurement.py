@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import open_cpu_sessions
 
 from bench.busy import BlockBusy
 from bench.measurement import PERCENTILE_MIN_SAMPLES, Measurement, Validity
@@ -78,16 +79,7 @@ def _spin(stop_at: float) -> None:
 
 @pytest.fixture(scope="module")
 def sessions():
-    from bench.pipeline import RunRequest, plan, prepare_all
-    from bench.runners import RunSettings, get_runner
-
-    req = RunRequest(models=["mobilenetv2_100", "fasternet_t0"], threads=[1], resolutions=[64])
-    prep = prepare_all(plan(req), req, "onnx")
-    r = get_runner("ort-cpu")
-    out = [r.open(p.artifact, (1, 3, 64, 64), RunSettings(threads=1)) for p in prep]
-    yield out
-    for s in out:
-        s.close()
+    yield from open_cpu_sessions(["mobilenetv2_100", "fasternet_t0"], 64)
 
 
 def test_precision_driven_rows_stop_on_their_own(sessions):
