@@ -350,3 +350,7 @@ def docs_table() -> str:
         flags = " (required)" if c.required else ""
         lines.append(f"| `{c.name}` | {c.type} | {c.group} | {c.meaning}{flags} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m bench.schema > table: the docs' column table
+    print(docs_table(), end="")

@@ -73,7 +73,8 @@ def test_the_docs_list_every_column_as_the_schema_says():
     text = (REPO / "docs" / "results-store.md").read_text()
     start = text.index("<!-- columns:")
     table = text[text.index("\n", start) + 1:text.index("<!-- /columns -->")]
-    assert table == schema.docs_table()
+    assert table == schema.docs_table(), ("docs/results-store.md's column table is not the schema's: "
+                                          "paste the output of `python -m bench.schema` between its markers")
 
 
 def test_cells_read_back_as_their_type():
