@@ -38,13 +38,13 @@ import numpy as np
 
 from common.errors import ModbenchError
 
-from .runners.base import Session
 from . import busy
 from .machine_ref import Reference
 from .measurement import DEFAULT_TARGET_CI, MIN_NORMAL_BLOCKS, Measurement
+from .runners.base import Session
+from .stats import STATS
 
 SCHEDULES = ("round-robin", "sequential")
-STATS = ("median", "mean")
 
 
 class ProtocolError(ModbenchError):

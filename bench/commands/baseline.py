@@ -1,11 +1,11 @@
 """bench.py baseline save|show: the runs `check` compares against, one folder per machine."""
 from __future__ import annotations
 
-from ..gate.verdicts import read_run
-from ..report.headline import describe, headline, is_valid
 from ..env import cpu_name, fingerprint, machine_env
 from ..gate import baselines
+from ..gate.verdicts import read_run
 from ..measurement import Measurement
+from ..report.headline import describe, headline, is_valid
 from ..store import StoredRow
 from ..textable import render
 from . import _args as A

@@ -13,10 +13,10 @@ from common.errors import UsageError
 from common.fsio import check_new_output, write_new
 from models import is_spec
 
-from ..gate.interleaved import compare_ab, run_ab
-from ..gate.verdicts import GateSettings, compare_runs, read_run, run_fingerprints
 from ..env import cpu_fingerprint
 from ..gate import baselines, render
+from ..gate.interleaved import compare_ab, run_ab
+from ..gate.verdicts import GateSettings, compare_runs, read_run, run_fingerprints
 from ..runners import get_runner
 from ..schedule import TimingProtocol
 from ..specs import entry_names

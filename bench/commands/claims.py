@@ -6,8 +6,8 @@ from pathlib import Path
 
 from common.fsio import check_new_output, write_new
 
-from ..report.inputs import read_inputs
 from ..report import claims
+from ..report.inputs import read_inputs
 
 
 def add_parser(sub) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from common.fsio import atomic_dir, check_new_output
 
+from ..report import claims, plots, tables
 from ..report.headline import describe
 from ..report.inputs import read_inputs
-from ..report import claims, plots, tables
 from ..store import ResultsError
 
 

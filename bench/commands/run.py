@@ -12,11 +12,11 @@ from pathlib import Path
 from common.errors import UsageError
 from common.fsio import portable_name
 
-from ..report.headline import headline as row_headline
 from .. import fleet
 from ..env import REPO_ROOT, machine_env
 from ..pipeline import RunRequest, interleave_groups, new_run_id, plan, prepare_all
 from ..progress import TerminalStatus
+from ..report.headline import headline as row_headline
 from ..runners import get_runner
 from ..runplan import (OVERSUBSCRIBED_LIMIT, check_thread_count, protocol_line, request_from_args,
                        say_interrupted, time_request)
