@@ -24,7 +24,8 @@ from .base import (ExportError, ExportRequest, ExportedModel, Exporter, example_
                    output_tensors, register_exporter)
 from .cache import ExportCache
 
-EXPORTERS = ("torchscript", "dynamo")
+# torch's two ways to write ONNX (the --exporter option; the row's `exporter` column).
+TORCH_ONNX_EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -44,8 +45,8 @@ class OnnxExporter(Exporter):
 
     def __init__(self, exporter: str = "torchscript", opset: int | None = None,
                  parity_tol: float = DEFAULT_PARITY_TOL, cache: ExportCache | None = None):
-        if exporter not in EXPORTERS:
-            raise ExportError(f"exporter must be one of {EXPORTERS}, not {exporter!r}")
+        if exporter not in TORCH_ONNX_EXPORTERS:
+            raise ExportError(f"exporter must be one of {TORCH_ONNX_EXPORTERS}, not {exporter!r}")
         self.exporter = exporter
         self.opset = opset or DEFAULT_OPSET[exporter]
         if exporter == "dynamo" and self.opset < 18:

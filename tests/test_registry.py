@@ -12,7 +12,7 @@ from bench.runners import RUNNERS, RunnerUnavailable, register_runner
 from bench.runners.base import Runner
 from bench.vocab import DEVICES, UnknownDevice
 from common.registry import Registry
-from exporters import EXPORTERS, ExportError, Exporter, ExportRequest, OnnxExporter, get_exporter
+from exporters import EXPORTERS, ExportCache, ExportError, Exporter, ExportRequest, OnnxExporter, get_exporter
 from models import create_model, list_entries
 from models.byo import USER_SOURCE
 from models.registry import _REGISTRY
@@ -45,13 +45,14 @@ def _wake_layer_scale(model: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("entry", [_param(e) for e in ENTRIES])
-def test_every_model_builds_exports_and_keeps_parity(entry):
+def test_every_model_builds_exports_and_keeps_parity(entry, tmp_path):
     res = NATIVE_ONLY.get(entry.name, SMALL)
     torch.manual_seed(0)
     model = create_model(entry.name, resolution=res)
     _wake_layer_scale(model)
-    # The session's own cache (tests/conftest.py points MODBENCH_CACHE at a temp folder).
-    exporter = OnnxExporter()
+    # A cache of its own: an earlier test may have exported the same graph, and the
+    # parity figure checked here must be this export's.
+    exporter = OnnxExporter(cache=ExportCache(tmp_path))
     art = exporter.export(model, ExportRequest(entry.name, entry.default_variant, res, 1, entry.source_id))
     assert not art.meta["cache_hit"]  # a fresh cache: the parity figure is this export's
     assert art.input_shape == (1, 3, res, res)
