@@ -296,7 +296,7 @@ class ResultsWriter:
         if row.get("schema_version") not in (None, SCHEMA_VERSION):
             raise ValueError(f"a version {row['schema_version']} row cannot be written as version {SCHEMA_VERSION}")
         row_id = str(row.get("row_id", ""))
-        if not _ROW_ID.fullmatch(row_id):
+        if not valid_row_id(row_id):
             raise ResultsError(f"{self.path}: row id {row_id!r} is not a valid row id")
         if row_id in self._ids:
             raise ResultsError(f"{self.path}: row {row_id} is already in the file; a row is written once")
@@ -519,7 +519,7 @@ def _validate_row(path: Path, line: int, cells: dict) -> dict:
         rec = {k: cell_value(k, v) for k, v in cells.items()}
     except CellError as exc:
         raise ResultsError(f"{where}: {exc}") from None
-    if not rec.get("row_id") or not _ROW_ID.fullmatch(str(rec["row_id"])):
+    if not rec.get("row_id") or not valid_row_id(rec["row_id"]):
         raise ResultsError(f"{where}: row id {rec.get('row_id')!r} is not a valid row id")
     if not rec.get("model"):
         raise ResultsError(f"{where}: no model")

@@ -38,9 +38,10 @@ class Registry(Mapping[str, T], Generic[T]):
         self._items[name] = item
         return item
 
-    def lookup(self, name: str, hint: str = "") -> T:
-        """The item of that name, or the registry's error in one line: the names
-        closest to it, or all of them when the registry is short."""
+    def lookup(self, name: str, hint: str = "", otherwise: str | None = None) -> T:
+        """The item of that name, or the registry's error in one line: `hint` if given,
+        else the names closest to it, else `otherwise`, or all the names when the
+        registry is short."""
         try:
             return self._items[name]
         except KeyError:
@@ -49,6 +50,8 @@ class Registry(Mapping[str, T], Generic[T]):
             close = difflib.get_close_matches(str(name).lower(), self._items, n=3, cutoff=0.5)
             if close:
                 hint = f"; did you mean {', '.join(close)}?"
+            elif otherwise is not None:
+                hint = otherwise
             elif len(self._items) <= 12:
                 hint = f"; known: {', '.join(sorted(self._items))}"
         raise self._error(f"unknown {self.kind} {name!r}{hint}")

@@ -10,7 +10,6 @@ Models known only at run time (models/byo.py) go through `register(entry)`.
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -203,11 +202,9 @@ def register_model(name: str, *, family: str, paper: PaperTable | Callable[[str]
 
 def get_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name).lower(), _REGISTRY, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `bench.py list`"
-        if _timm_has(name):
-            hint = f"; timm has it: name it timm:{name}"
-        _REGISTRY.lookup(name, hint)
+        # timm's own name is the better answer than a near one of ours.
+        hint = f"; timm has it: name it timm:{name}" if _timm_has(name) else ""
+        _REGISTRY.lookup(name, hint, otherwise="; see `bench.py list`")
     return _with_added_suites(_REGISTRY[name])
 
 
