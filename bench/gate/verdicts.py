@@ -26,7 +26,7 @@ from ..env import fingerprint
 from ..measurement import Measurement, from_row
 from ..schema import IDENTITY, cell_text, row_identity
 from ..stats import mann_whitney, paired_ratio, unpaired_ratio
-from ..store import ResultsError, SamplesError, StoredRow, read_results, read_samples, stored_rows
+from ..store import ResultsError, SamplesError, StoredRow, read_results, stored_rows
 
 VERDICTS = ("slower", "faster", "unchanged", "not comparable")
 DEFAULT_THRESHOLD = 0.05
@@ -143,6 +143,9 @@ class _Run:
     path: Path
     df: object                # the file as read_results gives it (for the reference's group)
     rows: list[StoredRow]     # its rows, typed
+
+    def row(self, row_id: str) -> StoredRow:
+        return next(r for r in self.rows if r.id == row_id)
 
     def measurement(self, row: StoredRow) -> Measurement:
         """The row's samples and probe readings (one read of its samples file)."""
@@ -305,7 +308,8 @@ def _normalized(run: _Run, row, x: np.ndarray, reference: str):
         return None, f"reference {reference} was not timed interleaved with it in {run.path.name}"
     ref = same.iloc[0]
     try:
-        xr = read_samples(run.path, ref)
+        # The reference's StoredRow: it keeps its samples for every row judged against it.
+        xr = run.row(ref["row_id"]).samples()
     except SamplesError as exc:
         return None, f"reference samples cannot be trusted: {exc}"
     block = int(row["block_size"])
