@@ -7,9 +7,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from common.fsio import atomic_write, usable_cache_dir
-from models import ModelEntry, create_model, list_entries
-from models.complexity import count_macs, count_params
+from modbench.common.fsio import atomic_write, usable_cache_dir
+from modbench.models import ModelEntry, create_model, list_entries
+from modbench.models.complexity import count_macs, count_params
 
 
 def _cache_path() -> Path:

@@ -17,9 +17,9 @@ Placement:
   (`ray start --labels key=value`). Each job runs once per placement; within a
   placement, groups spread over the nodes that offer it.
 
-Code: the driver's checkout (models/, exporters/, bench/, bench.py) is shipped to
-every node as Ray's runtime_env `working_dir`, so every node runs the same suite
-code; each node's own torch, ONNX Runtime, ... build the artifacts. Rows record
+Code: the driver's modbench package (its `modbench/` folder as installed, staged
+from a checkout's bench/, models/, exporters/ and common/) is shipped to every node
+as Ray's runtime_env `working_dir`, so every node runs the same suite code; each node's own torch, ONNX Runtime, ... build the artifacts. Rows record
 the driver's git commit (the code that ran) and the node's library versions; the
 driver compares those and each artifact's SHA-256 with its own and prints drift.
 
@@ -41,14 +41,16 @@ import importlib
 import logging
 import os
 import platform
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from common.errors import ModbenchError, UsageError, first_line
+from modbench.common.errors import ModbenchError, UsageError, first_line
 
 from .env import machine_env
 from .pipeline import Job, RunRequest, placement_slug, prepare_all, time_group
@@ -65,18 +67,27 @@ GRACE_S = float(os.environ.get("MODBENCH_FLEET_GRACE_S", "30"))
 # How long the driver waits, once it has prepared, for the nodes' warm-ups (import
 # of the suite and runtime); a node slower than that is left to its first group.
 WARM_UP_WAIT_S = float(os.environ.get("MODBENCH_FLEET_WARM_UP_WAIT_S", "20"))
-# Ray's working_dir: the suite's code only. An allowlist, so that whatever else
-# lies in a checkout (results, environments, a downloaded wheel) never travels and
-# never pushes the package over Ray's size limit.
-SHIPPED = ("bench", "models", "exporters", "bench.py")
-SHIP_EXCLUDES_INSIDE = ["__pycache__", "*.pyc"]
+# What a node never needs of the package's folders.
+SHIP_IGNORED = ("__pycache__", "*.pyc", "*.lock")
 
 
-def ship_excludes(repo_root) -> list[str]:
-    """Ray `excludes` (gitignore syntax, "/" anchors at the working_dir) for
-    everything at the top of the checkout that is not the suite's code."""
-    return [f"/{p.name}" for p in sorted(Path(repo_root).iterdir()) if p.name not in SHIPPED] \
-        + SHIP_EXCLUDES_INSIDE
+def stage_code(dest) -> Path:
+    """The modbench package as it is installed (one folder, `modbench/`), copied into
+    `dest` from wherever this process imported it: a checkout maps bench/, models/,
+    exporters/ and common/ under that one name, an installed copy already is one folder.
+    It is Ray's working_dir: an allowlist, so that whatever else lies beside the code
+    (results, environments, a downloaded wheel) never travels."""
+    dest = Path(dest)
+    ignore = shutil.ignore_patterns(*SHIP_IGNORED)
+    shutil.copytree(Path(__file__).resolve().parent, dest / "modbench", ignore=ignore)  # this module's package
+    for name, module in sorted(sys.modules.items()):
+        parent = sys.modules.get(name.rpartition(".")[0])
+        if not name.startswith("modbench.") or not hasattr(module, "__path__") or parent is None:
+            continue
+        here, beside = Path(module.__file__).parent, Path(parent.__file__).parent / name.rpartition(".")[2]
+        if here != beside:  # a subpackage that lives in a folder of its own (models/ -> modbench.models)
+            shutil.copytree(here, dest / Path(*name.split(".")), ignore=ignore)
+    return dest
 
 
 # The driver's library versions each node's are compared with.
@@ -199,7 +210,7 @@ def _reachable_outside(port: int) -> bool:
         return False
 
 
-def connect(address: str, repo_root) -> str:
+def connect(address: str) -> str:
     """Connect this process to the cluster, shipping the suite's code; the GCS address."""
     hostport = parse_address(address)
     if hostport is not None:
@@ -221,12 +232,16 @@ def connect(address: str, repo_root) -> str:
     except ImportError:
         raise FleetError("--cluster needs Ray, which this environment lacks; install the suite with "
                          "the README's set-up command") from None
+    staging = Path(tempfile.mkdtemp(prefix="modbench-ship-"))
     try:
+        # Ray packs and uploads the working_dir during init: the staged copy can go after.
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                 runtime_env={"working_dir": str(repo_root), "excludes": ship_excludes(repo_root)})
+                 runtime_env={"working_dir": str(stage_code(staging / "code"))})
     except (ConnectionError, RuntimeError, ValueError) as exc:
         # e.g. nothing at 'auto', a Ray version other than the cluster's
         raise FleetError(f"cannot connect to the Ray cluster at {address}: {first_line(exc)}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ray.get_runtime_context().gcs_address
 
 
@@ -305,7 +320,7 @@ def _shipped(entry: str, name: str):
             node_id = "-"
         try:
             # The suite itself: the import this function exists to try on the node.
-            fleet = importlib.import_module("bench.fleet")
+            fleet = importlib.import_module("modbench.fleet")
         except BaseException as exc:  # noqa: BLE001 - any import failure is the node's setup
             # Written out, not common.errors.first_line: the suite is what failed to import.
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -21,15 +21,18 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from filelock import FileLock
 from onnx import TensorProto, helper, numpy_helper
 
-from common.fsio import atomic_write, default_cache_dir
+from modbench.common.errors import first_line
+from modbench.common.fsio import atomic_write, default_cache_dir
 
 # Bump when the probe network or its reading changes: old calibrations no longer apply.
 PROBE_VERSION = 5
@@ -117,23 +120,28 @@ class Probe:
 
 # --- the fast mode of a set of readings ---------------------------------------------------
 
-def fast_mode(readings) -> tuple[float | None, int]:
-    """(location of the readings' fast mode, how many readings it rests on).
-
-    The floor is the lowest reading that has at least two others within MODE_TOL of
-    it (a single lucky reading is not a mode); the mode is the median of the readings
-    from that floor up to NORMAL_MAX times it."""
+def mode_floor(readings) -> float | None:
+    """The floor of the readings' fast mode: the lowest reading that has at least two
+    others within MODE_TOL of it (a single lucky reading is not a mode); the median
+    when no three readings are that close; the lowest of fewer than three."""
     r = np.sort(np.asarray([x for x in readings if x is not None and math.isfinite(x) and x > 0], float))
     if r.size == 0:
+        return None
+    if r.size < 3:
+        return float(r[0])
+    for i in range(r.size - 2):
+        if r[i + 2] <= r[i] * (1 + MODE_TOL):
+            return float(r[i])
+    return float(np.median(r))
+
+
+def fast_mode(readings) -> tuple[float | None, int]:
+    """(location of the readings' fast mode, how many readings it rests on): the
+    median of the readings from `mode_floor` up to NORMAL_MAX times it."""
+    floor = mode_floor(readings)
+    if floor is None:
         return None, 0
-    floor = r[0]
-    if r.size >= 3:
-        for i in range(r.size - 2):
-            if r[i + 2] <= r[i] * (1 + MODE_TOL):
-                floor = r[i]
-                break
-        else:
-            floor = float(np.median(r))
+    r = np.asarray([x for x in readings if x is not None and math.isfinite(x) and x > 0], float)
     near = r[(r >= floor) & (r <= floor * NORMAL_MAX)]
     return float(np.median(near)), int(near.size)
 
@@ -158,19 +166,53 @@ def calibration_path(env: dict, threads: int) -> Path:
     return default_cache_dir() / "machine" / f"probe-{calibration_key(env, threads)}.json"
 
 
+# A figure kept in the cache is believed only within this factor of what the run
+# measures: the host slows this VM 1.6-2x, never 4x, so a figure further off is not
+# this machine's (a file copied from elsewhere, edited, or damaged).
+PLAUSIBLE_RATIO = 4.0
+
+
+def _set_aside(path: Path, why: str) -> None:
+    """A cache file that cannot be believed: renamed out of the way (the next run
+    writes a new one) and said in one line that names it."""
+    try:
+        path.replace(path.with_name(path.name + ".set-aside"))
+        where = f"moved to {path.name}.set-aside"
+    except OSError:
+        where = "left in place"
+    print(f"note: {path}: {why}; not used ({where})", file=sys.stderr)
+
+
+def _cached_figure(value, date, what: str) -> tuple[float, str]:
+    """(milliseconds, ISO date) of a cached entry, or ValueError saying what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} is {value!r}, not a number")
+    ms = float(value)
+    if not (ms > 0 and math.isfinite(ms)):
+        raise ValueError(f"{what} is {value!r}, not a positive number")
+    day = _dt.date.fromisoformat(str(date))
+    if day > _dt.date.today():
+        raise ValueError(f"its date {day} is in the future")
+    return ms, day.isoformat()
+
+
 def read_calibration(env: dict, threads: int) -> dict | None:
-    """The stored calibration, or None when there is none, it is damaged or too old."""
+    """The stored calibration, or None when there is none or it is too old; one that
+    cannot be believed (not a positive number, a date to come) is set aside."""
     p = calibration_path(env, threads)
+    if not p.is_file():
+        return None
     try:
         data = json.loads(p.read_text())
-        ms, date = float(data["probe_ms"]), _dt.date.fromisoformat(str(data["date"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        ms, date = _cached_figure(data["probe_ms"], data["date"], "probe_ms")
+    except OSError:
         return None
-    if not (ms > 0 and math.isfinite(ms)):
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _set_aside(p, f"a damaged probe calibration ({exc})")
         return None
-    if (_dt.date.today() - date).days > CALIBRATION_MAX_AGE_DAYS:
+    if (_dt.date.today() - _dt.date.fromisoformat(date)).days > CALIBRATION_MAX_AGE_DAYS:
         return None
-    return dict(data, probe_ms=ms)
+    return dict(data, probe_ms=ms, date=date)
 
 
 def resolve_reference(readings, env: dict, threads: int, save: bool = True) -> Reference | None:
@@ -186,6 +228,10 @@ def resolve_reference(readings, env: dict, threads: int, save: bool = True) -> R
     if mode is None:
         return None
     cal = read_calibration(env, threads)
+    if cal is not None and not (1 / PLAUSIBLE_RATIO <= mode / cal["probe_ms"] <= PLAUSIBLE_RATIO):
+        _set_aside(calibration_path(env, threads), f"its probe time {cal['probe_ms']:g} ms is {mode / cal['probe_ms']:.3g}x "
+                   f"what this run's probe reads ({mode:g} ms): not this machine's")
+        cal = None
     today = _dt.date.today().isoformat()
     if cal is not None and mode >= cal["probe_ms"] * (1 - RECALIBRATE):
         return Reference(cal["probe_ms"], f"calibration {cal['date']}")
@@ -201,10 +247,18 @@ def _store(env: dict, threads: int, ms: float, support: int, date: str) -> None:
     data = {"probe_ms": ms, "date": date, "readings": support, "threads": threads,
             "probe_version": PROBE_VERSION, "cpu_name": env.get("cpu_name"),
             "cpu_logical": env.get("cpu_logical")}
+    path = calibration_path(env, threads)
     try:
-        atomic_write(calibration_path(env, threads), json.dumps(data, indent=1), make_parents=True)
+        with _writing(path):
+            atomic_write(path, json.dumps(data, indent=1), make_parents=True)
     except Exception:  # a read-only cache only costs the next run its calibration
         pass
+
+
+def _writing(path: Path) -> FileLock:
+    """One writer of a cache file at a time (two runs at once keep every figure)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path) + ".lock", timeout=30)
 
 
 # --- each model's fast figure on this machine, kept between runs ------------------------
@@ -224,19 +278,32 @@ def model_figures_path(env: dict) -> Path:
 
 
 def read_model_figures(env: dict) -> dict:
-    """key -> {"ms": fast-mode latency, "date": ...}, dropping figures too old to trust."""
-    try:
-        data = json.loads(model_figures_path(env).read_text())
-    except (OSError, ValueError):
+    """key -> {"ms": fast-mode latency, "date": ...}, dropping figures too old to trust;
+    entries that cannot be believed are dropped with a line naming the file."""
+    path = model_figures_path(env)
+    if not path.is_file():
         return {}
-    out = {}
-    for k, v in (data.items() if isinstance(data, dict) else []):
+    try:
+        data = json.loads(path.read_text())
+    except OSError:
+        return {}
+    except ValueError as exc:
+        _set_aside(path, f"damaged model figures ({first_line(exc)})")
+        return {}
+    if not isinstance(data, dict):
+        _set_aside(path, "damaged model figures (not a JSON object)")
+        return {}
+    out, bad = {}, []
+    for k, v in data.items():
         try:
-            ms, date = float(v["ms"]), _dt.date.fromisoformat(str(v["date"]))
-        except (KeyError, TypeError, ValueError):
+            ms, date = _cached_figure(v["ms"], v["date"], f"{k}'s ms")
+        except (KeyError, TypeError, ValueError) as exc:
+            bad.append(f"{k} ({exc})")
             continue
-        if ms > 0 and math.isfinite(ms) and (_dt.date.today() - date).days <= CALIBRATION_MAX_AGE_DAYS:
-            out[k] = {"ms": ms, "date": str(date)}
+        if (_dt.date.today() - _dt.date.fromisoformat(date)).days <= CALIBRATION_MAX_AGE_DAYS:
+            out[k] = {"ms": ms, "date": date}
+    if bad:
+        print(f"note: {path}: {len(bad)} figure(s) not used: {'; '.join(bad[:3])}", file=sys.stderr)
     return out
 
 
@@ -244,7 +311,20 @@ def update_model_figures(env: dict, found: dict) -> None:
     """Store each model's fast figure of this run where there was none, the old one is
     too old, or this run's is faster by more than RECALIBRATE (never a slower one: a
     slowed run must not become the reference)."""
-    figures = read_model_figures(env)
+    path = model_figures_path(env)
+    try:
+        lock = _writing(path)
+        lock.acquire()
+    except Exception:  # a read-only cache, or another run holding it for 30 s: these figures wait
+        return
+    try:
+        _update_model_figures(env, found)
+    finally:
+        lock.release()
+
+
+def _update_model_figures(env: dict, found: dict) -> None:
+    figures = read_model_figures(env)  # read again under the lock: another run may have added some
     today = _dt.date.today().isoformat()
     changed = False
     for key, ms in found.items():

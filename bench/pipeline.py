@@ -16,20 +16,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from common.errors import ModbenchError, first_line
-from common.fsio import sha256_file
-from exporters import ExportRequest, ExportedModel, get_exporter
-from exporters.base import output_tensors
-from models import ModelEntry, ModelError, create_model, get_entry, resolve_spec
-from models.byo import (check_onnx_shape, is_user_entry, onnx_file_digest, onnx_input, onnx_input_dtype,
+from modbench.common.errors import ModbenchError, first_line
+from modbench.common.fsio import sha256_file
+from modbench.exporters import ExportRequest, ExportedModel, get_exporter
+from modbench.exporters.base import output_tensors
+from modbench.models import ModelEntry, ModelError, create_model, get_entry, resolve_spec
+from modbench.models.byo import (check_onnx_shape, is_user_entry, onnx_file_digest, onnx_input, onnx_input_dtype,
                         onnx_param_count, probe_onnx, read_onnx, user_code)
-from models.complexity import count_macs, count_params
+from modbench.models.complexity import count_macs, count_params
 
 from .busy import DEFAULT_BUSY_CORES, DEFAULT_MAX_DISTURBED
 from .env import machine_env, now_iso
 from .machine_ref import (MODEL_FIGURE_BLOCKS, Probe, read_model_figures, resolve_reference,
                           update_model_figures)
-from .measurement import Validity
+from .measurement import IMPRECISE, NO_INTERVAL, Validity, relative_figure
 from .runners import RUNNERS, RunSettings, get_runner
 from .schedule import TimingProtocol, time_sessions
 from .schema import Identity, Protocol, Provenance, ResultRow
@@ -99,6 +99,10 @@ class RunRequest:
     # PATH.onnx, module:function); these rebuild them on --resume.
     model_args: dict = field(default_factory=dict)
     top1: dict = field(default_factory=dict)
+    # The model timed beside every interleave group on a CPU runtime, in the same
+    # rounds: each row's relative latency is against it (None: no reference; requests
+    # stored before it had none).
+    reference: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -243,7 +247,7 @@ def _prepare_module(job: Job, req: RunRequest, entry: ModelEntry, artifact_forma
         raise PlanError(f"model {job.model} ran out of memory at batch {job.batch}, resolution "
                         f"{job.resolution}; use a smaller --batch or --resolution") from None
     except (RuntimeError, AssertionError, ValueError) as exc:
-        if getattr(exc, "__module__", "").startswith("models"):
+        if getattr(exc, "__module__", "").startswith("modbench.models"):
             raise
         first = first_line(exc)
         if "out of memory" in first.lower() or "can't allocate memory" in first.lower():
@@ -369,6 +373,69 @@ def open_probe(runner, env: dict) -> tuple[Probe | None, Callable | None]:
     return probe, reference
 
 
+# The reference a run times beside its rows unless told otherwise (--reference): a
+# plain CNN in the paper's Table 1, a few milliseconds at 224 px on a CPU, whose speed
+# follows the machine's.
+DEFAULT_REFERENCE = "mobilenetv2_100"
+def reference_job(req: RunRequest, like: Job) -> Job:
+    """The reference's job beside `like`: the same runtime, threads, batch and placement,
+    at the reference's own resolution."""
+    entry = resolve_entry(req.reference, req)
+    if not entry.available:
+        raise PlanError(f"reference {req.reference} is not available: {entry.unavailable_reason}")
+    return Job(entry.name, entry.resolve_variant(None), req.runtime, like.threads, like.batch,
+               entry.default_resolution, None, like.placement)
+
+
+def with_reference(members: list[Prepared], req: RunRequest, run_id: str, group: int,
+                   artifact_format: str) -> tuple[list[Prepared], dict[int, int]]:
+    """The group's members with the reference beside them, and for each member the index
+    of its reference (same threads and batch). A member that is the reference model is
+    its group's reference; else a reference row is added, with an id of this run's own
+    (a resumed run adds its own again), prepared from the export cache."""
+    if req.reference is None or RUNNERS[req.runtime].device != "cpu":
+        return members, {}
+    out, refs, made = list(members), {}, {}
+    for i, p in enumerate(members):
+        key = (p.job.threads, p.job.batch, p.job.placement)
+        if p.job.model == req.reference or get_entry(p.job.model).name == req.reference:
+            made.setdefault(key, i)
+    for i, p in enumerate(members):
+        key = (p.job.threads, p.job.batch, p.job.placement)
+        if key not in made:
+            job = reference_job(req, p.job)
+            ref = prepare(job, req, artifact_format)
+            made[key] = len(out)
+            out.append(replace(ref, row_id=f"{job.row_id}.ref-{run_id}-{group}",
+                               extra=dict(ref.extra, reference_of_group=group)))
+        if made[key] != i:
+            refs[i] = made[key]
+    return out, refs
+
+
+def relative_columns(m, ref_m, req: RunRequest, ref_fast: tuple[float, str] | None) -> dict:
+    """A row's figure relative to its reference, paired round by round, with a validity
+    of its own, and the calibrated milliseconds where the reference's latency on this
+    machine is known."""
+    rel = relative_figure(m, ref_m)
+    r = rel.ratio
+    codes = list(rel.codes)
+    if r.low != r.low:
+        codes.append(NO_INTERVAL)
+    elif r.rel_half_width > req.protocol.stopping.target_ci:
+        codes.append(IMPRECISE)
+    out = {"rel_reference": req.reference, "rel_latency": r.estimate,
+           "rel_ci_low": r.low if r.low == r.low else None, "rel_ci_high": r.high if r.high == r.high else None,
+           "rel_codes": ",".join(codes)}
+    if ref_fast is None:
+        return dict(out, calibration=f"none yet: no fast-mode latency of {req.reference} kept for this machine")
+    ms, when = ref_fast
+    return dict(out, calibrated_ms=r.estimate * ms,
+                calibrated_ci_low_ms=r.low * ms if r.low == r.low else None,
+                calibrated_ci_high_ms=r.high * ms if r.high == r.high else None,
+                calibration=f"{req.reference} at {ms:.4g} ms on this machine ({when})")
+
+
 def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int,
                progress: Callable[[int], None] = lambda n: None,
                runner=None, env: dict | None = None,
@@ -383,6 +450,7 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
     protocol = req.protocol
     runner = runner or get_runner(req.runtime)
     env = env if env is not None else machine_env()
+    members, refs = with_reference(members, req, run_id, group, runner.artifact)
     sessions, probe = [], None
     try:
         for p in members:
@@ -395,13 +463,20 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
         figures = read_model_figures(env) if probe is not None else {}
         measurements = time_sessions(sessions, protocol, progress=progress, on_round=on_round,
                                      probe=probe, reference=reference,
-                                     known_ms=[figures.get(k, {}).get("ms") for k in keys])
+                                     known_ms=[figures.get(k, {}).get("ms") for k in keys],
+                                     relative_to=refs)
         if probe is not None:
             update_model_figures(env, {k: fast for k, m in zip(keys, measurements)
                                        if (fast := model_figure(m)) is not None})
+        stored = read_model_figures(env) if refs and probe is not None else {}
         out = []
-        for p, s, m in zip(members, sessions, measurements):
+        for i, (p, s, m) in enumerate(zip(members, sessions, measurements)):
             session = s.describe()
+            rel = {}
+            if i in refs:
+                kept = stored.get(keys[refs[i]])
+                rel = relative_columns(m, measurements[refs[i]], req,
+                                       (kept["ms"], kept["date"]) if kept else None)
             row = ResultRow.compose(
                 job_identity(p.job, run_id, session, row_id=p.row_id, precision=req.options.get("precision")),
                 session_facts(session), env, p.columns, m.summary(req.validity),
@@ -409,6 +484,7 @@ def time_group(members: list[Prepared], req: RunRequest, run_id: str, group: int
                          schedule=protocol.schedule if len(members) > 1 else "single",
                          interleave_group=f"{run_id}:{group}", block_size=protocol.block,
                          block_warmup=protocol.block_warmup),
+                rel,
                 Provenance(timestamp=now_iso(), extra={**m.extra, **s.extra(), **p.extra} or None))
             out.append((row.to_record(), {SAMPLES_KEY: m.samples_ms, PROBE_KEY: m.probe_ms}))
         return out

@@ -24,6 +24,11 @@ The stopping rule then counts only what the headline uses: the blocks that ran a
 the machine's normal speed, against the reference that `reference(readings, final)`
 gives for the readings so far.
 
+A reference model (`relative_to`): a session timed beside a reference session in the
+same rounds is judged, by the stopping rule, on its latency relative to that reference
+(the figure a shared machine reproduces), not on its own headline; a reference is timed
+for as long as any session relative to it is.
+
 Every setting lives in one frozen `TimingProtocol`, built once from the command
 line or the Python API and passed whole to `time_sessions`.
 """
@@ -36,15 +41,19 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from common.errors import ModbenchError
+from modbench.common.errors import ModbenchError
 
 from . import busy
 from .machine_ref import Reference
-from .measurement import DEFAULT_TARGET_CI, MIN_NORMAL_BLOCKS, Measurement
+from .measurement import DEFAULT_TARGET_CI, MIN_NORMAL_BLOCKS, Measurement, relative_figure
 from .runners.base import Session
 from .stats import STATS
 
 SCHEDULES = ("round-robin", "sequential")
+# A figure relative to a reference stops no sooner than this many rounds: on this
+# project's VM, intervals of 6 rounds said ±0.9% while quiet runs moved 2.2% apart
+# (tools.selfbench relative, December 2).
+MIN_PAIRED_ROUNDS = 10
 
 
 class ProtocolError(ModbenchError):
@@ -136,10 +145,10 @@ class TimingProtocol:
     def from_flat(cls, d: dict) -> "TimingProtocol":
         """The protocol of a request stored before it had one (run.json's flat fields)."""
         auto = bool(d.get("auto", False))  # requests before precision-driven runs had a fixed count
-        iters = int(d.get("iters", 4000))
-        rule = StoppingRule(d.get("target_ci", DEFAULT_TARGET_CI), d.get("stat", "median"),
+        iters = int(d.get("iters", cls.iters))
+        rule = StoppingRule(d.get("target_ci", StoppingRule.target_ci), d.get("stat", StoppingRule.stat),
                             # the old stopping rule clipped its minimum to the ceiling
-                            min(int(d.get("min_iters", 300)), iters))
+                            min(int(d.get("min_iters", StoppingRule.min_iters)), iters))
         kw = {k: d[k] for k in ("warmup", "block", "block_warmup", "schedule") if k in d}
         return cls(iters=iters, auto=auto, stopping=rule,
                    time_budget_s=d.get("time_budget") if auto else None, **kw)
@@ -171,9 +180,12 @@ class _State:
     probe_pairs: list = field(default_factory=list)
     first: float | None = None
     last_median: float | None = None
-    # Relative half-width of the headline interval after the last block (precision-driven
+    # Relative half-width of the interval of the figure the stopping rule judges (the
+    # headline, or the latency relative to `ref`) after the last block (precision-driven
     # runs only): the stopping rule and the progress line both read it.
     width: float = math.inf
+    ref: "_State | None" = None       # the reference session this one is relative to
+    is_reference: bool = False
     # Iterations in the blocks the headline uses (all blocks without a probe).
     used: int = 0
     blocks_used: int = 0
@@ -240,18 +252,24 @@ def time_sessions(sessions: list[Session], protocol: TimingProtocol, *,
                   probe: ProbeReader | None = None,
                   reference: Callable[[list[float], bool], Reference | None] | None = None,
                   known_ms: list[float | None] | None = None,
+                  relative_to: dict[int, int] | None = None,
                   clock: Clock | None = None) -> list[Measurement]:
     """Time every session by `protocol`; one Measurement each. With a `probe` and a
     `reference`, every Measurement carries its blocks' probe readings and the
     machine's reference; `known_ms` gives each session's model its fast figure from
-    earlier runs, if any. `on_round` gets a RoundStatus after every round of a
-    precision-driven round-robin run."""
+    earlier runs, if any. `relative_to` maps a session's index to the index of the
+    reference model's session timed beside it (round-robin only). `on_round` gets a
+    RoundStatus after every round of a precision-driven round-robin run."""
     if probe is not None and reference is None:
         raise ValueError("a probe needs a reference function")
     p = protocol
     rule = p.rule
     clock = clock or Clock()
     states = [_State(s) for s in sessions]
+    for i, j in (relative_to or {}).items():
+        if p.schedule != "round-robin":
+            raise ValueError("a figure relative to a reference needs the round-robin schedule")
+        states[i].ref, states[j].is_reference = states[j], True
     known = list(known_ms) if known_ms is not None else [None] * len(sessions)
     probes = _ProbeLog(probe, p.settle_pause_s, clock)
     t_start = clock.now()
@@ -270,9 +288,27 @@ def time_sessions(sessions: list[Session], protocol: TimingProtocol, *,
             return
         probes.reading()  # closes the blocks just timed
         ref = reference(probes.readings, False) if probe is not None else None
+
+        measured_now: dict[int, Measurement] = {}  # a reference's, once for all rows beside it
+
+        def now(st: _State) -> Measurement:
+            i = states.index(st)
+            if i not in measured_now:
+                measured_now[i] = Measurement(st.samples(), block=p.block, probe_ms=probe_ms(st), reference=ref,
+                                              known_ms=known[i])
+            return measured_now[i]
+
         for st in active:
-            m = Measurement(st.samples(), block=p.block, probe_ms=probe_ms(st), reference=ref,
-                            known_ms=known[states.index(st)])
+            if st.is_reference:  # it follows the rows beside it: its own precision stops nothing
+                continue
+            if st.ref is not None:  # judged on its latency relative to the reference
+                rel = relative_figure(now(st), now(st.ref))
+                st.width = math.inf if rel.slowed else rel.ratio.rel_half_width
+                st.used = st.n
+                # Rounds the figure rests on: those at normal speed, where a probe tells.
+                st.blocks_used = len(st.chunks) if rel.normal_rounds is None else rel.normal_rounds
+                continue
+            m = now(st)
             st.width = m.headline(rule.stat).rel_half_width
             normal = m.normal_blocks()
             if normal is None or rule.stat == "mean":
@@ -305,9 +341,13 @@ def time_sessions(sessions: list[Session], protocol: TimingProtocol, *,
     def finished(st: _State) -> bool:
         if st.n >= p.iters:
             return True
+        if st.is_reference:  # timed while any session relative to it is
+            return all(o.done for o in states if o.ref is st)
         if rule is None or st.used < rule.min_iters:
             return False
-        if probe is not None and rule.stat == "median" and st.blocks_used < MIN_NORMAL_BLOCKS:
+        if st.ref is not None and st.blocks_used < MIN_PAIRED_ROUNDS:
+            return False
+        if st.ref is None and probe is not None and rule.stat == "median" and st.blocks_used < MIN_NORMAL_BLOCKS:
             return False
         return st.width <= rule.target_ci
 
@@ -334,7 +374,8 @@ def time_sessions(sessions: list[Session], protocol: TimingProtocol, *,
                     clock.sleep(p.settle_pause_s)
             update_precision(active)
             spent = over_budget()
-            for st in active:
+            # The references last: they follow the sessions relative to them.
+            for st in sorted(active, key=lambda st: st.is_reference):
                 st.done = spent or finished(st)
             if rule is not None:
                 now = clock.now()
@@ -369,6 +410,8 @@ def _status(states: list[_State], p: TimingProtocol, round_s: float, elapsed_s: 
         return RoundStatus(0, 0.0, 0.0, elapsed_s, budget)
     widths, rounds_left = [], 0.0
     for st in active:
+        if st.is_reference:  # its own width stops nothing
+            continue
         w = st.width
         widths.append(w)
         # Blocks still needed, scaled by the share of blocks the headline could use.
@@ -380,4 +423,4 @@ def _status(states: list[_State], p: TimingProtocol, round_s: float, elapsed_s: 
     eta = rounds_left * round_s
     if budget is not None:
         eta = min(eta, max(budget - elapsed_s, 0.0))
-    return RoundStatus(len(active), max(widths), eta, elapsed_s, budget)
+    return RoundStatus(len(active), max(widths, default=0.0), eta, elapsed_s, budget)

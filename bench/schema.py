@@ -15,15 +15,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
 # 2: the `schema_version` column, and the columns below as one table.
-SCHEMA_VERSION = 2
+# 3: `invalid_codes`, the codes of the checks a row failed (bench/measurement.py CODES).
+SCHEMA_VERSION = 3
 # What a file without a `schema_version` column is.
 UNVERSIONED = 1
+
+# The columns each version introduced: a file of that version or later has them.
+COLUMNS_SINCE = {2: ("latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_stat"),
+                 3: ("invalid_codes",)}
 
 TYPES = ("text", "int", "float", "bool", "json")
 # The groups, in the order their columns appear in a file; each is one part of a ResultRow.
@@ -85,6 +91,16 @@ SCHEMA: tuple[Column, ...] = (
     _c("machine_ref_ms", "float", "headline", "the machine probe's reference time"),
     _c("machine_ref_source", "text", "headline", "where the probe's reference came from"),
     _c("model_ref_ms", "float", "headline", "this model's fast figure kept for the machine"),
+    _c("rel_reference", "text", "headline", "the reference model timed beside the row in the same rounds (--reference)"),
+    _c("rel_latency", "float", "headline", "the row's latency relative to the reference, paired round by round"),
+    _c("rel_ci_low", "float", "headline", "95% interval of rel_latency, low"),
+    _c("rel_ci_high", "float", "headline", "95% interval of rel_latency, high"),
+    _c("rel_codes", "text", "headline", "the codes of the checks rel_latency failed (imprecise, no-interval, slowed); "
+       "empty when it is VALID"),
+    _c("calibrated_ms", "float", "headline", "rel_latency x the reference's fast-mode latency kept for this machine"),
+    _c("calibrated_ci_low_ms", "float", "headline", "95% interval of calibrated_ms, low"),
+    _c("calibrated_ci_high_ms", "float", "headline", "95% interval of calibrated_ms, high"),
+    _c("calibration", "text", "headline", "where the reference's latency for calibrated_ms came from"),
     # statistics (milliseconds), all derived from the stored samples
     _c("mean_ms", "float", "statistics", "mean of the samples"),
     _c("std_ms", "float", "statistics", "standard deviation of the samples"),
@@ -101,8 +117,10 @@ SCHEMA: tuple[Column, ...] = (
     _c("min_ms", "float", "statistics", "fastest sample"),
     _c("max_ms", "float", "statistics", "slowest sample"),
     _c("cv", "float", "statistics", "coefficient of variation of the samples"),
-    _c("valid", "bool", "statistics", "whether the row passed its validity check"),
-    _c("invalid_reason", "text", "statistics", "why it did not"),
+    _c("valid", "bool", "statistics", "whether the row passed its validity check", required=True),
+    _c("invalid_reason", "text", "statistics", "why it did not, in a sentence for each check it failed"),
+    _c("invalid_codes", "text", "statistics", "the codes of the checks it failed, comma-separated "
+       "(imprecise, no-interval, too-few-normal-blocks, slowed, busy); empty when valid"),
     _c("load_ms", "float", "statistics", "time to load the model into the runtime"),
     _c("first_run_ms", "float", "statistics", "the first inference after loading"),
     # busy: other processes on the machine while timing (bench/busy.py), and the per-block settling
@@ -180,7 +198,8 @@ def cell_text(name: str, value) -> str:
             return ""
         if BY_NAME.get(name) is not None and BY_NAME[name].type == "int" and v.is_integer():
             return str(int(v))
-        return repr(round(v, 6)) if abs(v) < 1e6 else repr(v)
+        # Ten significant digits: a ratio of 0.0031 keeps its precision as a latency does.
+        return f"{v:.10g}"
     if isinstance(value, (np.integer,)):
         return str(int(value))
     if isinstance(value, (dict, list)):
@@ -206,15 +225,39 @@ def cell_value(name: str, text):
         if s in ("false", "0", "no"):
             return False
         raise CellError(f"{name} {text!r} is not True or False")
-    try:
-        f = float(text)
-    except (TypeError, ValueError):
-        raise CellError(f"{name} {text!r} is not a number") from None
+    # Strictly a decimal number as the store writes one: not '1_000', ' 5', 'inf' or 'nan'
+    # (float() takes them all; a hand-edited cell is then read as something else).
+    if not _NUMBER.match(str(text)):
+        raise CellError(f"{name} {text!r} is not a number" if not _NONFINITE.match(str(text))
+                        else f"{name} {text!r} is not a finite number")
+    f = float(text)
+    if not math.isfinite(f):
+        raise CellError(f"{name} {text!r} is not a finite number")
     if kind == "int":
-        if not math.isfinite(f) or not f.is_integer():
+        if not f.is_integer():
             raise CellError(f"{name} {text!r} is not a whole number")
-        return int(f)
+        f = int(f)
+    low = _lowest(name, kind)
+    if low is not None and f < low:
+        raise CellError(f"{name} {text!r} is below {low} (a {'count' if kind == 'int' else 'duration'} "
+                        "is never negative)" if low == 0 else f"{name} {text!r} is below {low}")
     return f
+
+
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_NONFINITE = re.compile(r"^[+-]?(?:inf|infinity|nan)$", re.IGNORECASE)
+# Counts that are at least one where a row has them; every other count, and every
+# duration (a `_ms` column), is at least zero.
+_AT_LEAST_ONE = ("schema_version", "batch", "resolution", "threads", "threads_requested", "iters", "block_size",
+                 "cpu_logical", "cpu_physical")
+
+
+def _lowest(name: str, kind: str):
+    if name in _AT_LEAST_ONE:
+        return 1
+    if kind == "int" or name.endswith("_ms"):
+        return 0
+    return None
 
 
 def _plain(value):
@@ -352,5 +395,5 @@ def docs_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # python -m bench.schema > table: the docs' column table
+if __name__ == "__main__":  # python -m modbench.schema > table: the docs' column table
     print(docs_table(), end="")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.errors import UsageError
-from models import is_spec, parse_model_args, parse_top1, resolve_spec
-from models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
+from modbench.common.errors import UsageError
+from modbench.models import is_spec, parse_model_args, parse_top1, resolve_spec
+from modbench.models.byo import check_onnx_shape, duplicate_names, unknown_top1_names
 
 
 @dataclass

@@ -47,11 +47,14 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from common.errors import ModbenchError, first_line
-from common.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
+from modbench.common.errors import ModbenchError, first_line
+from modbench.common.fsio import (atomic_target, atomic_write, check_new_output, describe_os_error,
                          ensure_writable_dir, fsync_dir, portable_name)
+from modbench.common.invocation import command
 
-from .schema import (BY_NAME, COLUMNS, IDENTITY, REQUIRED, SCHEMA_VERSION, UNVERSIONED, CellError, ResultRow,
+from .measurement import (DEFAULT_TARGET_CI, IMPRECISE, NO_INTERVAL, TOO_FEW_NORMAL, Validity, codes_of_reason,
+                          from_row, split_codes)
+from .schema import (BY_NAME, COLUMNS, COLUMNS_SINCE, IDENTITY, REQUIRED, SCHEMA_VERSION, UNVERSIONED, CellError, ResultRow,
                      cell_text, cell_value, row_identity, typed)
 from .vocab import UnknownDevice, device
 
@@ -105,10 +108,18 @@ def lock_path(csv_path: Path) -> Path:
     return Path(csv_path).with_name(f".{Path(csv_path).name}.lock")
 
 
-def _line(values: list) -> bytes:
+def _line(values: list, ending: str = "\n") -> bytes:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
+    csv.writer(buf, lineterminator=ending).writerow(values)
     return buf.getvalue().encode()
+
+
+def _line_ending(path: Path) -> str:
+    """The line ending a file's header was written with (a spreadsheet saves CRLF):
+    rows appended to it end the same way."""
+    with open(path, "rb") as f:
+        head = f.readline()
+    return "\r\n" if head.endswith(b"\r\n") else "\n"
 
 
 def validate_samples(samples, where: str, expected_n: int | None = None) -> np.ndarray:
@@ -158,6 +169,7 @@ class ResultsWriter:
         self._ids = set(existing_ids)
         self._created = created
         self.rows_written = 0
+        self._ending = "\n"
 
     # life cycle
 
@@ -253,7 +265,16 @@ class ResultsWriter:
             w.close()
             raise
         w._ids = set(df["row_id"])
+        w._ending = _line_ending(path)
         return w, config, df
+
+    def _kept(self) -> str:
+        """What a failed write leaves, in words that name only what exists."""
+        if not self._ids or not self.path.exists():
+            return f"no row was complete, so nothing is kept and {self.path.name} was not written (free space, " \
+                   "then run again)"
+        return (f"the {len(self._ids)} complete rows in {self.path} are kept (free space, then "
+                f"`{command()} run --resume {self.path}`)")
 
     def close(self, discard_empty: bool = False) -> None:
         if self._lock is None:
@@ -321,10 +342,9 @@ class ResultsWriter:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(f, **keep)
         except ModbenchError as exc:
-            raise ResultsError(f"{exc}; the {len(self._ids)} complete rows in {self.path} are kept "
-                               f"(free space, then `bench.py run --resume {self.path}`)") from None
+            raise ResultsError(f"{exc}; {self._kept()}") from None
         row.update(samples_file=rel, schema_version=SCHEMA_VERSION)
-        line = _line([cell_text(c, row.get(c)) for c in COLUMNS])
+        line = _line([cell_text(c, row.get(c)) for c in COLUMNS], self._ending)
         if self._config is not None:
             try:
                 self._materialize(line)
@@ -357,9 +377,7 @@ class ResultsWriter:
                     pass
                 samples_file.unlink(missing_ok=True)
                 raise ResultsError(
-                    f"cannot append row {row_id} to {self.path}: {describe_os_error(exc)}; the "
-                    f"{len(self._ids)} complete rows are kept (free space, then "
-                    f"`bench.py run --resume {self.path}`)") from None
+                    f"cannot append row {row_id} to {self.path}: {describe_os_error(exc)}; {self._kept()}") from None
         finally:
             os.close(fd)
 
@@ -408,7 +426,7 @@ def _repair_tail(path: Path) -> None:
             f.truncate(len(kept))
         else:
             f.seek(0, os.SEEK_END)
-            f.write(b"\n")
+            f.write(_line_ending(path).encode())
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(path.parent)
@@ -416,18 +434,29 @@ def _repair_tail(path: Path) -> None:
         print(_torn_note(path) + " and cut off before appending", file=sys.stderr)
 
 
-def check_new_path(path: Path) -> None:
+RESUME_HINT = "use --resume to finish it"
+
+
+def check_new_path(path: Path, hint: str | None = RESUME_HINT) -> None:
     """Refuse an output that exists, does not end in .csv, or whose folder cannot be
-    written (tried by writing, since os.access says yes to root)."""
+    written (tried by writing, since os.access says yes to root); and one whose samples
+    folder or run file is there already (another run's, or one left behind): every
+    file a results file brings is new, or nothing is timed."""
     path = Path(path)
     if path.suffix != ".csv":
         raise ResultsError(f"output {path} must end in .csv")
     if samples_dir(path).exists() and not samples_dir(path).is_dir():
         raise ResultsError(f"{samples_dir(path)} is a file; it must be the samples folder")
     try:
-        check_new_output(path, "results file", hint="use --resume to finish it")
+        check_new_output(path, "results file", hint=hint)
     except ModbenchError as exc:
         raise ResultsError(str(exc)) from None
+    if samples_dir(path).is_dir() and any(samples_dir(path).iterdir()):
+        raise ResultsError(f"{samples_dir(path)} already holds samples (of another run, or one left behind); "
+                           f"choose another --out, or move that folder away")
+    if run_config_path(path).exists():
+        raise ResultsError(f"{run_config_path(path)} is already there (a run's request left behind); choose "
+                           "another --out, or move it away")
 
 
 # --- reading ----------------------------------------------------------------------
@@ -452,6 +481,10 @@ def file_version(path: Path, header: list[str], rows: list[list[str]]) -> int:
         raise ResultsError(f"{path} is results schema version {version}; this modbench reads versions up to "
                            f"{SCHEMA_VERSION} (update modbench to read it)")
     return version
+
+
+# The schema version that stores each row's validity codes.
+CODES_SINCE = 3
 
 
 def read_results(path: Path, check_samples: bool = True) -> pd.DataFrame:
@@ -488,9 +521,17 @@ def read_results(path: Path, check_samples: bool = True) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise ResultsError(f"{path} is not a modbench results CSV: no column {missing[0]!r}")
+    lost = [c for v, cols in COLUMNS_SINCE.items() if version >= v for c in cols if c not in header]
+    if lost:
+        raise ResultsError(f"{path} is damaged: a results schema {version} file has no column {lost[0]!r}")
     records = []
     for i, r in enumerate(rows[1:], start=2):
         records.append(_validate_row(path, i, dict(zip(header, r))))
+    if version < CODES_SINCE:
+        # Rows written before the codes column: their codes, read once from the reason.
+        for rec in records:
+            rec["invalid_codes"] = ",".join(codes_of_reason(rec.get("invalid_reason"), rec.get("valid")))
+        header = header + ["invalid_codes"] if "invalid_codes" not in header else header
     df = pd.DataFrame(records, columns=header, dtype=object)
     if "schema_version" not in df.columns:
         df.insert(0, "schema_version", [version] * len(df))
@@ -501,6 +542,8 @@ def read_results(path: Path, check_samples: bool = True) -> pd.DataFrame:
     if not dups.empty:
         raise ResultsError(f"{path} is damaged: row {dups.iloc[0]} appears twice")
     if check_samples:
+        if records and samples_dir(path).exists() and not samples_dir(path).is_dir():
+            raise ResultsError(f"{path}: {samples_dir(path)} is a file, not the samples folder the rows need")
         for rec in records:
             if not (path.parent / str(rec["samples_file"])).is_file():
                 raise ResultsError(f"{path}: samples file {rec['samples_file']} of row {rec['row_id']} is missing")
@@ -573,8 +616,49 @@ def read_arrays(csv_path: Path, row: Mapping | str) -> RowArrays:
     if n is not None and med is not None and not np.isclose(np.median(x), med, rtol=1e-5, atol=2e-6):
         raise SamplesError(f"{where}: the row's median {med:g} ms is not the median of its samples "
                            f"({float(np.median(x)):g} ms); row and samples do not belong together")
+    if n is not None and med is None:
+        raise SamplesError(f"{where}: median_ms is empty; a row with samples always has one")
     probe = _validate_probe(arrays[PROBE_KEY], where) if PROBE_KEY in arrays else None
+    if n is not None and (row.get("schema_version") or UNVERSIONED) >= CODES_SINCE:
+        _check_derived(row, x, probe, where)
     return RowArrays(x, probe)
+
+
+# The figures a row stores that its samples (and probe readings) determine; a row
+# written by this code has each to the 10 significant digits a cell keeps.
+_DERIVED = ("latency_ms", "latency_ci_low_ms", "latency_ci_high_ms", "mean_ms", "p90_ms", "p99_ms",
+            "min_ms", "max_ms")
+# The validity codes the samples alone decide (busy needs the machine's other work,
+# slowed the run's --max-disturbed).
+_SAMPLE_CODES = (IMPRECISE, NO_INTERVAL, TOO_FEW_NORMAL)
+
+
+def _check_derived(row: Mapping, x: np.ndarray, probe, where: str) -> None:
+    """Refuse a row whose stored figures or validity are not what its samples give (a
+    hand-edited cell, a row pasted from another file): a row is never believed over its
+    own samples."""
+    m = from_row(row, x, probe)
+    stat = row.get("headline_stat") or "median"
+    derived = m.summary(Validity(target_ci=row.get("target_ci") or DEFAULT_TARGET_CI, stat=stat))
+    for col in _DERIVED:
+        stored, want = row.get(col), derived.get(col)
+        if stored is None:  # an empty cell claims nothing (a figure not measured, a row made by hand)
+            continue
+        if col == "latency_ci_low_ms" and stored is not None and want is not None and stored == 0 == round(want, 6):
+            continue
+        if stored is None or want is None or not np.isclose(stored, want, rtol=1e-5, atol=2e-6):
+            raise SamplesError(f"{where}: column {col} holds {stored if stored is not None else 'nothing'}, but its "
+                               f"samples give {want if want is not None else 'none'}; row and samples disagree "
+                               "(an edited cell?)")
+    if row.get("latency_ms") is None and row.get("latency_stat") is None:
+        return  # not a measured row's figures: its validity is not the samples' to judge
+    codes = set(split_codes(row.get("invalid_codes")))
+    mine = set(split_codes(derived["invalid_codes"]))
+    if codes & set(_SAMPLE_CODES) != mine & set(_SAMPLE_CODES) or bool(row.get("valid")) != (not codes):
+        raise SamplesError(f"{where}: columns valid/invalid_codes say {row.get('valid')}/"
+                           f"{','.join(sorted(codes)) or '-'}, but its samples give "
+                           f"{','.join(sorted(mine & set(_SAMPLE_CODES))) or 'no sample code'}; row and samples "
+                           "disagree (an edited cell?)")
 
 
 def read_samples(csv_path: Path, row: Mapping | str) -> np.ndarray:
@@ -660,6 +744,11 @@ class StoredRow:
     def result(self) -> ResultRow:
         """The row as its typed parts."""
         return ResultRow.from_record(self.data)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The codes of the checks the row failed (bench/measurement.py CODES)."""
+        return split_codes(self.data.get("invalid_codes"))
 
 
 def stored_rows(df: pd.DataFrame, path: Path) -> list[StoredRow]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.errors import ModbenchError
+from modbench.common.errors import ModbenchError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import psutil
 import torch
 from torch import nn
 
-from common.errors import ModbenchError, first_line
-from common.registry import Registry
+from modbench.common.errors import ModbenchError, first_line
+from modbench.common.registry import Registry
 
 
 class ExportError(ModbenchError):

@@ -27,7 +27,7 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from common.fsio import (CacheError, WriteError, atomic_write, default_cache_dir, ensure_writable_dir,
+from modbench.common.fsio import (CacheError, WriteError, atomic_write, default_cache_dir, ensure_writable_dir,
                          pid_alive, sha256_file, usable_cache_dir)
 
 # A scratch folder whose owner cannot be checked (another host, an old name) is stale

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.errors import first_line
+from modbench.common.errors import first_line
 
 from .base import (ExportError, ExportRequest, ExportedModel, Exporter, example_input, module_fingerprint,
                    register_exporter)

@@ -18,7 +18,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from common.errors import first_line
+from modbench.common.errors import first_line
 
 from .base import (ExportError, ExportRequest, ExportedModel, Exporter, example_input, module_fingerprint,
                    output_tensors, register_exporter)

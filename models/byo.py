@@ -9,8 +9,8 @@ Three forms of model spec, mixed freely with registry names:
   (importable from the current directory or PYTHONPATH), called with the
   ``--model-arg KEY=VALUE`` pairs; input 224 unless asked otherwise;
 * ``PATH.py:function``      the same, from a file, loaded under a private module
-  name (so a user's ``models/net.py`` is never confused with this suite's own
-  ``models`` package); its folder is importable for its sibling modules.
+  name (so two files of one name never meet in sys.modules); its folder is
+  importable for its sibling modules.
 
 `resolve_spec` turns a spec into a ModelEntry and registers it for this process,
 so the rest of the suite (planning, export, timing, results) treats it like any
@@ -39,8 +39,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from common.errors import ModbenchError, first_line
-from common.fsio import sha256_file
+from modbench.common.errors import ModbenchError, first_line
+from modbench.common.fsio import sha256_file
 
 from .registry import ModelEntry, ModelError, PaperFacts, get_entry, load_checkpoint, register, registered
 
@@ -49,9 +49,9 @@ USER_SOURCE = "user"  # PaperFacts.source of every bring-your-own entry starts w
 DEFAULT_RESOLUTION = 224
 _CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _PY_FILE = re.compile(r"^.+\.py:[A-Za-z_][\w]*$")
-# This suite's own top-level packages: a user's package of one of these names is
-# hidden by them once modbench is installed.
-SUITE_PACKAGES = ("models", "bench", "exporters")
+# Folders of a repository that hold its importable code when it is not at the top
+# (a src layout): a module spec that does not import is looked for there, for a hint.
+SOURCE_FOLDERS = ("src", "lib", "python")
 MEMORY_SOURCE = "in-memory nn.Module"
 
 
@@ -201,15 +201,21 @@ def _timm_entry(name: str) -> ModelEntry:
                       source_id=f"timm=={version('timm')}:{name}", tags=("user",))
 
 
-def _shadowed(spec: str, module_name: str) -> str | None:
-    """One line if `module_name` lies under one of this suite's own packages, which
-    hide a user's package of that name."""
+def _source_folder_hint(spec: str, module_name: str, exc: BaseException) -> str:
+    """Where a module that does not import is found under a source folder of the
+    current one (src/mynet for `mynet.model:build`), the two ways to name it."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return ""
     top = module_name.split(".")[0]
-    if top not in SUITE_PACKAGES:
-        return None
-    suggestion = module_name.replace(".", "/") + ".py:" + spec.rpartition(":")[2]
-    return (f"{spec}: {top!r} is the name of modbench's own package, which hides a package of yours "
-            f"of that name; name the file instead: {suggestion}")
+    if exc.name != top and not module_name.startswith(exc.name + "."):
+        return ""  # a module of the user's own code imports something missing
+    for folder in SOURCE_FOLDERS:
+        base = Path(folder) / Path(*module_name.split("."))
+        found = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        if found.is_file() or (Path(folder) / top).is_dir():
+            return (f"; {folder}/{top} is here: name the file ({found.as_posix()}:{spec.rpartition(':')[2]}) or put "
+                    f"{folder} first on the path ({USER_PATH_ENV}={folder})")
+    return ""
 
 
 USER_PATH_ENV = "MODBENCH_PYTHONPATH"
@@ -217,9 +223,8 @@ USER_PATH_ENV = "MODBENCH_PYTHONPATH"
 
 def _user_paths() -> None:
     """Folders named in MODBENCH_PYTHONPATH go first on sys.path: the user's own code
-    of a checkout (the gate's base and head) wins over an installed copy of it. Unlike
-    PYTHONPATH, set only now, after this suite's own packages are imported, so a
-    user's package called `models` or `bench` never replaces them."""
+    of a checkout (the gate's base and head) wins over an installed copy of it, for
+    the user's specs only (modbench and its libraries are imported before)."""
     for folder in reversed([p for p in os.environ.get(USER_PATH_ENV, "").split(os.pathsep) if p]):
         folder = os.path.abspath(folder)
         if folder in sys.path:
@@ -237,12 +242,11 @@ def _import_callable(spec: str):
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # user code: sys.exit() at import is bad input too
-        raise ModelError(_shadowed(spec, module_name) or f"{spec}: module {module_name!r} does not import "
-                         f"({describe_exception(exc)})") from None
+        raise ModelError(f"{spec}: module {module_name!r} does not import ({describe_exception(exc)})"
+                         f"{_source_folder_hint(spec, module_name, exc)}") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
-        raise ModelError(_shadowed(spec, module_name)
-                         or f"{spec}: module {module_name!r} has no callable {attr!r}")
+        raise ModelError(f"{spec}: module {module_name!r} has no callable {attr!r}")
     return module, fn
 
 
@@ -252,6 +256,9 @@ def _load_file_callable(spec: str):
     suite imports by)."""
     raw, _, attr = spec.rpartition(":")
     path = Path(raw).expanduser().resolve()
+    if path.is_dir():
+        raise ModelError(f"{spec}: {raw!r} is a folder, not a Python file (a module inside it is "
+                         f"{raw}/NAME.py:{attr}, or the dotted form PACKAGE.MODULE:{attr})")
     if not path.is_file():
         raise ModelError(f"{spec}: the file {raw!r} does not exist")
     private = "_modbench_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
@@ -316,13 +323,16 @@ def module_entry(module: nn.Module, name: str | None = None) -> ModelEntry:
     export-cache identity is its structure and weights."""
     if not isinstance(module, nn.Module):
         raise ModelError(f"expected a torch.nn.Module, not {type(module).__name__}")
-    name = name or type(module).__name__
+    name = type(module).__name__ if name is None else name
     if not re.fullmatch(r"[A-Za-z0-9_.+=@-]{1,120}", name):
         raise ModelError(f"model name {name!r}: use letters, digits and . _ + = @ - (at most 120)")
+    _check_on_cpu(module, name)
     h = hashlib.sha256(repr(module).encode())
-    for k, t in module.state_dict().items():
+    with user_code(f"{name}: reading its state_dict"):
+        state = module.state_dict()
+    for k, value in state.items():
         h.update(k.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(_tensor_bytes(value) if isinstance(value, torch.Tensor) else repr(value).encode())
     digest = h.hexdigest()[:16]
 
     def build(variant: str, resolution: int, checkpoint=None):
@@ -339,6 +349,31 @@ def module_entry(module: nn.Module, name: str | None = None) -> ModelEntry:
                        paper=_facts(name, f"{MEMORY_SOURCE} {type(module).__name__}", DEFAULT_RESOLUTION),
                        source_id=f"user:memory:{name}@{digest}", tags=("user",))
     return register(entry, replace=True)
+
+
+def _check_on_cpu(module: nn.Module, name: str) -> None:
+    """One line for a module whose tensors are not on the CPU: the exporters trace it
+    there, and a meta tensor has no values to run at all."""
+    devices = {t.device for t in (*module.parameters(), *module.buffers())}
+    if any(d.type == "meta" for d in devices):
+        raise ModelError(f"{name}: its parameters are on the meta device (shapes without values); "
+                         "materialise it on the CPU first (module.to_empty(device='cpu'), then load weights)")
+    other = sorted(str(d) for d in devices if d.type != "cpu")
+    if other:
+        raise ModelError(f"{name}: its tensors are on {', '.join(other)}; pass module.cpu() (modbench "
+                         "exports from the CPU; --runtime ort-cuda or torch-cuda times on the GPU)")
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    """A tensor's values as bytes, for any dtype and shape (0-d counters, bool masks,
+    bfloat16, quantized or sparse)."""
+    t = t.detach()
+    if t.is_sparse:
+        t = t.to_dense()
+    if t.is_quantized:
+        t = t.int_repr()
+    t = t.cpu().contiguous().reshape(-1)
+    return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
 
 
 # --- ONNX files -------------------------------------------------------------------

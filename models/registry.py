@@ -18,9 +18,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from common.errors import ModbenchError, first_line
-from common.fsio import sha256_file
-from common.registry import Registry
+from modbench.common.errors import ModbenchError, first_line
+from modbench.common.fsio import sha256_file
+from modbench.common.registry import Registry
+from modbench.common.invocation import command
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -204,7 +205,7 @@ def get_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         # timm's own name is the better answer than a near one of ours.
         hint = f"; timm has it: name it timm:{name}" if _timm_has(name) else ""
-        _REGISTRY.lookup(name, hint, otherwise="; see `bench.py list`")
+        _REGISTRY.lookup(name, hint, otherwise=f"; see `{command()} list`")
     return _with_added_suites(_REGISTRY[name])
 
 

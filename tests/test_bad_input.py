@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
+from modbench.cli import main
 from test_gate_check import write_run
 
 FAST = ["--iters", "5", "--warmup", "1", "--block", "5", "--block-warmup", "0", "--threads", "1",
@@ -25,7 +25,7 @@ def files_under(d: Path) -> list[Path]:
 def assert_one_line_exit_2(rc, capsys, *needles):
     cap = capsys.readouterr()
     assert rc == 2, cap.err
-    assert cap.err.count("\n") == 1 and cap.err.startswith("bench.py: error:"), cap.err
+    assert cap.err.count("\n") == 1 and cap.err.startswith("modbench: error:"), cap.err
     assert "Traceback" not in cap.err + cap.out
     for n in needles:
         assert n in cap.err, cap.err
@@ -131,7 +131,7 @@ def test_check_junit_is_well_formed_xml(results_csv, tmp_path, capsys):
 def test_check_baseline_missing_a_column(results_csv, tmp_path, capsys):
     import pandas as pd
     import shutil
-    from bench.store import run_config_path, samples_dir
+    from modbench.store import run_config_path, samples_dir
     bad = tmp_path / "base.csv"
     pd.read_csv(results_csv).drop(columns=["median_ms"]).to_csv(bad, index=False)
     shutil.copytree(samples_dir(results_csv), samples_dir(bad))
@@ -191,7 +191,7 @@ def test_excel_utf8_bom_is_accepted(tmp_path, capsys):
                     .encode("utf-8-sig"))
     out = tmp_path / "o.csv"
     assert main(["ingest-modelbench", str(src), "--device", "iPhone 13", "--out", str(out)]) == 0
-    from bench.store import read_results
+    from modbench.store import read_results
     df = read_results(out)
     assert list(df.model) == ["mobilenetv2_100"] and df.median_ms.iloc[0] == 2.0
 
@@ -201,16 +201,16 @@ def test_excel_utf8_bom_is_accepted(tmp_path, capsys):
 def test_machine_facts_come_from_cpuinfo_and_psutil():
     import cpuinfo
     import psutil
-    from bench.env import cpu_name, physical_cores
+    from modbench.env import cpu_name, physical_cores
     assert cpu_name() == (cpuinfo.get_cpu_info().get("brand_raw") or cpu_name())
     assert physical_cores() == (psutil.cpu_count(logical=False) or os.cpu_count())
 
 
 def test_torch_cpu_restores_process_threads_on_close():
     import torch
-    from bench.runners import get_runner
-    from bench.runners.base import RunSettings
-    from models import create_model
+    from modbench.runners import get_runner
+    from modbench.runners.base import RunSettings
+    from modbench.models import create_model
 
     before = torch.get_num_threads()
     want = 1 if before != 1 else 2
@@ -230,7 +230,7 @@ def test_torch_cpu_restores_process_threads_on_close():
 # --- nothing half-written -------------------------------------------------------------
 
 def test_an_output_that_fails_midway_is_removed(tmp_path):
-    from common.fsio import atomic_dir, atomic_write
+    from modbench.common.fsio import atomic_dir, atomic_write
 
     out = tmp_path / "report"
     with pytest.raises(RuntimeError):
@@ -248,10 +248,37 @@ def test_an_output_that_fails_midway_is_removed(tmp_path):
 
 def test_a_bug_is_never_exit_1(monkeypatch, capsys):
     # exit 1 means "a regression": an unexpected exception keeps its traceback but exits 2
-    from bench import cli
-    from bench.commands import list as list_cmd
+    from modbench import cli
+    from modbench.commands import list as list_cmd
 
     monkeypatch.setattr(list_cmd, "run", lambda args: 1 / 0)
     assert cli.main(["list"]) == 2
     err = capsys.readouterr().err
     assert "ZeroDivisionError" in err and "internal error" in err
+
+
+@pytest.mark.parametrize("options, flags", [
+    ({"runtime": "ort-cuda"}, ["--runtime", "ort-cuda"]),          # not available on this machine
+    ({"threads": [1000]}, ["--threads", "1000"]),                  # oversubscribed
+    ({"precision": "fp16"}, ["--precision", "fp16"]),              # an option the CPU runner does not take
+    ({"iters": 10, "block": 50}, ["--iters", "10", "--block", "50"]),
+])
+def test_the_api_refuses_what_run_refuses_with_the_same_line(tmp_path, capsys, options, flags):
+    """modbench.measure and `modbench run` pass the same checks (bench/runplan.py check_request)."""
+    from modbench.api import measure
+    from modbench.common.errors import ModbenchError
+
+    rc = main(["run", "mobilenetv2_100", *flags, "--out", str(tmp_path / "cli.csv")])
+    cli = capsys.readouterr().err.strip()
+    try:
+        measure("mobilenetv2_100", out=tmp_path / "api.csv", quiet=True, **options)
+    except ModbenchError as exc:
+        api = str(exc)
+    else:
+        api = None
+    if rc == 0:  # the run took it (e.g. a GPU machine): so did the API
+        assert api is None
+        return
+    assert rc == 2 and cli.count("\n") == 0 and api is not None
+    assert cli == f"modbench: error: {api}"
+    assert not (tmp_path / "api.csv").exists() and not (tmp_path / "cli.csv").exists()

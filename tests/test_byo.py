@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cli import main
-from bench.store import read_results, read_run_config
-from common.fsio import sha256_file
-from models.complexity import count_params
-from common.fsio import portable_name
+from modbench.cli import main
+from modbench.store import read_results, read_run_config
+from modbench.common.fsio import sha256_file
+from modbench.models.complexity import count_params
+from modbench.common.fsio import portable_name
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--iters", "6", "--warmup", "1", "--block", "3", "--block-warmup", "0", "--threads", "1"]
@@ -94,7 +94,7 @@ def test_user_models_reach_table1_and_the_accuracy_plot(tmp_path, user_module):
     assert "Your models (not in the paper)" in readme
     user_line = next(ln for ln in readme.splitlines() if ln.startswith(f"| {user_module}:build |"))
     assert "| 70.5 |" in user_line
-    from bench.report import inputs, plots
+    from modbench.report import inputs, plots
     col = inputs.read_inputs([out]).columns[0]
     assert plots.user_top1(col.find(f"{user_module}:build")) == (70.5, False)
     assert plots.user_top1(col.find("efficientmod_xxs")) is None  # the paper's figure places it
@@ -172,7 +172,7 @@ def test_two_specs_of_one_name_are_refused(tmp_path, capsys):
 
 
 def test_checkpoint_loads_into_a_callable_model_strictly(tmp_path, user_module):
-    from models import ModelError, create_model, resolve_spec
+    from modbench.models import ModelError, create_model, resolve_spec
 
     entry = resolve_spec(f"{user_module}:build", model_args={"width": 6})
     state = create_model(entry.name).state_dict()

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from exporters import CoreMLExporter, ExportCache, ExportError, ExportRequest, get_exporter
-from exporters.coreml import inspect_package, is_macos
-from models import create_model, get_entry
+from modbench.exporters import CoreMLExporter, ExportCache, ExportError, ExportRequest, get_exporter
+from modbench.exporters.coreml import inspect_package, is_macos
+from modbench.models import create_model, get_entry
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def diag(cache_dir):
     """Released vs channels-first xxs, converted through the diagnose command's path."""
-    from bench.commands.coreml_diagnose import diagnose_rows
+    from modbench.commands.coreml_diagnose import diagnose_rows
     return {r["model"]: r for r in diagnose_rows(["efficientmod_xxs", "efficientmod_xxs_cf"])}
 
 

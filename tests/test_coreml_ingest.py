@@ -5,9 +5,9 @@ import platform
 
 import pytest
 
-from bench.cli import main
-from bench.commands.ingest_modelbench import TEMPLATE, IngestError, parse
-from bench.store import read_results, read_samples
+from modbench.cli import main
+from modbench.commands.ingest_modelbench import IngestError, parse, template
+from modbench.store import read_results, read_samples
 
 HEADER = "model,variant,precision,low_ms,high_ms,average_all_ms,last_ms,notes\n"
 GOOD = ("# copied from the phone\n" + HEADER +
@@ -28,10 +28,10 @@ def test_parse_good_file():
 
 
 def test_template_parses_once_filled():
-    filled = TEMPLATE.replace(",fp16,,,,,", ",fp16,1,3,2,2,")
+    filled = template().replace(",fp16,,,,,", ",fp16,1,3,2,2,")
     assert len(parse(filled)) == 3
     with pytest.raises(IngestError, match=r"line 7: low_ms is empty"):
-        parse(TEMPLATE)
+        parse(template())
 
 
 @pytest.mark.parametrize("text, message", [
@@ -81,7 +81,7 @@ def test_cli_bad_file_writes_nothing(tmp_path, capsys):
     out = tmp_path / "iphone.csv"
     assert main(["ingest-modelbench", str(src), "--device", "iPhone 13", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"bench.py: error: {src} line 3: average_all_ms 'abc' is not a number"]
+    assert err == [f"modbench: error: {src} line 3: average_all_ms 'abc' is not a number"]
     assert list(tmp_path.iterdir()) == [src]
     assert main(["ingest-modelbench", str(src), "--out", str(out)]) == 2
     assert "--device is required" in capsys.readouterr().err
@@ -90,7 +90,7 @@ def test_cli_bad_file_writes_nothing(tmp_path, capsys):
 def test_cli_template(tmp_path, capsys):
     dest = tmp_path / "t.csv"
     assert main(["ingest-modelbench", "--template", str(dest)]) == 0
-    assert dest.read_text() == TEMPLATE
+    assert dest.read_text() == template() and "modbench ingest-modelbench" in template()
     assert main(["ingest-modelbench", "--template", str(dest)]) == 2
     assert main(["ingest-modelbench", "--template"]) == 0
     assert "average_all_ms" in capsys.readouterr().out

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import create_model, get_entry, list_entries
-from models.complexity import count_macs, count_params
-from models.efficientmod_mobile import ConvBN, fuse_batchnorm
+from modbench.models import create_model, get_entry, list_entries
+from modbench.models.complexity import count_macs, count_params
+from modbench.models.efficientmod_mobile import ConvBN, fuse_batchnorm
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "efficientmod"
 

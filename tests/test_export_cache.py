@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from exporters import ExportError, ExportRequest, OnnxExporter
-from exporters.cache import ExportCache, _host
-from common.fsio import sha256_file
+from modbench.exporters import ExportError, ExportRequest, OnnxExporter
+from modbench.exporters.cache import ExportCache, _host
+from modbench.common.fsio import sha256_file
 
 
 class Tiny(nn.Module):
@@ -128,8 +128,8 @@ def test_scratch_of_dead_processes_is_swept_on_open(tmp_path):
 
 
 def _export_in_child(root: str, q) -> None:
-    from exporters import OnnxExporter
-    from exporters.cache import ExportCache
+    from modbench.exporters import OnnxExporter
+    from modbench.exporters.cache import ExportCache
     try:
         art = OnnxExporter(cache=ExportCache(Path(root))).export(Tiny(10), request("tiny_a"))
         q.put(("ok", str(art.path), art.meta["sha256"], art.meta["cache_hit"]))
@@ -158,8 +158,8 @@ def test_two_processes_exporting_the_same_key(tmp_path):
 def _measure_in_child(cache_root: str, name: str, q) -> None:
     os.environ["MODBENCH_CACHE"] = cache_root
     try:
-        from bench.catalog import measured_complexity
-        from models import get_entry
+        from modbench.catalog import measured_complexity
+        from modbench.models import get_entry
         q.put(("ok", name, measured_complexity(get_entry(name), resolution=64)))
     except BaseException as exc:
         q.put(("error", name, repr(exc)))

@@ -1,8 +1,8 @@
 import onnx
 import pytest
 
-from exporters import ExportCache, ExportError, ExportRequest, OnnxExporter
-from models import create_model, get_entry
+from modbench.exporters import ExportCache, ExportError, ExportRequest, OnnxExporter
+from modbench.models import create_model, get_entry
 
 
 def request(name="efficientmod_xxs", **kw):

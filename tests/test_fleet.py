@@ -8,6 +8,7 @@ latency. The cluster starts once for the module and listens on 127.0.0.1 only.
 import os
 import threading
 import time
+from pathlib import Path
 
 # Ray rewrites a loopback cluster address to the machine's routable IP unless told
 # not to; this must be set before ray is imported (bench.fleet does the same for
@@ -21,9 +22,9 @@ psutil = pytest.importorskip("psutil")
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from bench import fleet  # noqa: E402
-from bench.cli import main  # noqa: E402
-from bench.store import COLUMNS, ResultsWriter, read_samples, read_results, run_config_path  # noqa: E402
+from modbench import fleet  # noqa: E402
+from modbench.cli import main  # noqa: E402
+from modbench.store import COLUMNS, ResultsWriter, read_samples, read_results, run_config_path  # noqa: E402
 
 FAST = ["--resolution", "64", "--iters", "10", "--warmup", "2", "--block", "5", "--block-warmup", "1",
         "--threads", "1", "--interleave", "1"]
@@ -144,7 +145,7 @@ def test_report_keeps_each_device_apart(on_both, tmp_path):
     import csv
     import shutil
 
-    from bench.report.inputs import read_inputs
+    from modbench.report.inputs import read_inputs
 
     src, _ = on_both
     two = tmp_path / src.name
@@ -342,20 +343,15 @@ def test_ctrl_c_stops_remote_work_and_keeps_finished_rows(cluster, tmp_path):
 
 
 def test_only_the_suite_code_is_shipped_to_the_nodes(tmp_path):
-    """Whatever else lies in a checkout (a 256 MB wheel, results, an environment)
-    stays on the driver: with Ray's own matcher of `excludes`."""
-    from ray._private.runtime_env.packaging import _get_excludes
-
-    for rel in ("bench/fleet.py", "bench/runners/__pycache__/x.pyc", "models/registry.py", "exporters/onnx.py",
-                "bench.py", ".gpu-wheel/part-aa", "results/run.csv", ".venv/bin/python", "README.md",
-                "anything-new/big.bin"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("x")
-    excluded = _get_excludes(tmp_path, fleet.ship_excludes(tmp_path))
-
-    def travels(path) -> bool:  # Ray skips an excluded folder with all it holds
-        below_root = [path, *(a for a in path.parents if tmp_path in a.parents)]
-        return not any(excluded(q) for q in below_root)
-
-    shipped = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and travels(p)}
-    assert shipped == {"bench/fleet.py", "models/registry.py", "exporters/onnx.py", "bench.py"}
+    """The nodes get the modbench package in its installed layout, one `modbench/`
+    folder (a checkout's bench/, models/, exporters/, common/ mapped under it), and
+    nothing else that lies in a checkout (a 256 MB wheel, results, an environment)."""
+    staged = fleet.stage_code(tmp_path / "code")
+    top = {p.name for p in staged.iterdir()}
+    assert top == {"modbench"}
+    files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
+    for want in ("modbench/fleet.py", "modbench/models/registry.py", "modbench/exporters/onnx.py",
+                 "modbench/common/errors.py", "modbench/runners/ort_cpu.py", "modbench/models/paper_table1.tsv"):
+        assert want in files, want
+    assert not [f for f in files if "__pycache__" in f or f.endswith((".pyc", ".lock"))]
+    assert {Path(f).suffix for f in files} <= {".py", ".tsv", ".txt"}

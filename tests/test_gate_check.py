@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.store import ResultsWriter, read_results
+from modbench.cli import main
+from modbench.store import ResultsWriter, read_results
 from tools.gate_error_rates import synthetic_run
 
 CPU = {"cpu_name": "Test CPU", "cpu_logical": 2, "device_name": "Test CPU"}
@@ -81,7 +81,7 @@ def test_refuses_other_machine_or_settings_unless_told(tmp_path, capsys):
     opset = write_run(tmp_path / "opset.csv", {"a": 1.0}, seed=2, opset=18)
     assert check(other, "--against", base) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bench.py: error: machine fingerprints differ") and err.count("\n") == 1
+    assert err.startswith("modbench: error: machine fingerprints differ") and err.count("\n") == 1
     assert check(opset, "--against", base) == 2
     assert "opset" in capsys.readouterr().err
     assert check(other, "--against", base, "--allow-mismatch") == 0
@@ -104,7 +104,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv):
     args = argv if argv[0] == "missing.csv" else [base, "--against", base, *argv]
     assert check(*args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bench.py: error:") and err.count("\n") == 1
+    assert err.startswith("modbench: error:") and err.count("\n") == 1
 
 
 def test_baseline_save_show_and_never_silently_replaced(tmp_path, capsys):

@@ -3,8 +3,8 @@ a few dozen iterations. It must catch EfficientMod-xxs with an extra MLP per blo
 (~27% more MACs) against the baseline's saved xxs graph."""
 import json
 
-from bench.cli import main
-from bench.store import read_results
+from modbench.cli import main
+from modbench.store import read_results
 
 
 def test_interleaved_catches_the_slowed_model(tmp_path, capsys):

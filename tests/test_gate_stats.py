@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.gate.verdicts import judge_samples
-from bench.stats import boot_block_length, headline_interval, kendall, mann_whitney, paired_ratio, spearman, \
+from modbench.gate.verdicts import judge_samples
+from modbench.stats import boot_block_length, headline_interval, kendall, mann_whitney, paired_ratio, spearman, \
     unpaired_ratio
 from tools.gate_error_rates import block_speed, detection_rate, latency_samples, synthetic_run
 

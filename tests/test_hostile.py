@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.store import ResultsError, ResultsWriter, read_results
-from common.fsio import WriteError, atomic_dir, check_new_output, write_new
+from modbench.cli import main
+from modbench.store import ResultsError, ResultsWriter, read_results
+from modbench.common.fsio import WriteError, atomic_dir, check_new_output, write_new
 from tools.hostile_cases import binary_file, onnx_file, write_helper_module, write_user_nets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,8 +22,8 @@ FAST = ["--iters", "20", "--warmup", "2", "--block", "10", "--threads", "1"]
 
 
 def _row(i: int, samples: np.ndarray, model="m"):
-    from bench.pipeline import Job, job_identity
-    from bench.schema import Protocol, ResultRow
+    from modbench.pipeline import Job, job_identity
+    from modbench.schema import Protocol, ResultRow
 
     job = Job(model, "default", "ort-cpu", 1, 1, 64)
     stats = {"iters": samples.size, "median_ms": float(np.median(samples)), "valid": True}
@@ -41,7 +41,7 @@ def _written(path: Path, n: int) -> Path:
 
 def _one_line_error(err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("note:")]
-    assert len(lines) == 1 and lines[0].startswith("bench.py: error:"), err
+    assert len(lines) == 1 and lines[0].startswith(("modbench: error:", "bench.py: error:")), err
     return lines[0]
 
 
@@ -54,10 +54,10 @@ def _visible(folder: Path) -> list[str]:
 def _export_user(folder: Path, cache_dir: Path):
     import torch
 
-    from exporters import ExportRequest
-    from exporters.cache import ExportCache
-    from exporters.onnx import OnnxExporter
-    from models.byo import _callable_entry
+    from modbench.exporters import ExportRequest
+    from modbench.exporters.cache import ExportCache
+    from modbench.exporters.onnx import OnnxExporter
+    from modbench.models.byo import _callable_entry
 
     for m in ("helper_arch", "uses_helper"):
         sys.modules.pop(m, None)
@@ -119,7 +119,7 @@ def test_two_processes_resuming_through_a_symlink_one_is_refused(tmp_path):
     hold = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from bench.store import ResultsWriter
+        from modbench.store import ResultsWriter
         w, _, _ = ResultsWriter.resume({str(real)!r})
         print("locked", flush=True)
         time.sleep(60)
@@ -365,11 +365,45 @@ def test_settings_that_cannot_be_run_are_refused(tmp_path, capsys, argv, says):
     assert says in _one_line_error(capsys.readouterr().err)
 
 
+# A value of each stored setting other than the stored run's (a RunRequest's defaults).
+OTHER_VALUE = {"--runtime": "torch-cpu", "--variant": "reshape", "--threads": "3", "--batch": "2",
+               "--resolution": "64", "--iters": "500", "--max-iters": "999", "--target-ci": "0.05",
+               "--stat": "mean", "--min-iters": "77", "--time-budget": "33", "--warmup": "7", "--block": "9",
+               "--block-warmup": "1", "--schedule": "sequential", "--busy-cores": "0.7", "--max-disturbed": "0.3",
+               "--interleave": "2", "--spinning": "off", "--checkpoint": "w.pt", "--exporter": "dynamo",
+               "--opset": "17", "--dynamic-batch": None, "--model-arg": "width=2", "--top1": "m=50",
+               "--precision": "fp16", "--cudnn-algo-search": "HEURISTIC", "--cuda-graphs": None,
+               "--end-to-end": None, "--compile-mode": "default", "--device-id": "1", "--reference": "mobilenetv2_100"}
+
+
+def test_every_stored_setting_has_a_case():
+    from modbench.runplan import SETTINGS
+
+    assert {s.flag for s in SETTINGS} == set(OTHER_VALUE)
+
+
+@pytest.mark.parametrize("flag", sorted(OTHER_VALUE))
+def test_resume_refuses_every_stored_setting_it_would_ignore(tmp_path, capsys, flag):
+    out = _written(tmp_path / "r.csv", 1)
+    value = OTHER_VALUE[flag]
+    assert main(["run", "--resume", str(out), flag, *([value] if value is not None else [])]) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert f"{flag} " in err and "would not apply" in err, err
+
+
+def test_resume_takes_a_setting_equal_to_the_stored_one(tmp_path, capsys):
+    out = _written(tmp_path / "r.csv", 1)
+    # --warmup 50 is what the run asked (the default): nothing to refuse; the one row is complete.
+    assert main(["run", "--resume", str(out), "--warmup", "50", "--block", "50"]) in (0, 2)
+    assert "would not apply" not in capsys.readouterr().err
+
+
 def test_resume_refuses_settings_it_would_ignore_and_says_what_changed(tmp_path, capsys):
     out = _written(tmp_path / "r.csv", 1)
     assert main(["run", "--resume", str(out), "--iters", "500", "--threads", "3"]) == 2
-    assert "--iters, --threads would not apply" in _one_line_error(capsys.readouterr().err)
-    from bench.commands.run import software_changes
+    err = _one_line_error(capsys.readouterr().err)
+    assert "--threads 3 (the run has 4)" in err and "--iters 500 (the run has 4000)" in err
+    from modbench.commands.run import software_changes
     df = read_results(out).assign(git_commit="0123abc", onnxruntime_version="0.1", onnxruntime_gpu_version="0.1")
     notes = software_changes(df)  # whichever ONNX Runtime distribution is installed here
     assert any("commit 0123abc" in n for n in notes) and any("onnxruntime" in n and " 0.1;" in n for n in notes)
@@ -382,7 +416,7 @@ def test_list_into_a_closed_pipe_is_not_an_error():
 
 
 def test_an_empty_home_is_not_the_root_cache(monkeypatch):
-    from common.fsio import CacheError, default_cache_dir
+    from modbench.common.fsio import CacheError, default_cache_dir
 
     monkeypatch.delenv("MODBENCH_CACHE", raising=False)
     monkeypatch.setenv("HOME", "")
@@ -391,7 +425,7 @@ def test_an_empty_home_is_not_the_root_cache(monkeypatch):
 
 
 def test_a_model_name_is_never_a_live_formula_in_a_table_csv():
-    from bench.report.tables import _inert
+    from modbench.report.tables import _inert
 
     assert _inert("=1+1.onnx") == "'=1+1.onnx" and _inert("@x") == "'@x"
     assert _inert("-0.5") == "-0.5" and _inert("-") == "-" and _inert("mobilenetv2_100") == "mobilenetv2_100"
@@ -401,7 +435,7 @@ def test_an_onnx_file_with_external_data_is_hashed_with_its_weights(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from models.byo import onnx_file_digest
+    from modbench.models.byo import onnx_file_digest
 
     w = numpy_helper.from_array(np.ones((3, 3), np.float32), "w")
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
@@ -424,8 +458,8 @@ def test_an_interleaved_check_without_blocks_to_spread_is_refused(tmp_path, caps
 
 
 def test_top1_files_with_a_byte_order_mark_read_and_binary_ones_are_one_line(tmp_path):
-    from models.byo import parse_top1
-    from models.registry import ModelError
+    from modbench.models.byo import parse_top1
+    from modbench.models.registry import ModelError
 
     tsv = tmp_path / "top1.tsv"
     tsv.write_bytes("\ufeffname\ttop1\nmine.onnx\t71.5\n".encode())

@@ -9,27 +9,32 @@ the top of the module is where a reader looks for what a module needs."""
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "models", "exporters", "bench", "tools")
+# The import name of each folder of the checkout (pyproject's package-dir: bench/ is
+# `modbench`, models/ is `modbench.models`, ...); tools/ is imported from the checkout.
+PACKAGE_DIR = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+FOLDER_NAME = {folder: name for name, folder in PACKAGE_DIR.items()} | {"tools": "tools"}
+PACKAGES = ("modbench", "tools")
 
 # Bottom to top; a module belongs to the first layer whose prefix names it.
 LAYERS = [
-    ("foundation", ("common", "bench.vocab", "bench.env", "bench.stats", "bench.textable",
-                    "bench.progress", "bench.gpu_env")),
-    ("models", ("models",)),
-    ("exporters", ("exporters",)),
-    ("runners", ("bench.runners",)),
-    ("measurement and store", ("bench.busy", "bench.machine_ref", "bench.measurement",
-                               "bench.schema", "bench.store")),
-    ("scheduling", ("bench.schedule",)),
-    ("pipeline", ("bench.pipeline", "bench.specs", "bench.catalog")),
-    ("fleet", ("bench.fleet",)),
-    ("reports and gate", ("bench.report", "bench.gate")),
-    ("commands", ("bench.commands", "bench.api", "bench.cli", "bench.__main__", "bench")),
+    ("foundation", ("modbench.common", "modbench.vocab", "modbench.env", "modbench.stats",
+                    "modbench.textable", "modbench.progress", "modbench.gpu_env")),
+    ("models", ("modbench.models",)),
+    ("exporters", ("modbench.exporters",)),
+    ("runners", ("modbench.runners",)),
+    ("measurement and store", ("modbench.busy", "modbench.machine_ref", "modbench.measurement",
+                               "modbench.schema", "modbench.store")),
+    ("scheduling", ("modbench.schedule",)),
+    ("pipeline", ("modbench.pipeline", "modbench.specs", "modbench.catalog", "modbench.profiling")),
+    ("fleet", ("modbench.fleet",)),
+    ("reports and gate", ("modbench.report", "modbench.gate", "modbench.history")),
+    ("commands", ("modbench.commands", "modbench.api", "modbench.cli", "modbench.__main__", "modbench")),
     # Self-benchmarks, demos and scripts: above the product, never imported by it.
     ("tools", ("tools",)),
 ]
@@ -46,16 +51,25 @@ def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
-    return ".".join(parts)
+    return ".".join([FOLDER_NAME[parts[0]], *parts[1:]])
+
+
+def module_path(name: str) -> Path:
+    """The file or folder of an import name, through the longest package-dir entry."""
+    for prefix in sorted(PACKAGE_DIR, key=len, reverse=True) + ["tools"]:
+        if name == prefix or name.startswith(prefix + "."):
+            folder = PACKAGE_DIR.get(prefix, prefix)
+            return ROOT.joinpath(folder, *name[len(prefix):].split(".")[1:])
+    return ROOT.joinpath(*name.split("."))
 
 
 def is_module(name: str) -> bool:
-    path = ROOT.joinpath(*name.split("."))
+    path = module_path(name)
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def project_modules() -> list[Path]:
-    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+    return sorted(p for folder in FOLDER_NAME for p in (ROOT / folder).rglob("*.py"))
 
 
 def imports(path: Path) -> list[tuple[str, int, bool]]:
@@ -77,7 +91,7 @@ def imports(path: Path) -> list[tuple[str, int, bool]]:
                     target = ".".join(base + ([child.module] if child.module else []))
                 else:
                     target = child.module or ""
-                # `from . import store` imports the module bench.store, not the package.
+                # `from . import store` imports the module modbench.store, not the package.
                 subs = [f"{target}.{a.name}" for a in child.names if is_module(f"{target}.{a.name}")]
                 out.extend((t, child.lineno, in_function) for t in (subs or [target]))
             visit(child, inside)

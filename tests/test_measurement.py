@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import open_cpu_sessions
 
-from bench.busy import BlockBusy
-from bench.measurement import PERCENTILE_MIN_SAMPLES, Measurement, Validity
+from modbench.busy import BlockBusy
+from modbench.measurement import PERCENTILE_MIN_SAMPLES, Measurement, Validity
 
 
 def test_statistics_derive_from_samples():
@@ -59,14 +59,17 @@ def test_validity_is_about_precision_percentiles_and_load_not_cv():
     tailed = np.where(rng.random(4000) < 0.05, 80.0, 10.0) * rng.lognormal(0, 0.01, 4000)
     m = Measurement(tailed, block=50)
     assert m.cv > 0.3
-    ok, reason = m.validity()
+    verdict = m.validity()
+    ok, reason = verdict.valid, verdict.reason
     assert ok, reason
-    ok, reason = Measurement(tight[:100], block=50).validity(Validity(target_ci=1e-5))
+    verdict = Measurement(tight[:100], block=50).validity(Validity(target_ci=1e-5))
+    ok, reason = verdict.valid, verdict.reason
     assert not ok and "median known to ±" in reason and "not ±0.0%" in reason
     quiet = [BlockBusy(0.01, 0.0, None)] * 80
     busy = [BlockBusy(0.9, 0.0, None)] * 40 + quiet[:40]
-    assert Measurement(tight, block=50, busy=quiet).validity()[0]
-    ok, reason = Measurement(tight, block=50, busy=busy).validity()
+    assert Measurement(tight, block=50, busy=quiet).validity().valid
+    verdict = Measurement(tight, block=50, busy=busy).validity()
+    ok, reason = verdict.valid, verdict.reason
     assert not ok and "machine busy: 50% of blocks had other processes using > 0.2 cores" in reason
 
 
@@ -83,7 +86,7 @@ def sessions():
 
 
 def test_precision_driven_rows_stop_on_their_own(sessions):
-    from bench.schedule import StoppingRule, TimingProtocol, time_sessions
+    from modbench.schedule import StoppingRule, TimingProtocol, time_sessions
 
     auto = TimingProtocol(iters=3000, warmup=5, block=20, block_warmup=1,
                           stopping=StoppingRule(target_ci=0.05, min_iters=60))
@@ -100,7 +103,7 @@ def test_precision_driven_rows_stop_on_their_own(sessions):
 
 def test_a_busy_loop_competitor_is_detected_and_quiet_is_not(sessions):
     """A real process spinning on a core while we time: the blocks are flagged."""
-    from bench.schedule import TimingProtocol, time_sessions
+    from modbench.schedule import TimingProtocol, time_sessions
 
     def run():
         return time_sessions(sessions, TimingProtocol(iters=400, auto=False, warmup=5, block=20, block_warmup=1))
@@ -119,7 +122,8 @@ def test_a_busy_loop_competitor_is_detected_and_quiet_is_not(sessions):
     time.sleep(0.5)
     quiet = run()
     for m in busy:
-        ok, reason = m.validity(Validity(target_ci=0.5))
+        verdict = m.validity(Validity(target_ci=0.5))
+        ok, reason = verdict.valid, verdict.reason
         assert not ok and "machine busy" in reason, [b.others_cores for b in m.busy]
         assert max(b.others_cores for b in m.busy) > 0.5
     # Without it the others' load drops by about the competitor's core (in CI, where
@@ -135,8 +139,10 @@ def test_an_imprecise_row_says_when_the_machine_speed_moved():
     rng = np.random.default_rng(7)
     speed = np.repeat(np.where(rng.random(40) < 0.5, 1.0, 1.5), 50)  # per-block speed, bimodal
     drifting = Measurement(10 * speed * rng.lognormal(0, 0.02, speed.size), block=50)
-    ok, reason = drifting.validity()
+    verdict = drifting.validity()
+    ok, reason = verdict.valid, verdict.reason
     assert not ok and "the machine's speed changed while timing" in reason, reason
     steady = Measurement(10 * rng.lognormal(0, 0.05, 300), block=50)
-    ok, reason = steady.validity(Validity(target_ci=1e-4))
+    verdict = steady.validity(Validity(target_ci=1e-4))
+    ok, reason = verdict.valid, verdict.reason
     assert not ok and "median known to" in reason and "speed changed" not in reason, reason

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import ModelError, create_model, get_entry, list_entries
-from models.complexity import count_macs, count_params
+from modbench.models import ModelError, create_model, get_entry, list_entries
+from modbench.models.complexity import count_macs, count_params
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "efficientmod"
 EXACT_PARAMS = {"xxs": 4_736_264, "xs": 6_627_544, "s": 12_897_184, "s_conv": 12_872_336}
@@ -90,8 +90,8 @@ def test_registry_holds_all_of_table1():
 
 
 def test_registry_imports_no_family_and_suite_additions_name_registered_models():
-    import models
-    from models.registry import suite_additions
+    import modbench.models as models
+    from modbench.models.registry import suite_additions
 
     tree = ast.parse((Path(models.__file__).parent / "registry.py").read_text())
     # Only the layer's own plumbing (the error type, file writing); no family module.

@@ -3,8 +3,8 @@ FocalNet@4M) and the Table 6 / Fig. 9 / App. L ablation networks: sizes against
 the facts files and the paper (ONNX parity of every model: tests/test_registry.py)."""
 import pytest
 
-from models import ModelError, create_model, get_entry, list_entries
-from models.complexity import count_macs, count_params
+from modbench.models import ModelError, create_model, get_entry, list_entries
+from modbench.models.complexity import count_macs, count_params
 
 # Counted from the reference code (shared/models/*.md), random init.
 FACTS_PARAMS = {
@@ -86,7 +86,7 @@ def test_hierarchical_mbconv_is_marked_approximate_with_its_counts():
 
 
 def test_fig9_sweeps_widths_and_kernels_of_both_blocks():
-    from models.mbconv_ablation import FIG9_KERNELS, FIG9_WIDTHS
+    from modbench.models.mbconv_ablation import FIG9_KERNELS, FIG9_WIDTHS
 
     rows = list_entries("fig9")
     assert len(rows) == 2 * (len(FIG9_WIDTHS) + len(FIG9_KERNELS)) - 2  # two points are Table 6 rows
@@ -107,7 +107,7 @@ def test_separate_mlp_variant_keeps_the_paper_size():
 
 
 def test_fig9_points_place_each_network_in_its_sweeps():
-    from models.mbconv_ablation import fig9_points
+    from modbench.models.mbconv_ablation import fig9_points
 
     assert fig9_points("efficientmod_iso_6m") == [("width", "efficientmod", 196), ("kernel", "efficientmod", 7)]
     assert fig9_points("mbconv_iso_6m") == [("width", "mbconv", 196), ("kernel", "mbconv", 3)]

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import models
-from bench.runners import RUNNERS, RunnerUnavailable, register_runner
-from bench.runners.base import Runner
-from bench.vocab import DEVICES, UnknownDevice
-from common.registry import Registry
-from exporters import EXPORTERS, ExportCache, ExportError, Exporter, ExportRequest, OnnxExporter, get_exporter
-from models import create_model, list_entries
-from models.byo import USER_SOURCE
-from models.registry import _REGISTRY
+import modbench.models as models
+from modbench.runners import RUNNERS, RunnerUnavailable, register_runner
+from modbench.runners.base import Runner
+from modbench.vocab import DEVICES, UnknownDevice
+from modbench.common.registry import Registry
+from modbench.exporters import EXPORTERS, ExportCache, ExportError, Exporter, ExportRequest, OnnxExporter, get_exporter
+from modbench.models import create_model, list_entries
+from modbench.models.byo import USER_SOURCE
+from modbench.models.registry import _REGISTRY
 
 ENTRIES = list_entries()
 # 64 is the smallest side at which every stage of these networks keeps more than one

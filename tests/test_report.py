@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import stats
-from bench.cli import main
-from bench.report import reference as ref
-from bench.report.pairs import ratio, timed_together
-from bench.report.inputs import read_inputs
-from bench.report.tables import latex_escape
+from modbench import stats
+from modbench.cli import main
+from modbench.report import reference as ref
+from modbench.report.pairs import ratio, timed_together
+from modbench.report.inputs import read_inputs
+from modbench.report.tables import latex_escape
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_claims_command(runs, capsys):
 
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
-    assert err.startswith("bench.py: error:") and "\n" not in err and "Traceback" not in err
+    assert err.startswith("modbench: error:") and "\n" not in err and "Traceback" not in err
     return err
 
 

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from common.errors import ModbenchError
-from bench.machine_ref import Reference
-from bench.measurement import MIN_NORMAL_BLOCKS, Measurement
-from bench.pipeline import RunRequest
-from bench.runners.base import Session
-from bench.schedule import Clock, ProtocolError, StoppingRule, TimingProtocol, time_sessions
+from modbench.common.errors import ModbenchError
+from modbench.machine_ref import Reference
+from modbench.measurement import MIN_NORMAL_BLOCKS, Measurement
+from modbench.pipeline import RunRequest
+from modbench.runners.base import Session
+from modbench.schedule import Clock, ProtocolError, StoppingRule, TimingProtocol, time_sessions
 
 
 class FakeClock(Clock):
@@ -289,3 +289,42 @@ def test_the_budget_stops_timing_and_the_eta_never_exceeds_what_is_left():
     # Before the budget ran out, the ETA was the budget left (the target is out of reach).
     assert rounds[0].eta_s == pytest.approx(3.5 - rounds[0].elapsed_s)
     assert rounds[-1].active == 0 and math.isfinite(rounds[-2].worst)
+
+
+def _host_phases(clock: FakeClock, ms: float, seed: int):
+    """A shared host's speed, the same for every session at a given moment: normal and
+    twice as slow in turns of 1 s, plus 1% noise per iteration."""
+    rng = np.random.default_rng(seed)
+    return lambda k: ms * (2.0 if int(clock.t) % 2 else 1.0) * float(rng.lognormal(0.0, 0.01))
+
+
+def test_a_row_beside_a_reference_stops_on_its_relative_figure_and_the_reference_follows_it():
+    """The host slows both sessions alike: each one's own headline stays wide, its ratio
+    to the reference timed in the same rounds does not. With the reference the row stops
+    once the ratio is precise, and the reference was timed exactly as long; without
+    it, the row runs to the ceiling."""
+    rule = StoppingRule(target_ci=0.01, min_iters=600)
+    p = TimingProtocol(iters=4000, stopping=rule, block=20, **BARE)
+
+    def run(relative_to):
+        clock = FakeClock()
+        sessions = [ScriptedSession(clock, "row", _host_phases(clock, 3.0, 1)),
+                    ScriptedSession(clock, "ref", _host_phases(clock, 2.0, 2))]
+        return time_sessions(sessions, p, clock=clock, relative_to=relative_to)
+
+    row, ref = run({0: 1})
+    assert 600 <= row.n < 4000 and ref.n == row.n
+    from modbench.stats import relative_latency
+    r = relative_latency(row.samples_ms, ref.samples_ms, 20)
+    assert r.rel_half_width <= 0.01 and r.low <= 1.5 <= r.high
+    assert row.headline("median").rel_half_width > 0.01  # its own figure could not have stopped it
+    alone, _ = run(None)
+    assert alone.n == 4000
+
+
+def test_a_reference_needs_the_round_robin_schedule():
+    clock = FakeClock()
+    sessions = [ScriptedSession(clock, n, constant(1.0)) for n in "ab"]
+    with pytest.raises(ValueError, match="round-robin"):
+        time_sessions(sessions, TimingProtocol(iters=40, auto=False, schedule="sequential", **BARE), clock=clock,
+                      relative_to={0: 1})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from common.fsio import portable_name
+from modbench.cli import main
+from modbench.common.fsio import portable_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,34 +35,40 @@ def user_checkout(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_python_m_bench_and_bench_cli_are_the_command_line(user_checkout):
-    # `python -m bench.cli run --help` once printed nothing and exited 0.
-    r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--help"], cwd=REPO,
+def test_python_m_modbench_is_the_command_line_and_the_users_models_package_is_theirs(user_checkout):
+    # `python -m modbench.cli run --help` once printed nothing and exited 0.
+    r = subprocess.run([sys.executable, "-m", "modbench.cli", "run", "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("usage: modbench run") and "PATH.py:function" in r.stdout
-    # Inside a user's repository with a `models` package of its own (the suite found
-    # on PYTHONPATH, as an installed copy would be): the suite's packages are used.
-    r = subprocess.run([sys.executable, "-m", "bench", "run", "models.mynet:build", "--iters", "5"],
-                       cwd=user_checkout, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert r.stderr.startswith("modbench: error:") and "name the file instead: models/mynet.py:build" in r.stderr
-    assert 'modbench = "bench.cli:console"' in (REPO / "pyproject.toml").read_text()
+    # Inside a user's repository with a `models` package of its own, `python -m
+    # modbench` puts the repository first on sys.path: the user's `models` is theirs.
+    r = subprocess.run([sys.executable, "-m", "modbench", "run", "models.mynet:build", "--iters", "20",
+                        "--warmup", "2", "--block", "10", "--resolution", "32", "--threads", "1",
+                        "--out", str(user_checkout / "m.csv")],
+                       cwd=user_checkout, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "python -m modbench report" in r.stdout + r.stderr  # the hint names the command as called
+    assert 'modbench = "modbench.cli:console"' in (REPO / "pyproject.toml").read_text()
 
 
-def test_a_spec_shadowed_by_the_suites_models_package_says_so(user_checkout, capsys):
-    assert main(["run", "models.mynet:build", "--iters", "5"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0
-    assert "modbench's own package" in err and "models/mynet.py:build" in err
+def test_a_module_spec_named_like_a_modbench_folder_is_the_users(user_checkout, monkeypatch):
+    from modbench.models import resolve_spec
+
+    # This checkout's root is on the tests' path (for tools/); a user's process has no such folder.
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != REPO])
+
+    entry = resolve_spec("models.mynet:build")
+    assert entry.builder("default", 32)[0].out_channels == 8
+    assert sys.modules["models.mynet"].__file__ == str(user_checkout / "models" / "mynet.py")
+    del sys.modules["models.mynet"], sys.modules["models"]
 
 
 def test_a_file_spec_loads_under_a_private_name(user_checkout):
-    from models import resolve_spec
+    from modbench.models import resolve_spec
 
     entry = resolve_spec("models/mynet.py:build", model_args={"width": 4})
     assert entry.name == "models/mynet.py:build"
-    assert "models.mynet" not in sys.modules  # never under the name the suite's package owns
+    assert "models.mynet" not in sys.modules  # a file spec never takes a package's module name
     model = entry.builder("default", 32)
     assert model[0].out_channels == 4
     other = user_checkout / "other"
@@ -86,7 +92,7 @@ def test_portable_names_are_distinct_and_keep_plain_names():
 def test_a_gate_that_cannot_judge_is_not_green(tmp_path, capsys):
     from test_gate_check import write_run
 
-    busy = {"invalid_reason": "machine busy: 80% of blocks", "valid": False}
+    busy = {"invalid_reason": "machine busy: 80% of blocks", "invalid_codes": "busy", "valid": False}
     base = write_run(tmp_path / "base.csv", {"a": 1.0, "ref": 1.0}, seed=1, reference_ms=5.0, **busy)
     cur = write_run(tmp_path / "cur.csv", {"a": 1.0, "ref": 1.0}, seed=2, reference_ms=5.0, **busy)
     md = tmp_path / "gate.md"
@@ -107,12 +113,13 @@ def test_run_check_claims_json_and_the_api_on_user_models(user_checkout, capsys)
     import numpy as np
     from torch import nn
 
-    from bench.api import measure, read
+    from modbench.api import measure, read
 
     df = measure({"conv": nn.Conv2d(3, 8, 3)},
                  out=user_checkout / "api.csv", iters=40, warmup=2, block=20, resolution=[32],
                  threads=[1], quiet=True)
     assert list(df["model"]) == ["conv"] and df.attrs["path"] == str(user_checkout / "api.csv")
+    assert (user_checkout / "api.csv").is_file()  # out= keeps the results where the caller says
     x = df.loc[0, "samples_ms"]
     assert x.size == df.loc[0, "iters"] == 40 and np.isclose(np.median(x), df.loc[0, "median_ms"], rtol=1e-5, atol=2e-6)
 
@@ -141,7 +148,7 @@ def test_run_check_claims_json_and_the_api_on_user_models(user_checkout, capsys)
 def test_resolve_spec_takes_a_module_in_memory():
     from torch import nn
 
-    from models import resolve_spec
+    from modbench.models import resolve_spec
 
     conv = nn.Conv2d(3, 8, 3)
     entry = resolve_spec(conv)
@@ -152,8 +159,10 @@ def test_resolve_spec_takes_a_module_in_memory():
 
 
 def test_the_wheel_holds_the_command_and_every_data_file(tmp_path):
-    """`pip install` of this repository gives a user everything: the console script
-    and the data files the code reads (an installed copy has no checkout beside it)."""
+    """`pip install` of this repository gives a user everything: the console script,
+    one import package, and the data files the code reads (an installed copy has no
+    checkout beside it)."""
+    import tomllib
     import zipfile
 
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -161,9 +170,13 @@ def test_the_wheel_holds_the_command_and_every_data_file(tmp_path):
     assert r.returncode == 0, r.stderr
     wheel = zipfile.ZipFile(next(tmp_path.glob("modbench-*.whl")))
     names = set(wheel.namelist())
-    data = [p.relative_to(REPO).as_posix() for pkg in ("bench", "models", "exporters")
-            for p in (REPO / pkg).rglob("*.tsv")]
-    assert data and not [d for d in data if d not in names]
+    dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for package, folder in dirs.items():  # the folders are side by side in the checkout, never nested
+        shipped = [package.replace(".", "/") + "/" + f.relative_to(REPO / folder).as_posix()
+                   for f in (REPO / folder).rglob("*")
+                   if f.suffix in (".py", ".tsv", ".txt") and "__pycache__" not in f.parts]
+        assert shipped and not [f for f in shipped if f not in names], package
+    assert {n.split("/")[0] for n in names if not n.startswith("modbench-")} == {"modbench"}
     ep = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "modbench = bench.cli:console" in wheel.read(ep).decode()
-    assert "bench/__main__.py" in names
+    assert "modbench = modbench.cli:console" in wheel.read(ep).decode()
+    assert "modbench/__main__.py" in names and "modbench/constraints.txt" in names

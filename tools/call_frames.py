@@ -14,9 +14,9 @@ import sys
 import traceback
 from pathlib import Path
 
-import bench.runners.base as runner_base
-import bench.runners.ort_cpu as ort_cpu
-from bench.cli import main as bench_main
+import modbench.runners.base as runner_base
+import modbench.runners.ort_cpu as ort_cpu
+from modbench.cli import main as bench_main
 
 PROJECT = ("bench", "models", "exporters", "common")
 BLOCK = 50

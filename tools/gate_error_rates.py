@@ -14,8 +14,8 @@ import argparse
 
 import numpy as np
 
-from bench.gate.verdicts import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_samples
-from bench.measurement import Measurement
+from modbench.gate.verdicts import DEFAULT_ALPHA, DEFAULT_THRESHOLD, judge_samples
+from modbench.measurement import Measurement
 
 
 def block_speed(rng, n_blocks: int, drift_sd: float = 0.02, rho: float = 0.8) -> np.ndarray:

@@ -15,11 +15,11 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from bench.measurement import Measurement
-from bench.pipeline import RunRequest, plan, prepare
-from bench.runners import RunSettings, get_runner
-from bench.runners.ort_cpu import cpu_session_options
-from bench.stats import paired_ratio, verdict_at_most
+from modbench.measurement import Measurement
+from modbench.pipeline import RunRequest, plan, prepare
+from modbench.runners import RunSettings, get_runner
+from modbench.runners.ort_cpu import cpu_session_options
+from modbench.stats import paired_ratio, verdict_at_most
 from tools.selfbench import SUITE_VS_BARE_GOALS
 
 

@@ -32,16 +32,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench import schedule
-from bench.machine_ref import NORMAL_MAX
-from bench.measurement import from_row
-from bench.pipeline import RunRequest, plan, prepare_all
-from bench.runners import RunSettings, get_runner
-from bench.runners.base import random_input
-from bench.runners.ort_cpu import cpu_session_options
-from bench.stats import block_bootstrap, paired_ratio, verdict_at_most
-from bench.store import read_rows, read_samples
-from common.fsio import atomic_write
+from modbench import schedule
+from modbench.machine_ref import NORMAL_MAX
+from modbench.measurement import from_row
+from modbench.pipeline import RunRequest, plan, prepare_all
+from modbench.runners import RunSettings, get_runner
+from modbench.runners.base import random_input
+from modbench.runners.ort_cpu import cpu_session_options
+from modbench.stats import block_bootstrap, paired_ratio, verdict_at_most
+from modbench.store import read_rows, read_samples
+from modbench.common.fsio import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 TRIO = ["efficientmod_s", "efficientformerv2_s2", "mobilenetv2_100"]
@@ -462,6 +462,20 @@ def back_to_back(args, log: Evidence) -> None:
             + (f"{ratio:.4f}" if ratio is not None else "- (no latency_ms in a run)"))
     log(f"latency_ms measured in both runs: {measured}/{len(common)}; within 1%: {within1}/{len(common)} "
         f"(target >= 20 of 25); within 3%: {within3}/{len(common)} (target all)")
+    # Issue 33: the relative figures (a default run times the reference beside its rows).
+    rel = [m for m in common if a[m].get("rel_latency") and b[m].get("rel_latency")]
+    if rel:
+        for k, rows in enumerate((a, b)):
+            ok = sum(not rows[m].get("rel_codes") for m in rel)
+            log(f"run {k + 1}: {ok}/{len(rel)} relative figures VALID (target >= 20 of 24)")
+        both = [m for m in rel if not a[m].get("rel_codes") and not b[m].get("rel_codes")]
+        near = [m for m in rel if abs(b[m]["rel_latency"] / a[m]["rel_latency"] - 1) <= 0.02]
+        log(f"relative figures within 2% run to run: {len(near)}/{len(rel)} (target >= 22 of 24); "
+            f"of those VALID in both runs: {sum(m in near for m in both)}/{len(both)}")
+        for m in rel:
+            log(f"  {m:32s} rel {a[m]['rel_latency']:.4f} {a[m].get('rel_codes') or 'VALID'} | "
+                f"{b[m]['rel_latency']:.4f} {b[m].get('rel_codes') or 'VALID'}  ratio "
+                f"{b[m]['rel_latency'] / a[m]['rel_latency']:.4f}")
     for k, rows in enumerate((a, b)):
         for m, r in rows.items():
             if not r["valid"]:
@@ -519,6 +533,72 @@ def reproduce(args, log: Evidence) -> None:
     _quiet_steps(quiet, log, "runs")
 
 
+# --- issue 33: relative latency -------------------------------------------------------------
+
+REL_MODELS = ["efficientmod_s", "efficientformerv2_s2", "deit_tiny_distilled_patch16_224"]
+REFERENCE = "mobilenetv2_100"
+
+
+def _rel_line(r) -> str:
+    rel, lo, hi = (r.get(k) for k in ("rel_latency", "rel_ci_low", "rel_ci_high"))
+    if rel is None or rel != rel:
+        return "no relative figure"
+    cal = r.get("calibrated_ms")
+    return (f"rel {rel:.4f} ±{(hi - lo) / 2 / rel:.2%} ({'VALID' if not r.get('rel_codes') else r['rel_codes']})"
+            + (f", calibrated {cal:.3f} ms" if cal is not None and cal == cal else ", no calibration yet")
+            + f", latency_ms {_validity_line(r)}")
+
+
+def relative(args, log: Evidence) -> None:
+    """N invocations of three models beside the reference: the CV of each row's relative
+    figure, calibrated ms and latency_ms across invocations; how many relative figures
+    were VALID; `check --against` of each run with the next."""
+    runs, checks, quiet = [], [], []
+    log(f"{args.runs} separate invocations of `bench.py run {' '.join(REL_MODELS)} --reference {REFERENCE} "
+        f"--time-budget {args.time_budget:g} --threads {args.threads}"
+        + (f" --block {args.block}" if args.block else "") + "`; targets: CV of each relative figure "
+        "<= 1.5%, of each calibrated ms <= 3%; `check --against` each run with the next: 'unchanged' for "
+        ">= 90% of rows, never 'slower'")
+    prev = None
+    for k in range(args.runs):
+        csv = log.dir / f"run-{k}.csv"
+        with timed_step(args, log, quiet):
+            wall = _bench("run", *REL_MODELS, "--reference", REFERENCE, "--time-budget", f"{args.time_budget:g}",
+                          "--threads", str(args.threads), "--out", str(csv),
+                          *(("--block", str(args.block)) if args.block else ()))
+        rows = {r["model"]: r for r in read_rows(csv) if r["model"] in REL_MODELS}
+        runs.append(rows)
+        log(f"run {k + 1} ({wall:.0f} s):")
+        for m in REL_MODELS:
+            log(f"  {m:32s} {_rel_line(rows[m])}")
+        if prev is not None:
+            r = subprocess.run([sys.executable, str(REPO / "bench.py"), "check", "--against", str(prev), str(csv),
+                                "--format", "json"], cwd=REPO, capture_output=True, text=True)
+            doc = json.loads(r.stdout) if r.returncode in (0, 1) else {"rows": []}
+            mine = [x for x in doc["rows"] if x["model"] in REL_MODELS]
+            checks.append([x["verdict"] for x in mine])
+            log(f"  check --against run-{k - 1}.csv: exit {r.returncode}: "
+                + ", ".join(f"{x['model']} {x['verdict']} {x['change_pct'] if x.get('change_pct') is not None else float('nan'):+.1f}% ({x['mode']})"
+                            for x in mine))
+        prev = csv
+    cv = lambda v: float(np.std(v, ddof=1) / np.mean(v)) if len(v) >= 2 else float("nan")  # noqa: E731
+    num = lambda v: v is not None and v == v  # noqa: E731
+    log("\nacross invocations")
+    for m in REL_MODELS:
+        rel = [r[m]["rel_latency"] for r in runs if num(r[m].get("rel_latency"))]
+        cal = [r[m]["calibrated_ms"] for r in runs if num(r[m].get("calibrated_ms"))]
+        lat = [_latency(r[m]) for r in runs if _latency(r[m]) is not None]
+        ok = sum(not r[m].get("rel_codes") and num(r[m].get("rel_latency")) for r in runs)
+        log(f"  {m:32s} relative CV {cv(rel):.2%} ({len(rel)} runs, {'met' if cv(rel) <= 0.015 else 'NOT met'}); "
+            f"calibrated CV {cv(cal):.2%} ({len(cal)} runs, {'met' if cal and cv(cal) <= 0.03 else 'NOT met'}); "
+            f"latency_ms CV {cv(lat):.2%} ({len(lat)} runs); relative VALID {ok}/{len(runs)}")
+    flat = [v for c in checks for v in c]
+    same, slower = sum(v == "unchanged" for v in flat), sum(v == "slower" for v in flat)
+    log(f"check --against: {same} of {len(flat)} rows unchanged, {slower} slower "
+        f"({'met' if flat and same >= 0.9 * len(flat) and not slower else 'NOT met'})")
+    _quiet_steps(quiet, log, "runs")
+
+
 def estimators(args, log: Evidence) -> None:
     """Offline, on two results files of the same models (e.g. back-to-back's run-0 and
     run-1): how well each way of reading the same samples and probe readings reproduces
@@ -568,7 +648,8 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="what", required=True)
     for name, fn in (("machine", machine), ("transient", transient), ("suite-vs-bare", suite_vs_bare),
                      ("repeatability", repeatability), ("busy", busy), ("default-run", default_run),
-                     ("back-to-back", back_to_back), ("reproduce", reproduce), ("estimators", estimators)):
+                     ("back-to-back", back_to_back), ("reproduce", reproduce), ("relative", relative),
+                     ("estimators", estimators)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--out", type=Path, help="folder for the evidence (NAME.txt) and the results files it made")
@@ -588,6 +669,9 @@ def main(argv=None) -> int:
     sub.choices["default-run"].add_argument("--skip-fixed", action="store_true")
     sub.choices["back-to-back"].add_argument("--suite", default="table1")
     sub.choices["reproduce"].add_argument("--runs", type=int, default=6)
+    sub.choices["relative"].add_argument("--runs", type=int, default=5)
+    sub.choices["relative"].add_argument("--time-budget", type=float, default=60.0)
+    sub.choices["relative"].add_argument("--block", type=int, help="iterations per block (default: run's own)")
     sub.choices["estimators"].add_argument("files", nargs=2, type=Path, metavar="RESULTS.csv")
     sub.choices["reproduce"].add_argument("--time-budget", type=float, default=60.0)
     sub.choices["reproduce"].add_argument("--reuse", type=Path, metavar="DIR",

@@ -2,12 +2,14 @@
 parses them, so a bad value ends in one line and exit 2 before anything runs.
 
 Each function is an argparse `type=`; it raises argparse.ArgumentTypeError, which the
-parser turns into UsageError ("bench.py run: argument --batch: ...").
+parser turns into UsageError ("modbench run: argument --batch: ...").
 """
 from __future__ import annotations
 
 import argparse
 import math
+
+from modbench.common.invocation import command
 
 # Larger values are typing mistakes, not benchmarks: a batch of 100000 224px images is
 # 60 GB of input alone, and would end in an allocation failure deep inside torch.
@@ -87,15 +89,31 @@ def open_unit_float(text: str) -> float:
     return v
 
 
-def fraction(text: str) -> float:
-    """0.05 or 5%: a fraction in [0, 1)."""
+def _share(text: str, example: str) -> float:
+    """0.05 or 5%: the number a fraction option was given as."""
     t = str(text).strip()
     try:
         v = float(t.rstrip("%")) / (100.0 if t.endswith("%") else 1.0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.05 or 5%, not {text!r}") from None
-    if not (math.isfinite(v) and 0 <= v < 1):
+        raise argparse.ArgumentTypeError(f"expected {example}, not {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected {example}, not {text!r}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """0.05 or 5%: a fraction in [0, 1)."""
+    v = _share(text, "a fraction like 0.05 or 5%")
+    if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), not {text!r}")
+    return v
+
+
+def slowdown(text: str) -> float:
+    """0.05, 5% or 150%: how much slower counts, from 0 up to 10 (1000%)."""
+    v = _share(text, "a slowdown like 0.05, 5% or 150%")
+    if not 0 <= v <= 10:
+        raise argparse.ArgumentTypeError(f"expected a slowdown between 0 and 1000%, not {text!r}")
     return v
 
 
@@ -120,7 +138,10 @@ def open_unit_fraction(text: str) -> float:
     return v
 
 
-def examples(*lines: str) -> dict:
-    """add_parser keywords for an `examples:` epilog, printed as written by --help."""
-    return {"epilog": "examples:\n" + "\n".join(f"  {ln}" for ln in lines),
+def examples(*lines: str, after: str = "") -> dict:
+    """add_parser keywords for an `examples:` epilog, printed as written by --help;
+    each line is a command's arguments, shown after the command as it was called
+    (`modbench`, `python -m modbench`, `python bench.py`)."""
+    text = "examples:\n" + "\n".join(f"  {command(ln)}" for ln in lines)
+    return {"epilog": text + (f"\n\n{after}" if after else ""),
             "formatter_class": argparse.RawDescriptionHelpFormatter}

@@ -8,16 +8,17 @@ from ..measurement import Measurement
 from ..report.headline import describe, headline, is_valid
 from ..store import StoredRow
 from ..textable import render
+from . import COMMANDS
 from . import _args as A
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("baseline", help="save or show latency baselines (per machine fingerprint)",
-                       **A.examples("bench.py baseline save results/main.csv --name main",
-                                    "bench.py baseline show", "bench.py baseline show main"))
+    p = sub.add_parser("baseline", help=COMMANDS["baseline"],
+                       **A.examples("baseline save results/main.csv --name main",
+                                    "baseline show", "baseline show main"))
     bsub = p.add_subparsers(dest="baseline_command", required=True, parser_class=type(p))
     s = bsub.add_parser("save", help="freeze a results run as a named baseline of its machine",
-                        **A.examples("bench.py baseline save results/main.csv --name main"))
+                        **A.examples("baseline save results/main.csv --name main"))
     s.add_argument("results", metavar="RESULTS.csv", help="the results CSV to keep (with its samples)")
     s.add_argument("--name", default="main", help="baseline name (default main)")
     s.add_argument("--dir", default="baselines", help="where baselines live (default baselines/)")
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
                    help="replace an existing baseline of that name (the old one is kept, renamed)")
     s.set_defaults(func=save)
     sh = bsub.add_parser("show", help="list baselines of this machine, or the rows of one",
-                         **A.examples("bench.py baseline show", "bench.py baseline show main"))
+                         **A.examples("baseline show", "baseline show main"))
     sh.add_argument("name", nargs="?", help="a baseline's name: print its rows (default: list the baselines)")
     sh.add_argument("--dir", default="baselines", help="where baselines live (default baselines/)")
     sh.add_argument("--all-machines", action="store_true", help="list the baselines of every machine")

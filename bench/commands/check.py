@@ -9,9 +9,9 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from common.errors import UsageError
-from common.fsio import check_new_output, write_new
-from models import is_spec
+from modbench.common.errors import UsageError
+from modbench.common.fsio import check_new_output, write_new
+from modbench.models import is_spec
 
 from ..env import cpu_fingerprint
 from ..gate import baselines, render
@@ -20,6 +20,7 @@ from ..gate.verdicts import GateSettings, compare_runs, read_run, run_fingerprin
 from ..runners import get_runner
 from ..schedule import TimingProtocol
 from ..specs import entry_names
+from . import COMMANDS
 from . import _args as A
 
 
@@ -31,17 +32,20 @@ def _assign(text: str) -> tuple[str, str]:
 
 
 MIN_AB_BLOCKS = 3
+# Seconds a model the interleaved gate may time until its change is decided.
+DEFAULT_BUDGET_S = 180.0
+STDOUT = "-"  # --markdown - / --junit -: the document on standard output
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("check", help="latency regression gate: compare a run with a baseline",
-                       **A.examples("bench.py check results/now.csv --against results/before.csv",
-                                    "bench.py check results/now.csv --baseline main",
-                                    "bench.py check --interleaved --baseline main   # time both sides now"))
+    p = sub.add_parser("check", help=COMMANDS["check"],
+                       **A.examples("check results/now.csv --against results/before.csv",
+                                    "check results/now.csv --baseline main",
+                                    "check --interleaved --baseline main   # time both sides now"))
     p.add_argument("current", nargs="?", metavar="CURRENT.csv",
                    help="results of the current code (or, alone, an interleaved results file)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--baseline", metavar="NAME", help="a saved baseline of this machine (bench.py baseline)")
+    src.add_argument("--baseline", metavar="NAME", help="a saved baseline of this machine (the baseline command)")
     src.add_argument("--against", metavar="BASE.csv", help="a baseline results file given by path")
     p.add_argument("--baseline-dir", default="baselines", help="where baselines live (default baselines/)")
     p.add_argument("--threshold", type=A.fraction, default=0.05,
@@ -57,8 +61,8 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-mismatch", action="store_true",
                    help="compare even if machine fingerprints or settings differ")
     p.add_argument("--strict", action="store_true", help="exit 1 also when a row is not comparable")
-    p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (pull-request comment)")
-    p.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (pull-request comment); - for stdout")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML; - for stdout")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="what to print: a table (default) or JSON (docs/json-output.md)")
     p.add_argument("--boot", type=A.positive_int, default=1000, help="bootstrap resamples (default 1000)")
@@ -75,6 +79,9 @@ def add_parser(sub) -> None:
     ab.add_argument("--warmup", type=A.non_negative_int, default=20,
                     help="--interleaved: untimed iterations before timing (default 20)")
     ab.add_argument("--block", type=A.positive_int, default=25, help="interleaved: iterations per block (default 25)")
+    ab.add_argument("--time-budget", type=A.positive_float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+                    help=f"interleaved: a model whose change is still inconclusive after --iters is timed again, "
+                         f"--iters more a side, within this many seconds a model (default {DEFAULT_BUDGET_S:g})")
     ab.add_argument("--out", help="interleaved: results file to create (default results/<time>-ab.csv)")
     p.set_defaults(func=run)
 
@@ -118,7 +125,7 @@ def run(args) -> int:
         get_runner("ort-cpu").check_available()
         models = _current_models(args, manifest)
         run_ab(base_csv, manifest, out, protocol, models=models, pairs=s.pairs,
-               log=lambda m: print(m, file=sys.stderr))
+               log=lambda m: print(m, file=sys.stderr), settings=s, budget_s=args.time_budget)
         print(f"interleaved timings written to {out}", file=sys.stderr)
         comp = compare_ab(out, s)
     elif args.model_arg:
@@ -138,11 +145,15 @@ def run(args) -> int:
         comp = compare_runs(base_csv, args.current, s)
 
     # Outputs first: a file that cannot be written is exit 2, never a printed verdict + exit 1.
-    if args.markdown:
-        write_new(Path(args.markdown), render.markdown(comp), "--markdown file")
-    if args.junit:
-        write_new(Path(args.junit), render.junit(comp), "--junit file")
-    print(render.to_json(comp, args.strict) if args.format == "json" else render.text(comp))
+    documents = [(args.markdown, render.markdown(comp), "--markdown file"),
+                 (args.junit, render.junit(comp), "--junit file")]
+    for where, text, what in documents:
+        if where and where != STDOUT:
+            write_new(Path(where), text, what)
+    shown = [text for where, text, _ in documents if where == STDOUT]
+    # `-` is standard output, as for the JSON: the document alone, without the table.
+    print("\n".join(shown) if shown else render.to_json(comp, args.strict) if args.format == "json"
+          else render.text(comp))
     return comp.exit_code(args.strict)
 
 
@@ -168,8 +179,13 @@ def _probe_outputs(args) -> None:
     """Prove --markdown/--junit/--out can be written before judging anything (exit 1 is
     for a regression only, so a bad output must fail first, with exit 2)."""
     inputs = [args.current, args.against]
+    if args.current and args.against and Path(args.current).resolve() == Path(args.against).resolve():
+        raise UsageError(f"{args.current} is both the current run and the baseline; compare two runs")
+    if [args.markdown, args.junit].count(STDOUT) > 1 or (STDOUT in (args.markdown, args.junit)
+                                                         and args.format == "json"):
+        raise UsageError("only one document can go to standard output ('-'): --markdown, --junit or --format json")
     outs = [(opt, f) for opt, f in (("--markdown", args.markdown), ("--junit", args.junit),
-                                    ("--out", args.out)) if f]
+                                    ("--out", args.out)) if f and f != STDOUT]
     for i, (opt, f) in enumerate(outs):
         check_new_output(Path(f), f"{opt} file", inputs=inputs)
         for opt2, f2 in outs[:i]:

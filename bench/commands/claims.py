@@ -1,23 +1,22 @@
 """bench.py claims: check the paper's latency claims against results files (Markdown)."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common.fsio import check_new_output, write_new
+from modbench.common.fsio import check_new_output, write_new
 
+from . import COMMANDS
+from . import _args as A
 from ..report import claims
 from ..report.inputs import read_inputs
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("claims", help="check the paper's latency claims against results CSVs",
+    p = sub.add_parser("claims", help=COMMANDS["claims"],
                        description="Each latency claim of the EfficientMod paper judged on measured rows "
                                    "(Markdown on stdout): holds, does not hold, or inconclusive, by the 95% "
                                    "CI of the measured ratio; a verdict resting on an INVALID row is marked ‡.",
-                       epilog="examples:\n  bench.py claims results/*.csv\n"
-                              "  bench.py claims results/mine.csv --stat mean --out claims.md",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       **A.examples("claims results/*.csv", "claims results/mine.csv --stat mean --out claims.md"))
     p.add_argument("results", nargs="+", metavar="RESULTS", help="results CSVs (their samples beside them)")
     p.add_argument("--out", help="also write the Markdown to this new file (never overwritten)")
     p.add_argument("--duplicates", choices=("refuse", "latest"), default="latest",

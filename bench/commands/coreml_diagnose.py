@@ -10,12 +10,13 @@ import csv
 import json
 import sys
 
-from exporters.coreml import compute_plan_summary
-from models import get_entry
+from modbench.exporters.coreml import compute_plan_summary
+from modbench.models import get_entry
 
 from ..pipeline import RunRequest, plan, prepare
 from ..specs import resolve_models
 from ..textable import render
+from . import COMMANDS
 from . import _args as A
 
 # The op columns, in the order the paper's argument reads them.
@@ -24,9 +25,9 @@ OP_COLUMNS = ("transpose", "layer_norm", "batch_norm", "gelu", "conv", "linear",
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("coreml-diagnose", help="op histogram of Core ML conversions, compared across models",
-                       **A.examples("bench.py coreml-diagnose efficientmod_xxs efficientmod_xs",
-                                    "bench.py coreml-diagnose efficientmod_xxs --format csv"))
+    p = sub.add_parser("coreml-diagnose", help=COMMANDS["coreml-diagnose"],
+                       **A.examples("coreml-diagnose efficientmod_xxs efficientmod_xs",
+                                    "coreml-diagnose efficientmod_xxs --format csv"))
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="registry names, or your own: timm:NAME, module.path:function, PATH.py:function")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",

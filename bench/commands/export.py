@@ -4,19 +4,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from common.errors import UsageError
-from common.fsio import atomic_dir, check_new_output, portable_name
-from exporters import EXPORTERS
+from modbench.common.errors import UsageError
+from modbench.common.fsio import atomic_dir, check_new_output, portable_name, write_new
+from modbench.exporters import EXPORTERS
 
 from ..pipeline import RunRequest, plan, prepare
 from ..specs import resolve_models
+from . import COMMANDS
 from . import _args as A
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export models to a deployment format",
-                       **A.examples("bench.py export efficientmod_xxs",
-                                    "bench.py export efficientmod_xxs --format coreml --modelbench"))
+    p = sub.add_parser("export", help=COMMANDS["export"],
+                       **A.examples("export efficientmod_xxs",
+                                    "export efficientmod_xxs --format coreml --modelbench"))
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function, "
                         "PATH.py:function")
@@ -38,7 +39,8 @@ def add_parser(sub) -> None:
                    "(default iOS16; iOS18 gives native attention ops)")
     g.add_argument("--modelbench", action="store_true",
                    help="ModelBench form: a 224x224 image input named 'input', batch 1")
-    g.add_argument("--out", help="also copy each package into this folder as MODEL.mlpackage")
+    p.add_argument("--out", metavar="FOLDER", help="also copy each export into this folder, as MODEL.onnx "
+                   "(or MODEL.mlpackage); never over an existing one")
     p.set_defaults(func=run)
 
 
@@ -52,18 +54,22 @@ def run(args) -> int:
                 raise UsageError("--modelbench feeds one 224x224 image: drop --batch/--resolution")
             args.resolution = 224
         options = {"precision": args.precision, "target": args.target, "image_input": args.modelbench}
-    elif args.modelbench or args.out:
-        raise UsageError("--modelbench and --out apply to --format coreml only")
+    elif args.modelbench:
+        raise UsageError("--modelbench applies to --format coreml only")
     r = resolve_models(args.models, args.model_arg, None, args.batch, args.resolution)
     req = RunRequest(models=r.names, variants=[args.variant], batches=[args.batch],
                      resolutions=[args.resolution], checkpoint=args.checkpoint,
                      exporter=args.exporter, opset=args.opset, dynamic_batch=args.dynamic_batch,
                      model_args=r.model_args)
     out = Path(args.out) if args.out else None
+    suffix = ".mlpackage" if args.format == "coreml" else f".{args.format}"
     jobs = plan(req)
     if out is not None:
-        for j in jobs:
-            check_new_output(out / f"{portable_name(j.model)}.mlpackage", "export", folder=True)
+        out.mkdir(parents=True, exist_ok=True)
+        several = len({j.variant for j in jobs}) > 1  # variants of one model get a file each
+        names = [out / f"{portable_name(j.model)}{'.' + j.variant if several else ''}{suffix}" for j in jobs]
+        for path in names:
+            check_new_output(path, "export", folder=args.format == "coreml")
     for job in jobs:
         p = prepare(job, req, args.format, options)
         meta = p.artifact.meta
@@ -75,9 +81,12 @@ def run(args) -> int:
             how = f"{meta.get('exporter')} opset {meta.get('opset')}"
         path = p.artifact.path
         if out is not None:
-            path = out / f"{portable_name(job.model)}.mlpackage"
-            with atomic_dir(path) as tmp:  # a failed copy leaves no half package
-                shutil.copytree(p.artifact.path, tmp, dirs_exist_ok=True)
+            path = names[jobs.index(job)]
+            if args.format == "coreml":
+                with atomic_dir(path) as tmp:  # a failed copy leaves no half package
+                    shutil.copytree(p.artifact.path, tmp, dirs_exist_ok=True)
+            else:
+                write_new(path, Path(p.artifact.path).read_bytes(), "export")
         print(f"{job.model} ({job.variant}, {job.resolution}px, batch {job.batch}): {path}  "
               f"[{how}, parity {parity}{', cached' if meta.get('cache_hit') else ''}]")
     return 0

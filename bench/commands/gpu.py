@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 
-from common.errors import UsageError
+from modbench.common.errors import UsageError
 
 from ..gpu_env import gpu_columns, gpu_extra, ort_cuda_versions, torch_cuda_versions
 from ..runners import RUNNERS, RunnerUnavailable, get_runner
+from . import COMMANDS
 from . import _args as A
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("gpu", help="show the GPU environment and which GPU runtimes work here",
-                       **A.examples("bench.py gpu", "bench.py gpu --runtime ort-cuda"))
+    p = sub.add_parser("gpu", help=COMMANDS["gpu"],
+                       **A.examples("gpu", "gpu --runtime ort-cuda"))
     p.add_argument("--runtime", help="check only this runtime; exit 2 with its reason if it cannot run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

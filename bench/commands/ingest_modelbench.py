@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import ModbenchError, UsageError
-from common.fsio import write_new
-from models import ModelError, get_entry
-from models.mobile_variants import table12_facts
+from modbench.common.errors import ModbenchError, UsageError
+from modbench.common.fsio import write_new
+from modbench.common.invocation import command
+from modbench.models import ModelError, get_entry
+from modbench.models.mobile_variants import table12_facts
 
 from ..catalog import measured_complexity
 from ..env import machine_env, now_iso
@@ -31,6 +32,7 @@ from ..pipeline import new_run_id
 from ..schema import Identity, Placement, Protocol, Provenance, ResultRow, Statistics
 from ..store import ResultsWriter, check_new_path
 from ..textable import render
+from . import COMMANDS
 from . import _args as A
 
 REQUIRED = ("model", "low_ms", "high_ms", "average_all_ms", "last_ms")
@@ -43,10 +45,10 @@ PROTOCOL = {"rounds": 20, "inferences_per_round": 50, "warmup_per_round": 1,
 
 TEMPLATE = """\
 # ModelBench results, in milliseconds, copied from the app's screen after a run.
-# One line per model: model is a name from `bench.py list` (e.g. efficientmod_xxs_conv_cf);
+# One line per model: model is a name from `{list}` (e.g. efficientmod_xxs_conv_cf);
 # low_ms, high_ms, average_all_ms, last_ms are ModelBench's Low, High, Average All, Last.
 # variant and precision are optional (the model's default variant; fp16).
-# Lines starting with # are ignored. Then: bench.py ingest-modelbench THIS_FILE --device "iPhone 13"
+# Lines starting with # are ignored. Then: {ingest} THIS_FILE --device "iPhone 13"
 model,variant,precision,low_ms,high_ms,average_all_ms,last_ms,notes
 efficientmod_xxs_conv_cf,,fp16,,,,,
 efficientmod_xxs_conv_bn,,fp16,,,,,
@@ -54,11 +56,16 @@ mobilenetv2_100,,fp16,,,,,
 """
 
 
+def template() -> str:
+    """The template, naming the commands as modbench was called."""
+    return TEMPLATE.format(list=command("list"), ingest=command("ingest-modelbench"))
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("ingest-modelbench",
-                       help="read iPhone latencies copied from ModelBench into a results CSV",
-                       **A.examples("bench.py ingest-modelbench --template modelbench.csv",
-                                    'bench.py ingest-modelbench modelbench.csv --device "iPhone 13" --ios 16.6.1'))
+                       help=COMMANDS["ingest-modelbench"],
+                       **A.examples("ingest-modelbench --template modelbench.csv",
+                                    f'{command()} ingest-modelbench modelbench.csv --device "iPhone 13" --ios 16.6.1'))
     p.add_argument("file", nargs="?", metavar="FILE",
                    help="the filled-in CSV (with --template: where to write the template; default stdout)")
     p.add_argument("--template", action="store_true", help="write an empty template and exit")
@@ -202,15 +209,17 @@ def to_rows(entries: list[Entry], device: str, ios: str | None, source: str, run
 def run(args) -> int:
     if args.template:
         if args.file is None:
-            sys.stdout.write(TEMPLATE)
+            sys.stdout.write(template())
             return 0
         path = Path(args.file)
-        write_new(path, TEMPLATE, "template file")
+        write_new(path, template(), "template file")
         print(f"wrote {path}: fill in one line per model, then "
-              f"bench.py ingest-modelbench {path} --device \"iPhone 13\"")
+              f"{command()} ingest-modelbench {path} --device \"iPhone 13\"")
         return 0
     if args.file is None:
         raise UsageError("name the filled-in ModelBench CSV (or use --template to get one)")
+    if args.device and any(ch in args.device for ch in "\r\n\t"):
+        raise UsageError(f"--device {args.device!r} holds a line break or tab; give the phone's name on one line")
     if not args.device or not args.device.strip():
         raise UsageError('--device is required, e.g. --device "iPhone 13"')
     path = Path(args.file)
@@ -224,7 +233,7 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path(args.results_dir) / f"{stamp}-modelbench-{_slug(args.device)}.csv"
-    check_new_path(out)
+    check_new_path(out, hint="give another --out (ingested results are never appended to)")
     run_id = new_run_id()
     rows = to_rows(entries, args.device.strip(), args.ios, str(path), run_id)
     with ResultsWriter.create(out, {"kind": "modelbench-ingest", "source": str(path),

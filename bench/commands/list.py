@@ -5,17 +5,18 @@ import csv
 import json
 import sys
 
-from common.errors import UsageError
-from models import suites
+from modbench.common.errors import UsageError
+from modbench.models import suites
 
 from ..catalog import catalog
 from ..textable import render
+from . import COMMANDS
 from . import _args as A
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list registered models",
-                       **A.examples("bench.py list", "bench.py list --format csv"))
+    p = sub.add_parser("list", help=COMMANDS["list"],
+                       **A.examples("list", "list --format csv"))
     p.add_argument("--suite", help="only the models of this suite")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output format (default table)")

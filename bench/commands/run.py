@@ -1,6 +1,7 @@
 """bench.py run: time models and write one results CSV (with samples) per run."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -9,60 +10,76 @@ import textwrap
 import time
 from pathlib import Path
 
-from common.errors import UsageError
-from common.fsio import portable_name
+from modbench.common.errors import UsageError
+from modbench.common.fsio import portable_name
+from modbench.common.invocation import command
 
 from .. import fleet
-from ..env import REPO_ROOT, machine_env
-from ..pipeline import RunRequest, interleave_groups, new_run_id, plan, prepare_all
+from ..env import machine_env
+from ..measurement import short_codes, split_codes
+from ..pipeline import DEFAULT_REFERENCE, RunRequest, interleave_groups, new_run_id, plan, prepare_all
 from ..progress import TerminalStatus
-from ..report.headline import headline as row_headline
-from ..runners import get_runner
-from ..runplan import (OVERSUBSCRIBED_LIMIT, check_thread_count, protocol_line, request_from_args,
+from ..runplan import (DEFAULT_PROTOCOL, DEFAULT_REQUEST, DEFAULT_RULE, DEFAULT_TIME_BUDGET_S,
+                       OVERSUBSCRIBED_LIMIT, check_request, protocol_line, request_from_args, resume_conflicts,
                        say_interrupted, time_request)
-from ..store import ResultsError, ResultsWriter, check_new_path, read_rows, samples_file_of
+from ..store import ResultsWriter, check_new_path, samples_file_of
 from ..textable import render
+from . import COMMANDS
 from . import _args as A
 
 
+# The options' defaults are the typed settings' own (bench/runplan.py); the parser's are
+# None, "not given", which is how --resume tells what a command line asks.
+D, PROTO, RULE, BUDGET = DEFAULT_REQUEST, DEFAULT_PROTOCOL, DEFAULT_RULE, DEFAULT_TIME_BUDGET_S
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="benchmark models",
+    p = sub.add_parser("run", help=COMMANDS["run"],
                        description="Time models (interleaved, in blocks) and write one results CSV with "
                                    "their samples; the summary marks each row VALID or INVALID.",
                        **A.examples(
-                           "bench.py run efficientmod_xxs mobilenetv2_100 timm:resnet18 --iters 200",
-                           "bench.py run --suite table1                 # the paper's Table 1, about 10 min",
-                           "bench.py run mynet:build efficientmod_xs --top1 mynet:build=77.1   # mynet.py on sys.path",
-                           "bench.py run --resume results/run-....csv   # finish an interrupted run"))
+                           "run efficientmod_xxs mobilenetv2_100 timm:resnet18 --iters 200",
+                           "run --suite table1                 # the paper's Table 1, about 10 min",
+                           "run mynet:build efficientmod_xs --top1 mynet:build=77.1   # mynet.py on sys.path",
+                           "run --resume results/run-....csv   # finish an interrupted run"))
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="registry names, or your own: timm:NAME, PATH.onnx, module.path:function, "
                         "PATH.py:function")
     p.add_argument("--suite", help="a named set of models (see `list`), e.g. efficientmod, table1")
-    p.add_argument("--runtime", default="ort-cpu",
-                   help="runner (default ort-cpu); also torch-cpu, ort-cuda, ort-trt, torch-cuda, "
+    p.add_argument("--runtime",
+                   help=f"runner (default {D.runtime}); also torch-cpu, ort-cuda, ort-trt, torch-cuda, "
                         "torch-compile-cuda, coreml-cpu, coreml-gpu, coreml-all (see `gpu`)")
     p.add_argument("--threads", type=A.thread_list, default=None,
                    help="intra-op threads, comma list (default: the paper's 4 where the machine has 4 "
                         "physical cores, else its physical cores; --threads 4 is the paper's setting)")
-    p.add_argument("--iters", type=A.iterations_or_auto, default="auto",
+    p.add_argument("--iters", type=A.iterations_or_auto,
                    help="timed iterations per model: 'auto' (default) times until the 95%% CI of each "
                         "row's headline statistic is within --target-ci, between --min-iters and "
                         "--max-iters; a number N times exactly N (the paper: --iters 4000)")
-    p.add_argument("--target-ci", type=A.open_unit_fraction, default=0.01, metavar="FRACTION",
-                   help="wanted 95%% CI half-width of the headline statistic, relative (default 0.01 = 1%%); "
+    p.add_argument("--target-ci", type=A.open_unit_fraction, metavar="FRACTION",
+                   help=f"wanted 95%% CI half-width of the headline statistic, relative (default "
+                        f"{RULE.target_ci:g} = {RULE.target_ci * 100:g}%%); "
                         "a row whose interval is wider is INVALID")
-    p.add_argument("--stat", choices=("median", "mean"), default="median",
-                   help="headline statistic the interval is about (default median; the paper reports means)")
-    p.add_argument("--min-iters", type=A.iterations, default=300, help="auto: iterations before stopping (default 300)")
-    p.add_argument("--max-iters", type=A.iterations, default=4000, help="auto: most iterations per row (default 4000)")
-    p.add_argument("--time-budget", type=A.positive_float, default=480, metavar="SECONDS",
-                   help="auto: stop timing after this many seconds per interleave group (default 480: "
+    p.add_argument("--stat", choices=("median", "mean"),
+                   help=f"headline statistic the interval is about (default {RULE.stat}; the paper reports means)")
+    p.add_argument("--min-iters", type=A.iterations,
+                   help=f"auto: iterations before stopping (default {RULE.min_iters})")
+    p.add_argument("--max-iters", type=A.iterations, help=f"auto: most iterations per row (default {PROTO.iters})")
+    p.add_argument("--time-budget", type=A.positive_float, metavar="SECONDS",
+                   help=f"auto: stop timing after this many seconds per interleave group (default {BUDGET:g}: "
                         "the default run ends in about 10 minutes; a row not yet precise is INVALID)")
-    p.add_argument("--busy-cores", type=A.positive_float, default=0.2,
-                   help="a block is disturbed when other processes used more cores than this (default 0.2)")
-    p.add_argument("--max-disturbed", type=A.fraction, default=0.10,
-                   help="a row with more disturbed blocks than this share is INVALID (default 0.10)")
-    p.add_argument("--warmup", type=A.non_negative_int, default=50, help="untimed iterations before timing (default 50)")
+    p.add_argument("--reference", metavar="MODEL|none",
+                   help="a registry model timed beside every interleave group in the same rounds (CPU "
+                        f"runtimes); each row then gets its latency relative to it, paired round by round, and "
+                        f"calibrated ms, and with --iters auto is timed until that figure is within --target-ci "
+                        f"(default: {DEFAULT_REFERENCE} for --iters auto, the default, round-robin on a CPU "
+                        "runtime; none for a fixed count)")
+    p.add_argument("--busy-cores", type=A.positive_float,
+                   help=f"a block is disturbed when other processes used more cores than this (default {D.busy_cores:g})")
+    p.add_argument("--max-disturbed", type=A.fraction,
+                   help=f"a row with more disturbed blocks than this share is INVALID (default {D.max_disturbed:g})")
+    p.add_argument("--warmup", type=A.non_negative_int,
+                   help=f"untimed iterations before timing (default {PROTO.warmup})")
     p.add_argument("--batch", type=A.batch_list, default=None, help="batch size(s), comma list (default 1)")
     p.add_argument("--resolution", type=A.resolution_list, default=None,
                    help="input side(s), comma list (default: each model's paper resolution)")
@@ -82,20 +99,20 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", metavar="FILE", help="finish an interrupted run in FILE")
     p.add_argument("--force-threads", action="store_true",
                    help=f"time --threads above {OVERSUBSCRIBED_LIMIT}x the logical cores anyway (refused otherwise)")
-    p.add_argument("--schedule", choices=("round-robin", "sequential"), default="round-robin",
+    p.add_argument("--schedule", choices=("round-robin", "sequential"),
                    help="round-robin (default): models take turns block by block, so drift hits all "
                         "alike; sequential: one model after another")
-    p.add_argument("--block", type=A.positive_int, default=50, help="iterations per round-robin block (default 50)")
-    p.add_argument("--block-warmup", type=A.non_negative_int, default=2,
-                   help="untimed iterations at the start of each block (default 2)")
-    p.add_argument("--interleave", type=A.non_negative_int, default=0,
-                   help="models timed together per group (default 0: all)")
-    p.add_argument("--spinning", choices=("on", "off"), default="on",
-                   help="ONNX Runtime intra-op spinning (default on, ORT's default)")
-    p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
-                   help="torch's ONNX exporter (default torchscript)")
+    p.add_argument("--block", type=A.positive_int, help=f"iterations per round-robin block (default {PROTO.block})")
+    p.add_argument("--block-warmup", type=A.non_negative_int,
+                   help=f"untimed iterations at the start of each block (default {PROTO.block_warmup})")
+    p.add_argument("--interleave", type=A.non_negative_int,
+                   help=f"models timed together per group (default {D.interleave}: all)")
+    p.add_argument("--spinning", choices=("on", "off"),
+                   help=f"ONNX Runtime intra-op spinning (default {'on' if D.spinning else 'off'}, ORT's default)")
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"),
+                   help=f"torch's ONNX exporter (default {D.exporter})")
     p.add_argument("--opset", type=A.opset, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--dynamic-batch", action="store_true",
+    p.add_argument("--dynamic-batch", action="store_true", default=None,
                    help="export with a dynamic batch axis (default: static shapes, as deployed)")
     g = p.add_argument_group("GPU runners (ort-cuda, ort-trt, torch-cuda, torch-compile-cuda)")
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
@@ -130,16 +147,6 @@ def _default_out(args, req) -> Path:
     return out
 
 
-# Settings stored in a run's request: --resume takes them from there, never from the
-# command line (a different --iters would silently not apply).
-_REQUEST_FLAGS = (("--iters", "iters", "auto"), ("--threads", "threads", None), ("--runtime", "runtime", "ort-cpu"),
-                  ("--batch", "batch", None), ("--resolution", "resolution", None), ("--variant", "variant", None),
-                  ("--warmup", "warmup", 50), ("--block", "block", 50), ("--min-iters", "min_iters", 300),
-                  ("--max-iters", "max_iters", 4000), ("--target-ci", "target_ci", 0.01),
-                  ("--checkpoint", "checkpoint", None), ("--model-arg", "model_arg", None),
-                  ("--exporter", "exporter", "torchscript"), ("--opset", "opset", None))
-
-
 def _open_results(args):
     """(writer or None, request, jobs still to time, results path) for a new run or a
     --resume. Everything that can fail on bad input happens before a file is created;
@@ -149,14 +156,14 @@ def _open_results(args):
     if args.resume:
         if args.models or args.suite or args.out or args.on is not None:
             raise UsageError("--resume takes the run's own request; do not name models, a suite, --on or --out")
-        given = [flag for flag, attr, default in _REQUEST_FLAGS if getattr(args, attr, default) != default]
-        if given:
-            raise UsageError(f"--resume finishes the run as it was asked (its request is stored beside it); "
-                             f"{', '.join(given)} would not apply: drop {'it' if len(given) == 1 else 'them'}, "
-                             "or start a new run")
         writer, config, done = ResultsWriter.resume(Path(args.resume))
         try:
             req = RunRequest.from_json(config)
+            differ = resume_conflicts(args, req)
+            if differ:
+                raise UsageError(f"--resume finishes the run as it was asked (its request is stored beside it); "
+                                 f"{'; '.join(differ)} would not apply: drop "
+                                 f"{'it' if len(differ) == 1 else 'them'}, or start a new run")
             if req.on and not args.cluster:
                 raise UsageError(f"{writer.path} is a fleet run on {','.join(req.on)}; finish it with "
                                  f"--resume {writer.path} --cluster ADDRESS")
@@ -189,17 +196,6 @@ def software_changes(done) -> list[str]:
     return notes
 
 
-def _runner_for(req, here: bool):
-    try:
-        runner = get_runner(req.runtime)
-        runner.check_options(req.options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if here:  # a fleet run's nodes check their own runtime; the driver may have none
-        runner.check_available()
-    return runner
-
-
 def _prepare(jobs, req, runner):
     """Build, export and parity-check every job; progress on a terminal only, so
     bad input still ends in one line."""
@@ -216,16 +212,22 @@ def _prepare(jobs, req, runner):
 
 
 def run(args) -> int:
+    if args.format != "json":
+        return _run(args, sys.stdout)
+    # JSON on stdout is for a program: whatever the user's code prints while it is
+    # imported, built and timed goes to stderr, so stdout holds the document alone.
+    document = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run(args, document)
+
+
+def _run(args, stdout) -> int:
     writer, req, jobs, out = _open_results(args)
     try:
-        runner = _runner_for(req, here=not args.cluster)
-        if args.cluster and "device_id" in req.options:
-            raise UsageError("--device-id does not apply to --cluster: Ray gives each task one GPU, "
-                             "its only visible device; pick machines with --on")
-        check_thread_count(req, runner, getattr(args, "force_threads", False) or bool(args.cluster))
+        runner = check_request(req, force_threads=args.force_threads, cluster=bool(args.cluster))
         if not jobs and args.resume:
             print(rows_json([], out) if args.format == "json" else
-                  f"{out}: every row is already complete; nothing to do")
+                  f"{out}: every row is already complete; nothing to do", file=stdout)
             return 0
         if not jobs:
             raise UsageError("the request plans no job (an empty --threads, --batch or model list?)")
@@ -237,10 +239,10 @@ def run(args) -> int:
         if writer is not None:
             writer.close()
     if args.format == "json":
-        print(rows_json(rows, out))
+        print(rows_json(rows, out), file=stdout)
         print(f"{len(rows)} rows written to {out}", file=sys.stderr)
     else:
-        print(summary(rows, where=bool(args.cluster), intervals=_intervals(out, rows)))
+        print(summary(rows, where=bool(args.cluster)))
         print(f"\n{len(rows)} rows written to {out}")
         if rows:
             print(next_steps(out))
@@ -258,7 +260,7 @@ def _run_here(args, req, runner, jobs, out, writer) -> list[dict]:
 def _run_on_fleet(args, req, runner, jobs, out, writer):
     """(rows, the error to raise for missing rows or None): the run's groups as Ray tasks."""
     try:
-        cluster = fleet.connect(args.cluster, REPO_ROOT)
+        cluster = fleet.connect(args.cluster)
         gpu = runner.device != "cpu"
         nodes = fleet.live_nodes()
         placements = dict(zip(req.on or [None], fleet.resolve_placements(req.on, nodes, gpu)))
@@ -298,7 +300,7 @@ def _run_on_fleet(args, req, runner, jobs, out, writer):
     if outcome.missing:
         why = outcome.missing[0][1]
         missing = fleet.FleetError(f"{len(outcome.missing)} of {len(jobs)} rows missing ({why}); finish with "
-                                   f"`python bench.py run --resume {out} --cluster {args.cluster}`")
+                                   f"`{command()} run --resume {out} --cluster {args.cluster}`")
     return outcome.rows, missing
 
 
@@ -312,7 +314,9 @@ JSON_VERSION = 1
 # The row fields `run --format json` prints, besides the headline (docs/json-output.md).
 JSON_FIELDS = ("row_id", "model", "variant", "runtime", "device", "precision", "threads", "batch",
                "resolution", "median_ms", "median_ci_low_ms", "median_ci_high_ms", "mean_ms", "std_ms",
-               "p99_ms", "first_run_ms", "iters", "valid", "invalid_reason", "samples_file", "node")
+               "p99_ms", "first_run_ms", "iters", "valid", "invalid_reason", "invalid_codes", "samples_file",
+               "node", "rel_reference", "rel_latency", "rel_ci_low", "rel_ci_high", "calibrated_ms",
+               "calibrated_ci_low_ms", "calibrated_ci_high_ms", "calibration")
 
 
 def rows_json(rows: list[dict], out) -> str:
@@ -334,6 +338,10 @@ def rows_json(rows: list[dict], out) -> str:
         d["latency_ms"] = headline(r, "latency_ms", "median_ms")
         d["latency_ci_low_ms"] = headline(r, "latency_ci_low_ms", "median_ci_low_ms")
         d["latency_ci_high_ms"] = headline(r, "latency_ci_high_ms", "median_ci_high_ms")
+        lat = r.get("latency_ms")
+        d["latency_stat"] = r.get("latency_stat") if lat is not None and lat == lat else "median of all samples"
+        d["invalid_codes"] = list(split_codes(r.get("invalid_codes")))
+        d["rel_codes"] = list(split_codes(r.get("rel_codes")))
         out_rows.append(d)
     return json.dumps({"kind": "modbench.run", "version": JSON_VERSION, "results": str(out),
                        "rows": out_rows}, indent=2, default=str)
@@ -345,20 +353,8 @@ MODEL_WIDTH = 26
 
 def validity_code(r: dict) -> str:
     """'VALID', or 'INVALID' with how precise the row is and a word for each other
-    reason (the full reasons are listed under the table)."""
-    if r.get("valid"):
-        return "VALID"
-    reason = str(r.get("invalid_reason") or "")
-    parts = []
-    rel = r.get("ci_rel_half_width")
-    if isinstance(rel, (int, float)) and rel == rel and rel != float("inf") and "known to" in reason:
-        parts.append(f"±{rel:.1%}")
-    elif "no interval" in reason:
-        parts.append("no CI")
-    for word, key in (("busy", "busy"), ("slowed", "slowed"), ("drift", "drift")):
-        if key in reason and word not in parts:
-            parts.append(word)
-    return " ".join(["INVALID"] + parts) if parts else "INVALID"
+    code (the full reasons are listed under the table)."""
+    return short_codes(split_codes(r.get("invalid_codes")), r.get("ci_rel_half_width"))
 
 
 def _short(text: str, width: int) -> str:
@@ -374,18 +370,7 @@ def _headline(r: dict) -> tuple:
     return "median ms", r.get("median_ms"), r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
 
 
-def _intervals(out, rows: list[dict]) -> dict:
-    """row_id -> (low, high) of each row's headline, as reports compute it (on the log
-    scale, from the samples just written): the summary and the report agree."""
-    ids = {r["row_id"] for r in rows}
-    try:
-        return {r.id: (h.low, h.high) for r in read_rows(out) if r.id in ids
-                for h in [row_headline(r)] if h.has_interval}
-    except (ResultsError, OSError):
-        return {}  # the table then shows the intervals the rows carry
-
-
-def summary(rows: list[dict], where: bool = False, intervals: dict | None = None) -> str:
+def summary(rows: list[dict], where: bool = False) -> str:
     """The rows as a table that fits 100 columns: settings shared by every row on one
     line above it, a short validity code per row, the full reasons below it."""
     if not rows:
@@ -394,11 +379,17 @@ def summary(rows: list[dict], where: bool = False, intervals: dict | None = None
 
     def ci(r):
         _, _, lo, hi = _headline(r)
-        lo, hi = (intervals or {}).get(r["row_id"], (lo, hi))
         ok = all(isinstance(v, (int, float)) and v == v for v in (lo, hi))
         return f"{lo:.2f}-{hi:.2f}" if ok else "-"
 
-    view = [dict(r, model=_short(r["model"], MODEL_WIDTH), head=_headline(r)[1], ci=ci(r),
+    def rel(r):
+        est, lo, hi = r.get("rel_latency"), r.get("rel_ci_low"), r.get("rel_ci_high")
+        if not isinstance(est, (int, float)) or est != est:
+            return "ref" if (r.get("rel_reference") is None and "reference_of_group" in str(r.get("extra"))) else "-"
+        half = f" ±{(hi - lo) / 2 / est:.1%}" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
+        return f"{est:.3f}{half}{'‡' if r.get('rel_codes') else ''}"
+
+    view = [dict(r, model=_short(r["model"], MODEL_WIDTH), head=_headline(r)[1], ci=ci(r), rel=rel(r),
                  validity=validity_code(r),
                  paper=r["paper_cpu_ms"] if r["device"] == "cpu" else r["paper_gpu_ms"],
                  host=_short(_host(r.get("node", "")), 18))
@@ -408,10 +399,13 @@ def summary(rows: list[dict], where: bool = False, intervals: dict | None = None
     shared = [f"{c} {rows[0].get(c)}" for c in ("runtime", "threads", "batch", "resolution") if c not in varying]
     # No separate "CI ±" column: the validity code carries it where it failed.
     cols = ["model"] + varying + ["head", "ci", "paper", "validity"]
+    reference = next((r["rel_reference"] for r in rows if r.get("rel_reference")), None)
+    if reference:  # timed beside a reference: the figure a shared machine reproduces
+        cols.insert(cols.index("paper"), "rel")
     if where:  # a fleet run: which machine each number is from
         cols.insert(1, "host")
     heads = {"head": figure, "ci": "95% CI", "resolution": "res", "paper": "paper ms",
-             "threads": "thr"}
+             "threads": "thr", "rel": f"vs {_short(reference or '', 16)}"}
     lines = []
     if shared:
         lines.append("all rows: " + ", ".join(shared))
@@ -422,6 +416,12 @@ def summary(rows: list[dict], where: bool = False, intervals: dict | None = None
             cols.remove(drop)
             table = render(view, cols, heads)
     lines.append(table)
+    if reference:
+        lines.append(textwrap.fill(
+            f"vs {reference}: latency relative to {reference}, timed beside each row in the same rounds (±: its "
+            "95% interval; ‡: wider than --target-ci); on a shared machine this is the figure that reproduces. "
+            "calibrated_ms in the results file is it times the reference's latency kept for this machine.",
+            SUMMARY_WIDTH))
     bad = [(i, r) for i, r in enumerate(rows, 1) if not r["valid"]]
     if bad:
         lines.append("")
@@ -435,8 +435,8 @@ def summary(rows: list[dict], where: bool = False, intervals: dict | None = None
 
 def next_steps(out) -> str:
     """What to do with the file just written."""
-    report = f"python bench.py report {out} --out report-{Path(out).stem}"
-    claims = f"python bench.py claims {out}"
+    report = f"{command()} report {out} --out report-{Path(out).stem}"
+    claims = f"{command()} claims {out}"
     w = max(len(report), len(claims))
     return (f"next:\n  {report.ljust(w)}   # tables, plots, claims\n"
             f"  {claims.ljust(w)}   # the paper's claims, judged")

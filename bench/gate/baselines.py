@@ -19,10 +19,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from common.fsio import atomic_write, default_cache_dir, ensure_writable_dir, portable_name, sha256_file
+from modbench.common.fsio import atomic_write, default_cache_dir, ensure_writable_dir, portable_name, sha256_file
+from modbench.common.invocation import command
 
 from ..pipeline import RunRequest, plan
-from ..store import read_results, run_config_path, samples_dir
+from ..store import read_results, run_config_path, samples_dir, stored_rows
 from .verdicts import GateError, read_run, run_fingerprints
 
 DEFAULT_ROOT = Path("baselines")
@@ -68,7 +69,9 @@ def save(results_csv, name: str, root=DEFAULT_ROOT, replace: bool = False,
     incomplete = _incomplete(results_csv, df)
     if incomplete:
         raise GateError(f"{results_csv} is an unfinished run ({incomplete}); finish it with "
-                        f"`bench.py run --resume {results_csv}` before saving it as a baseline")
+                        f"`{command()} run --resume {results_csv}` before saving it as a baseline")
+    for row in stored_rows(df, results_csv):
+        row.arrays()  # a baseline is only made of rows whose samples hold up (SamplesError: one line)
     machine = Path(root) / machine_slug(fp)
     target = machine / name
     ensure_writable_dir(machine, "baseline folder")
@@ -158,7 +161,7 @@ def resolve(name: str, fp: str, root=DEFAULT_ROOT) -> tuple[Path, dict]:
         others = [e for e in entries(root) if e["name"] == name]
         hint = (f"; it exists for other machines ({', '.join(sorted({e['fingerprint'] for e in others}))}): "
                 "compare with --against PATH --allow-mismatch" if others
-                else f"; save one with `bench.py baseline save RESULTS.csv --name {name}`")
+                else f"; save one with `{command()} baseline save RESULTS.csv --name {name}`")
         raise GateError(f"no baseline {name!r} for machine {fp!r} under {root}{hint}")
     manifest = json.loads((d / MANIFEST).read_text())
     return d / manifest["results"], dict(manifest, path=str(d))

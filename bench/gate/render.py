@@ -9,13 +9,13 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from common.fsio import atomic_write
+from modbench.common.fsio import atomic_write
 
 from ..textable import render
-from .verdicts import Comparison, RowVerdict
+from .verdicts import VERDICTS, Comparison, RowVerdict
 
 ICON = {"slower": "🔴 slower", "faster": "🟢 faster", "unchanged": "⚪ unchanged",
-        "not comparable": "⚠️ not comparable"}
+        "inconclusive": "⚠️ inconclusive", "not comparable": "⚠️ not comparable"}
 
 
 def _ci(v: RowVerdict) -> str:
@@ -29,9 +29,11 @@ def _setting(v: RowVerdict) -> str:
 
 
 def headline(c: Comparison) -> str:
-    parts = [f"{c.count(k)} {k}" for k in ("slower", "faster", "unchanged", "not comparable") if c.count(k)]
+    parts = [f"{c.count(k)} {k}" for k in VERDICTS if c.count(k)]
+    parts += [f"{len(names)} {label}" for label, names in (("new", c.new), ("removed", c.removed)) if names]
     # A row that could not be judged is never reported as a pass.
     status = ("REGRESSION" if c.count("slower") else
+              "INCONCLUSIVE" if c.count("inconclusive") else
               "NOT COMPARABLE" if c.count("not comparable") else "OK")
     return f"latency gate: {status} ({', '.join(parts) or 'nothing compared'})"
 
@@ -46,11 +48,12 @@ def _mode(v: RowVerdict, c: Comparison) -> str:
 
 def status(c: Comparison) -> str:
     """pass, regression or not comparable: what the gate decided, in one word."""
-    return "regression" if c.count("slower") else "not comparable" if c.count("not comparable") else "pass"
+    return ("regression" if c.count("slower") else "inconclusive" if c.count("inconclusive")
+            else "not comparable" if c.count("not comparable") else "pass")
 
 
 def icon(c: Comparison) -> str:
-    return {"regression": "❌", "not comparable": "⚠️", "pass": "✅"}[status(c)]
+    return {"regression": "❌", "inconclusive": "⚠️", "not comparable": "⚠️", "pass": "✅"}[status(c)]
 
 
 JSON_VERSION = 1
@@ -66,12 +69,14 @@ def to_json(c: Comparison, strict: bool = False) -> str:
              "threshold": v.threshold, "ratio": num(v.ratio), "change_pct": num(v.change_pct),
              "ci_low": num(v.ci_low), "ci_high": num(v.ci_high), "p": num(v.p),
              "base_median_ms": num(v.base_median_ms), "current_median_ms": num(v.cur_median_ms),
-             "base_row": v.base_row, "current_row": v.cur_row, "note": v.note} for v in c.verdicts]
+             "figures": v.figures or None, "base_row": v.base_row, "current_row": v.cur_row,
+             "note": v.note} for v in c.verdicts]
     doc = {"kind": "modbench.check", "version": JSON_VERSION, "status": status(c),
            "exit_code": c.exit_code(strict), "strict": strict,
-           "counts": {k: c.count(k) for k in ("slower", "faster", "unchanged", "not comparable")},
+           "counts": {k: c.count(k) for k in VERDICTS},
            "confidence": 1 - c.settings.alpha, "baseline": c.baseline, "current": c.current,
-           "machine": c.fingerprint, "warnings": list(c.warnings), "rows": rows}
+           "machine": c.fingerprint, "warnings": list(c.warnings), "rows": rows,
+           "new": list(c.new), "removed": list(c.removed)}
     return json.dumps(doc, indent=2, default=str)
 
 
@@ -86,6 +91,7 @@ def text(c: Comparison) -> str:
            render(rows, ["model", "setting", "verdict", "base", "current", "change", "ci", "p",
                          "thr", "mode", "note"], heads)]
     out += [f"warning: {w}" for w in c.warnings]
+    out += _added_and_removed(c, "{}")
     out += ["", headline(c)]
     return "\n".join(out)
 
@@ -96,7 +102,7 @@ def markdown(c: Comparison) -> str:
              f"| model | setting | verdict | base ms | current ms | change | "
              f"{1 - c.settings.alpha:.0%} CI | p | note |",
              "|---|---|---|---:|---:|---:|---|---:|---|"]
-    order = {k: i for i, k in enumerate(("slower", "not comparable", "faster", "unchanged"))}
+    order = {k: i for i, k in enumerate(("slower", "inconclusive", "not comparable", "faster", "unchanged"))}
     for v in sorted(c.verdicts, key=lambda v: order[v.verdict]):
         lines.append("| " + " | ".join([
             f"`{v.model}`", _setting(v), ICON[v.verdict],
@@ -105,18 +111,30 @@ def markdown(c: Comparison) -> str:
             "" if v.ratio is None else f"{v.change_pct:+.1f}%", _ci(v),
             "" if v.p is None else f"{v.p:.2g}", (_mode(v, c) + "; " if _mode(v, c) != "direct" else "") + v.note,
         ]) + " |")
+    lines += [""] + _added_and_removed(c, "`{}`") if c.new or c.removed else []
+    figures = sorted({v.figures for v in c.verdicts if v.figures})
+    if figures:
+        lines += ["", f"Base and current ms are the figures the change is the ratio of ({'; '.join(figures)})."]
     s = c.settings
-    lines += ["", f"Slower means: median up by at least the threshold ({s.threshold:.0%} unless set per "
-              f"model), the block-bootstrap interval of the ratio above 1, and Mann-Whitney p < {s.alpha}.",
+    lines += ["", f"Each change is decided by its {1 - s.alpha:.0%} interval against the threshold "
+              f"({s.threshold:.0%} unless set per model): entirely above it, slower; entirely below it, unchanged "
+              "(faster when entirely below the threshold's inverse); across it, inconclusive (never a pass: time "
+              "longer, or on a quieter machine).",
               f"Baseline `{c.baseline}`, current `{c.current}`, machine `{c.fingerprint}`."]
     lines += [f"> ⚠️ {w}" for w in c.warnings]
     return "\n".join(lines) + "\n"
 
 
+def _added_and_removed(c: Comparison, fmt: str) -> list[str]:
+    return ([f"new: {fmt.format(m)} (no baseline: timed next time)" for m in c.new]
+            + [f"removed: {fmt.format(m)} (only the base has it)" for m in c.removed])
+
+
 def junit(c: Comparison) -> str:
     """JUnit XML built as a tree (every name and message escaped by ElementTree)."""
     suite = ET.Element("testsuite", name="latency-gate", tests=str(len(c.verdicts)),
-                       failures=str(c.count("slower")), errors="0", skipped=str(c.count("not comparable")))
+                       failures=str(c.count("slower")), errors="0",
+                       skipped=str(c.count("not comparable") + c.count("inconclusive")))
     for v in c.verdicts:
         case = ET.SubElement(suite, "testcase", classname="latency-gate", name=f"{v.model} [{_setting(v)}]")
         detail = (f"median {v.base_median_ms:.3f} -> {v.cur_median_ms:.3f} ms, change {v.change_pct:+.2f}% "
@@ -124,8 +142,8 @@ def junit(c: Comparison) -> str:
                   if v.ratio is not None else v.note)
         if v.verdict == "slower":
             ET.SubElement(case, "failure", message="slower: " + detail).text = detail
-        elif v.verdict == "not comparable":
-            ET.SubElement(case, "skipped", message=detail)
+        elif v.verdict in ("not comparable", "inconclusive"):
+            ET.SubElement(case, "skipped", message=f"{v.verdict}: {detail}")
         else:
             ET.SubElement(case, "system-out").text = f"{v.verdict}: {detail}"
     ET.indent(suite, space="  ")

@@ -8,27 +8,32 @@ against drift inside a run and the threshold against small real-but-irrelevant
 changes.
 
 The headline compared is each row's `latency_ms`: its samples from the blocks that
-ran at the machine's normal speed, brought to the machine's reference speed by the
-probe (bench/measurement.py). Rows judged against different machine references
+ran at the machine's normal speed, as the probe and the row's own fast mode tell
+them (bench/measurement.py). A row the busy detector flagged (its `busy` code) is
+never judged. Rows judged against different machine references
 (the probe's normal time differs by more than the threshold) ran on a machine at
 different speeds and are not comparable; rows without a probe are compared on all
 their samples.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from modbench.common.invocation import command
 
 from ..env import fingerprint
-from ..measurement import Measurement, from_row
+from ..measurement import BUSY, Measurement, from_row, relative_rounds
 from ..schema import IDENTITY, cell_text, row_identity
 from ..stats import mann_whitney, paired_ratio, unpaired_ratio
 from ..store import ResultsError, SamplesError, StoredRow, read_results, stored_rows
 
-VERDICTS = ("slower", "faster", "unchanged", "not comparable")
+# inconclusive: the interval of the change still straddles the threshold (time longer,
+# or on a quieter machine); never a pass.
+VERDICTS = ("slower", "faster", "unchanged", "inconclusive", "not comparable")
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.01
 
@@ -78,8 +83,10 @@ class RowVerdict:
     ci_low: float | None = None
     ci_high: float | None = None
     p: float | None = None
+    # The two figures the change is the ratio of (cur / base == ratio), and what they are.
     base_median_ms: float | None = None
     cur_median_ms: float | None = None
+    figures: str = ""
     base_row: str | None = None
     cur_row: str | None = None
     note: str = ""
@@ -97,12 +104,17 @@ class Comparison:
     settings: GateSettings
     fingerprint: str
     warnings: list[str] = field(default_factory=list)
+    # `modbench gate`: models only the head has (no baseline: never a failure), and
+    # models only the base has.
+    new: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     def count(self, verdict: str) -> int:
         return sum(v.verdict == verdict for v in self.verdicts)
 
     def exit_code(self, strict: bool = False) -> int:
-        if self.count("slower") or (strict and self.count("not comparable")):
+        undecided = self.count("not comparable") + self.count("inconclusive")
+        if self.count("slower") or (strict and undecided):
             return 1
         return 0
 
@@ -110,7 +122,11 @@ class Comparison:
 def judge_samples(base: np.ndarray, cur: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
           alpha: float = DEFAULT_ALPHA, block_size: int | None = None, paired: bool = False,
           n_boot: int = 1000, seed: int = 0) -> dict:
-    """RowVerdict on two sample sets: slower / faster / unchanged, with the evidence."""
+    """RowVerdict on two sample sets, decided by the interval of their ratio against the
+    threshold: entirely below 1 + threshold, `unchanged` (`faster` when entirely below
+    1 / (1 + threshold)); entirely above, `slower`; across it, `inconclusive`, with the
+    iterations that would decide it at this spread. The estimate alone never passes a
+    change: one above the threshold is `slower` or `inconclusive`, never `unchanged`."""
     mb, mc = Measurement(base), Measurement(cur)
     if paired and block_size and min(mb.n, mc.n) >= 2 * block_size:
         # Timed in alternating blocks: compare block k with block k, so drift within
@@ -121,19 +137,43 @@ def judge_samples(base: np.ndarray, cur: np.ndarray, *, threshold: float = DEFAU
         r = unpaired_ratio(mc.samples_ms, mb.samples_ms, confidence=1.0 - alpha, seed=seed,
                            n_resamples=n_boot, block_size=block_size)
     ratio, lo, hi = r.estimate, r.low, r.high
-    p = mann_whitney(mc.samples_ms, mb.samples_ms)
-    if ratio >= 1.0 + threshold and lo > 1.0 and p < alpha:
+    p = mann_whitney(mc.samples_ms, mb.samples_ms)  # reported beside the interval; it decides nothing
+    up, down = 1.0 + threshold, 1.0 / (1.0 + threshold)
+    needed = None
+    if lo != lo:  # no interval (a single block): nothing is decided
+        verdict, note = "inconclusive", "one block: no interval"
+    elif lo > up:
         verdict, note = "slower", ""
-    elif ratio <= 1.0 / (1.0 + threshold) and hi < 1.0 and p < alpha:
+    elif hi < down:
         verdict, note = "faster", ""
+    elif hi < up and lo > down:
+        verdict, note = "unchanged", f"within the {threshold:.0%} threshold"
+    elif hi < up:
+        verdict, note = "unchanged", f"not slower by {threshold:.0%}; maybe faster"
     else:
-        verdict = "unchanged"
-        if abs(ratio - 1.0) < threshold:
-            note = f"within the {threshold:.0%} threshold"
-        else:
-            note = "change not significant (noise)"
+        verdict = "inconclusive"
+        needed = iterations_to_decide(mc.n, ratio, lo, hi, up)
+        note = (f"the interval {change_text(lo)}..{change_text(hi)} spans the {threshold:.0%} threshold; about "
+                f"{needed} iterations a side would decide it at this spread")
+    # The two figures the ratio is of (cur_ms / base_ms == ratio): what a summary prints.
     return {"ratio": ratio, "ci_low": lo, "ci_high": hi, "p": p, "verdict": verdict,
-            "note": note, "base_median_ms": mb.median, "cur_median_ms": mc.median}
+            "note": note, "base_ms": r.b_ms, "cur_ms": r.a_ms, "figures": r.figures_label,
+            "iterations_to_decide": needed}
+
+
+def change_text(ratio: float) -> str:
+    """A ratio as the change it is: 1.031 -> '+3.1%'."""
+    return f"{(ratio - 1) * 100:+.1f}%"
+
+
+def iterations_to_decide(n: int, estimate: float, low: float, high: float, bound: float) -> int:
+    """Iterations a side after which an interval this wide, shrinking as 1/sqrt(n),
+    would no longer span `bound` (on the log scale the interval is built on)."""
+    half = (np.log(high) - np.log(low)) / 2
+    gap = abs(np.log(estimate) - np.log(bound))
+    if gap < half / 30:  # the estimate sits on the threshold: no count of iterations decides it
+        return int(n * 900)
+    return int(np.ceil(n * (half / gap) ** 2))
 
 
 # --- run against run ---------------------------------------------------------------
@@ -196,6 +236,14 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
                             "(best with --reference)")
         warnings.append(msg)
 
+    if s.reference is None:
+        # Both runs timed the same reference beside their rows (`run --reference`): their
+        # relative figures are what reproduces on a shared machine, so those are compared.
+        common = _run_reference(base) & _run_reference(cur)
+        if len(common) == 1:
+            s = dataclasses.replace(s, reference=common.pop())
+            warnings.append(f"compared relative to {s.reference}, the reference both runs timed beside their rows "
+                            "(pass --reference to choose another)")
     unknown_pairs = [m for m in s.pairs if m not in set(cur.df["model"])]
     if unknown_pairs:
         raise GateError(f"--pair names {unknown_pairs[0]!r}, which is not in the current run")
@@ -203,7 +251,7 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
         for run in (base, cur):
             if s.reference not in set(run.df["model"]):
                 raise GateError(f"reference model {s.reference!r} is not in {run.path}; time it "
-                                f"in the same run (bench.py run ... {s.reference})")
+                                f"in the same run ({command()} run ... {s.reference})")
 
     base_rows = {row_key(r): r for r in base.rows}
     cur_rows = {row_key(r, s.pairs.get(r["model"])): r for r in cur.rows}
@@ -243,17 +291,18 @@ def compare_runs(baseline_path, current_path, settings: GateSettings | None = No
 
 
 def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> None:
-    busy = [side for side, r in (("baseline", b), ("current", c)) if "machine busy" in str(r.get("invalid_reason"))]
-    if busy:
-        # A busy machine's row says how busy the machine was, not how fast the code is.
-        v.note = "; ".join(n for n in (v.note, f"the {' and '.join(busy)} row was timed on a busy machine") if n)
-        return
     try:
+        # Read first, busy or not: every row the gate names is checked against its samples.
         mb, mc = base.measurement(b), cur.measurement(c)
     except SamplesError as exc:
         # Samples (or probe readings) that cannot be trusted never pass: the row is not
         # comparable (exit 1 with --strict), with the reason.
         v.note = "; ".join(n for n in (v.note, f"samples cannot be trusted: {exc}") if n)
+        return
+    busy = [side for side, r in (("baseline", b), ("current", c)) if BUSY in r.codes]
+    if busy:
+        # A busy machine's row says how busy the machine was, not how fast the code is.
+        v.note = "; ".join(n for n in (v.note, f"the {' and '.join(busy)} row was timed on a busy machine") if n)
         return
     xb, xc = mb.samples_ms, mc.samples_ms
     stat = c.get("headline_stat") or "median"
@@ -261,11 +310,27 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
     # The milliseconds the report prints: each row's headline, from the samples just read.
     v.base_median_ms, v.cur_median_ms = ha.estimate, hc.estimate
     ra, rc = mb.reference, mc.reference
-    if ra is not None and rc is not None and abs(rc.ms / ra.ms - 1) > v.threshold:
+    mixed = (ra is None) != (rc is None)
+    # A figure relative to a reference timed in the same rounds is of one kind whatever
+    # the machine's speed, probe readings or not: the checks of absolute figures below
+    # (one kind of figure, one machine speed, enough normal-speed blocks) are for
+    # direct comparisons only, or a slowed host would make every relative pair
+    # 'not comparable', the case the reference is there for.
+    direct = s.reference is None
+    if direct and mixed and not s.allow_mismatch:
+        # One side judged on its normal-speed blocks, the other on all its samples: two
+        # kinds of figure, whose ratio says nothing about the code.
+        older = "baseline" if ra is None else "current"
+        v.note = "; ".join(n for n in (v.note, f"not comparable: the {older} row has no machine-probe readings "
+                                       "(a file from before them) and the other has, so their figures are not of "
+                                       f"one kind; time the {older} again, or pass --allow-mismatch to compare "
+                                       "all samples of both") if n)
+        return
+    if direct and ra is not None and rc is not None and abs(rc.ms / ra.ms - 1) > v.threshold:
         v.note = "; ".join(n for n in (v.note, "not comparable: the machine ran at different speeds "
                                        f"(reference {1:.2f} vs {rc.ms / ra.ms:.2f})") if n)
         return
-    for side, h, row in (("baseline", ha, b), ("current", hc, c)):
+    for side, h, row in (("baseline", ha, b), ("current", hc, c)) if direct and not mixed else ():
         stored = row.get("latency_ms")
         no_figure = "latency_ms" in row and stored is None
         if h.slowed_share is not None and stat == "median" and (h.estimate != h.estimate or no_figure):
@@ -274,13 +339,15 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
                                if n)
             return
     block = b.get("block_size")
-    if s.reference is None:
+    if direct and mixed:
+        v.mode = "direct, all samples of both (one side has no probe readings)"
+    elif direct:
         xb, xc = mb.headline_samples(stat), mc.headline_samples(stat)
         v.mode = "direct, latency_ms" if ra is not None and rc is not None else "direct, all samples"
     else:
         # Divided block by block by a reference model timed beside it: all samples.
-        nb, why_b = _normalized(base, b, xb, s.reference)
-        nc, why_c = _normalized(cur, c, xc, s.reference)
+        nb, why_b = _normalized(base, b, mb, s.reference)
+        nc, why_c = _normalized(cur, c, mc, s.reference)
         if nb is None or nc is None:
             v.note = why_b or why_c
             return
@@ -290,16 +357,28 @@ def _judge_pair(v: RowVerdict, base: _Run, b, cur: _Run, c, s: GateSettings) -> 
               n_boot=s.n_boot, seed=s.seed)
     v.verdict = r["verdict"]
     v.ratio, v.ci_low, v.ci_high, v.p = r["ratio"], r["ci_low"], r["ci_high"], r["p"]
+    if direct:  # relative figures are ratios, not milliseconds: the headlines stay
+        v.base_median_ms, v.cur_median_ms, v.figures = r["base_ms"], r["cur_ms"], r["figures"]
     v.note = "; ".join(n for n in (v.note, r["note"]) if n)
     if not (b.get("valid") and c.get("valid")):
         v.note = "; ".join(n for n in (v.note, "a row is marked invalid (see invalid_reason)") if n)
 
 
-def _normalized(run: _Run, row, x: np.ndarray, reference: str):
-    """Samples divided by the median of the reference model's block timed beside them.
+def _run_reference(run: _Run) -> set[str]:
+    return {r.get("rel_reference") for r in run.rows if r.get("rel_reference")}
+
+
+def _normalized(run: _Run, row, m: Measurement, reference: str):
+    """The row's samples divided by the median of the reference model's block timed
+    beside them, in the rounds whose two blocks ran at normal speed (as the row's own
+    relative figure, measurement.relative_figure).
 
     Block k of every row of an interleave group ran in the same minute; dividing by
-    the reference's block-k median removes the machine's speed of that minute."""
+    the reference's block-k median removes the machine's speed of that minute. The
+    host's slow phase does not slow every model alike, so its rounds are left out; a
+    row with too few normal rounds is not judged (its ratio moves 4-9% there, the way
+    that hides a slowdown)."""
+    x = m.samples_ms
     df = run.df
     same = df[(df["model"] == reference) & (df["interleave_group"] == row["interleave_group"])
               & (df["runtime"] == row["runtime"]) & (df["threads"] == row["threads"])
@@ -309,11 +388,22 @@ def _normalized(run: _Run, row, x: np.ndarray, reference: str):
     ref = same.iloc[0]
     try:
         # The reference's StoredRow: it keeps its samples for every row judged against it.
-        xr = run.row(ref["row_id"]).samples()
+        ref_row = run.row(ref["row_id"])
+        xr, (rounds, normal, slowed) = ref_row.samples(), relative_rounds(m, run.measurement(ref_row))
     except SamplesError as exc:
         return None, f"reference samples cannot be trusted: {exc}"
     block = int(row["block_size"])
-    if xr.size != x.size or int(ref["block_size"]) != block:
-        return None, f"reference {reference} has other iterations or blocks in {run.path.name}"
-    ref_med = np.array([Measurement(xr[i:i + block]).median for i in range(0, xr.size, block)])
-    return x / np.repeat(ref_med, block)[: x.size], ""
+    if int(ref["block_size"]) != block:
+        return None, f"reference {reference} has other blocks in {run.path.name}"
+    # Precision-driven rows stop at their own counts: the rounds both have are paired.
+    k = min(x.size, xr.size) // block
+    if k < 2:
+        return None, f"reference {reference} shares fewer than two rounds with it in {run.path.name}"
+    if slowed:
+        return None, (f"not comparable: the host slowed all but {normal} of the {k} rounds of "
+                      f"{run.path.name}; a figure relative to {reference} moves there")
+    # The normal-speed flags cover every block, the last partial one too: k full rounds.
+    keep = rounds[:k] if rounds is not None else np.ones(k, dtype=bool)
+    ref_med = np.array([np.median(xr[i * block:(i + 1) * block]) for i in range(k)])
+    ratios = (x[: k * block] / np.repeat(ref_med, block)).reshape(k, block)
+    return ratios[keep].ravel(), ""

@@ -10,8 +10,8 @@ from . import reference as ref
 from .headline import describe, headline, is_valid
 from .inputs import Column, ReportInputs
 from .pairs import pairing_label, ratio
+from .tables import INVALID_MARK
 
-INVALID_MARK = "‡"
 # Fewer models than this give a rank correlation that means nothing (two models:
 # always +1 or -1).
 MIN_RANK_MODELS = 5
@@ -137,7 +137,10 @@ def rank_agreement(inp: ReportInputs, stat: str = "median") -> list[RankAgreemen
             models.append(model)
             measured.append(headline(row, stat).value)
             paper.append(p[0])
-        out.append(RankAgreement(col, len(models), spearman(measured, paper), kendall(measured, paper), models))
+        if len(models) < MIN_RANK_MODELS:  # with few models a rank correlation says nothing: none is given
+            out.append(RankAgreement(col, len(models), math.nan, math.nan, models))
+        else:
+            out.append(RankAgreement(col, len(models), spearman(measured, paper), kendall(measured, paper), models))
     return out
 
 
@@ -185,7 +188,7 @@ def to_json(inp: ReportInputs, stat: str = "median") -> str:
                        "ci_high_pct": num(hi), "stat": r.stat if r else stat,
                        "paired": r.paired if r else None, "rows": v.refs, "why": v.why})
     ranks = [{"column": k.column.label, "n": k.n, "spearman": num(k.spearman), "kendall": num(k.kendall),
-              "models": k.models} for k in rank_agreement(inp, stat)]
+              "min_models": MIN_RANK_MODELS, "models": k.models} for k in rank_agreement(inp, stat)]
     return json.dumps({"kind": "modbench.claims", "version": JSON_VERSION, "stat": stat,
                        "results": [str(p) for p in inp.files], "notes": list(inp.notes),
                        "claims": claims, "rank_agreement": ranks}, indent=2, default=str)

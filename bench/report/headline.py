@@ -1,34 +1,34 @@
 """The one number a report prints for a row, and its interval, read in one place.
 
-Rows written since the machine-speed probe carry `latency_ms` (the model's latency at
-the machine's normal speed) with its interval; older rows have only `median_ms`. Every
-table, plot, ratio label and claim reads a row's headline through `headline()`, which
-says which figure it used, so a report never mixes the two silently.
-
-Intervals are computed on the log scale (latency is a positive quantity whose noise is
-multiplicative): back-transformed, they can never reach below zero, where a symmetric
-interval around a noisy median once printed `22.9 [-4.23, 50.0]`.
+Rows carry `latency_ms` (the model's latency at the machine's normal speed) with its
+interval, both derived once when the row was measured (bench/measurement.py) and read
+here as stored. Rows older than the machine-speed probe have only `median_ms`; rows
+whose latency at normal speed was not measured (the host slowed too many blocks)
+leave `latency_ms` empty. Every table, plot, ratio label and claim reads a row's
+headline through `headline()`, which says which figure it used, so a report never
+mixes them silently.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
-from scipy import stats as _st
-
-from ..stats import blocks, statistic
+from ..measurement import from_row
 
 LATENCY = "latency_ms"
 MEDIAN = "median_ms"
+NOT_MEASURED = "median_ms (not measured)"
 MEAN = "mean"
 
 # How each figure is named where a report says what it printed.
 DESCRIBE = {
     LATENCY: "latency_ms (the model's latency at the machine's normal speed)",
     MEDIAN: "median_ms (median of the timed iterations; rows older than latency_ms)",
+    NOT_MEASURED: "median_ms (median of all timed iterations, for rows whose latency at normal speed "
+                  "was not measured: the host slowed too many of their blocks)",
     MEAN: "mean of the timed iterations (the paper's statistic)",
 }
+# The first results schema whose rows store latency_ms with its interval.
+LATENCY_SINCE = 2
 
 
 @dataclass(frozen=True)
@@ -36,60 +36,47 @@ class Headline:
     value: float
     low: float | None   # None: no interval (a single block)
     high: float | None
-    figure: str         # LATENCY, MEDIAN or MEAN
+    figure: str         # LATENCY, MEDIAN, NOT_MEASURED or MEAN
 
     @property
     def has_interval(self) -> bool:
         return self.low is not None and self.high is not None
 
 
-def log_interval(samples, block: int, stat: str = "median", confidence: float = 0.95) -> tuple:
-    """(estimate, low, high) of a row's median or mean: Student t over the logs of its
-    block statistics, back-transformed (always > 0). None bounds with one block."""
-    x = np.asarray(samples, dtype=np.float64)
-    f = statistic(stat)
-    est = float(f(x))
-    size = max(int(block or x.size), 1)
-    bs = blocks(x, size)
-    if len(bs) > 1 and bs[-1].size < size // 2:
-        bs = bs[:-1]  # a short tail block is noisier than the rest
-    per = np.array([f(b) for b in bs], dtype=np.float64)
-    per = per[per > 0]
-    k = per.size
-    if k < 2 or not est > 0:
-        return est, None, None
-    logs = np.log(per)
-    half = float(_st.t.ppf((1 + confidence) / 2, k - 1) * logs.std(ddof=1) / math.sqrt(k))
-    # Centred on the pooled estimate, as the linear interval was; spread from the blocks.
-    centre = math.log(est)
-    return est, math.exp(centre - half), math.exp(centre + half)
+def _stored(row, value: str, low: str, high: str, figure: str) -> Headline | None:
+    v, lo, hi = row.get(value), row.get(low), row.get(high)
+    if v is None or not v > 0:
+        return None
+    if lo is not None and hi is not None and 0 < lo <= v <= hi:
+        return Headline(v, lo, hi, figure)
+    return Headline(v, None, None, figure)
 
 
-def _block(row) -> int | None:
-    b = row.get("block_size")
-    return b if b and b > 0 else None
+def _from_samples(row, stat: str, figure: str) -> Headline:
+    """A figure the row does not store (a file older than it): the row's Measurement
+    derives it from the samples, with the one interval every figure has."""
+    iv = from_row(row, row.samples()).interval(stat)
+    ok = iv.low == iv.low and iv.low > 0
+    return Headline(iv.estimate, iv.low if ok else None, iv.high if ok else None, figure)
 
 
 def headline(row, stat: str = "median") -> Headline:
     """The row's headline latency (ms) and its 95% interval.
 
     stat 'median' (default): `latency_ms` and its stored interval when the row has
-    them, else `median_ms` with an interval on the log scale from the row's samples. stat 'mean': the mean of the
-    samples, log-scale interval (the paper's tables print means)."""
+    them, else `median_ms` and its stored interval. stat 'mean': the mean of the
+    samples and its stored interval (the paper's tables print means). Rows written
+    before a figure was stored get it from their samples."""
+    current = (row.get("schema_version") or 1) >= 3
     if stat == "mean":
-        est, lo, hi = log_interval(row.samples(), _block(row), "mean")
-        return Headline(est, lo, hi, MEAN)
-    lat = row.get(LATENCY)
-    if lat is not None and lat > 0:
-        lo, hi = row.get("latency_ci_low_ms"), row.get("latency_ci_high_ms")
-        if lo is not None and hi is not None and 0 < lo <= lat <= hi:
-            return Headline(lat, lo, hi, LATENCY)
-        return Headline(lat, None, None, LATENCY)
-    # An older row: its median, with the interval recomputed from its samples on the
-    # log scale (the stored median_ci_* are symmetric: 26.0 [2.43, 49.6] on a busy machine).
-    med = row.get(MEDIAN)
-    est, lo, hi = log_interval(row.samples(), _block(row), "median")
-    return Headline(med if med is not None else est, lo, hi, MEDIAN)
+        return (_stored(row, "mean_ms", "mean_ci_low_ms", "mean_ci_high_ms", MEAN) if current else None) \
+            or _from_samples(row, "mean", MEAN)
+    lat = _stored(row, LATENCY, "latency_ci_low_ms", "latency_ci_high_ms", LATENCY)
+    if lat is not None:
+        return lat
+    figure = NOT_MEASURED if (row.get("schema_version") or 1) >= LATENCY_SINCE else MEDIAN
+    return (_stored(row, MEDIAN, "median_ci_low_ms", "median_ci_high_ms", figure) if current else None) \
+        or _from_samples(row, "median", figure)
 
 
 def figures_used(rows, stat: str = "median") -> list[str]:
@@ -106,13 +93,3 @@ def describe(rows, stat: str = "median") -> str:
 
 def is_valid(row) -> bool:
     return row.get("valid") is True
-
-
-def validity_code(row) -> str:
-    """A short mark for tables: '' for a valid row, else 'INVALID' and why in a word."""
-    if is_valid(row):
-        return ""
-    reason = str(row.get("invalid_reason") or "").lower()
-    words = [w for w, key in (("imprecise", "ci"), ("busy", "busy"), ("busy", "disturbed"),
-                              ("drift", "drift")) if key in reason]
-    return "INVALID" + (f" ({', '.join(dict.fromkeys(words))})" if words else "")

@@ -1,6 +1,7 @@
 """Ratios between two measured rows, paired when the rows were timed together."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..stats import Ratio, paired_ratio, unpaired_ratio
@@ -18,9 +19,36 @@ def timed_together(a: Row, b: Row) -> bool:
             and a.data.get("schedule") == "round-robin")
 
 
+def _relative(r: Row) -> tuple[str, float, float, float] | None:
+    """The row's figure relative to the reference timed beside it, if it has one with an interval."""
+    figs = (r.get("rel_latency"), r.get("rel_ci_low"), r.get("rel_ci_high"))
+    if not r.get("rel_reference") or not all(isinstance(x, (int, float)) and x == x and x > 0 for x in figs):
+        return None
+    return (r["rel_reference"], *figs)
+
+
+def through_reference(a: Row, b: Row) -> Ratio | None:
+    """A/B for rows timed in different interleave groups (or runs) beside the same
+    reference: the ratio of their relative figures. Each was paired with the reference
+    in its own rounds, so the host's speed cancels in each; the two are independent, so
+    their log-interval half-widths add in quadrature."""
+    ra, rb = _relative(a), _relative(b)
+    if ra is None or rb is None or ra[0] != rb[0]:
+        return None
+    half = math.hypot(math.log(ra[3] / ra[2]) / 2, math.log(rb[3] / rb[2]) / 2)
+    est = ra[1] / rb[1]
+    return Ratio(est, est * math.exp(-half), est * math.exp(half), True, 0,
+                 f"through the reference {ra[0]} (each row paired with it in its own rounds)", "median",
+                 ra[1], rb[1])
+
+
 def ratio(a: Row, b: Row, stat: str = "median") -> Ratio:
+    """Paired when the rows were timed together; through the reference both were timed
+    beside (median figures) when they were not; else unpaired."""
     if timed_together(a, b):
         return paired_ratio(a.samples(), b.samples(), a["block_size"], stat=stat)
+    if stat == "median" and (via := through_reference(a, b)) is not None:
+        return via
     return unpaired_ratio(a.samples(), b.samples(), stat=stat, block_size=a.get("block_size"))
 
 
@@ -48,6 +76,8 @@ def repeat_vs_reshape(columns: list[Column]) -> list[VariantChange]:
 
 
 def pairing_label(r: Ratio) -> str:
+    if r.paired and r.method.startswith("through the reference"):
+        return r.method
     return f"paired, {r.n_blocks} interleaved blocks" if r.paired else "separate timing (not paired)"
 
 

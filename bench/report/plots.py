@@ -2,12 +2,34 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from pathlib import Path
+
+
+def _config_dir() -> None:
+    """Matplotlib keeps its font cache under HOME; where HOME cannot be written (a
+    read-only CI home) it warns three times, so it is given a folder of this run."""
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    home = Path.home()
+    for base in (os.environ.get("XDG_CONFIG_HOME") or home / ".config",
+                 os.environ.get("XDG_CACHE_HOME") or home / ".cache"):
+        folder = Path(base) / "matplotlib"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError:
+            os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="modbench-matplotlib-")
+            return
+
+
+_config_dir()
 
 # matplotlib is imported here, at the top, and this module only where plots are drawn
 # (bench/commands/report.py imports it lazily): the rest of the report needs no matplotlib.
-import matplotlib
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # headless: reports run on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
@@ -15,8 +37,9 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from . import profiles  # noqa: E402
 from . import reference as ref  # noqa: E402
-from .headline import LATENCY, MEDIAN, figures_used, headline, is_valid  # noqa: E402
+from .headline import LATENCY, MEDIAN, NOT_MEASURED, figures_used, headline, is_valid  # noqa: E402
 from .inputs import Column, ReportInputs  # noqa: E402
 from .pairs import repeat_vs_reshape  # noqa: E402
 from .tables import fig9_points  # noqa: E402
@@ -153,7 +176,7 @@ def _latency_axis(rows) -> str:
     """The latency axis' label, from the figure the rows' headline came from."""
     used = figures_used(rows)
     return ("Latency at normal machine speed, ms (95% CI)" if used == [LATENCY] else
-            "Median latency, ms (95% CI)" if used == [MEDIAN] else
+            "Median latency, ms (95% CI)" if set(used) <= {MEDIAN, NOT_MEASURED} else
             "Latency, ms (95% CI; latency_ms where rows have it, else median)")
 
 
@@ -419,6 +442,32 @@ def build_all(inp: ReportInputs, out_dir: Path) -> list[Path]:
     paths += accuracy_vs_latency_by_device(inp, out_dir) or []
     paths += variant_bars(inp, out_dir) or []
     paths += resolution_plots(inp, out_dir) + batch_plots(inp, out_dir) + fig9_plots(inp, out_dir)
+    return paths
+
+
+def profile_bars(nodes, out_dir: Path) -> list[Path]:
+    """Per runtime and device: each profiled model's timed latency as a bar, split by
+    operator category (each category's share of the profiled kernel time)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    colors = dict(zip(profiles.CATEGORIES, plt.get_cmap("tab10").colors))
+    for (runtime, device), g in nodes.groupby(["runtime", "device"], sort=False):
+        agg = profiles.aggregate(g, "category")
+        labels = list(dict.fromkeys(g["label"]))
+        fig, ax = plt.subplots(figsize=(7.2, 1.0 + 0.42 * len(labels)))
+        left = np.zeros(len(labels))
+        for cat in profiles.CATEGORIES:
+            ms = np.array([agg[(agg["label"] == lab) & (agg["key"] == cat)]["scaled_ms"].sum() for lab in labels])
+            if ms.any():
+                ax.barh(range(len(labels)), ms, left=left, color=colors[cat], label=cat, height=0.6)
+                left += ms
+        ax.set_yticks(range(len(labels)), labels, fontsize=7.5)
+        ax.invert_yaxis()
+        ax.set_xlabel("timed latency (median, ms), split by each operator type's share of the profile")
+        ax.set_title(f"Where the time goes: {runtime} ({device})", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+        paths += _save(fig, out_dir, f"profile_{slug(runtime)}_{slug(str(device))}")
     return paths
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from models import ModelError, get_entry
+from modbench.models import ModelError, get_entry
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REFERENCE_FILE = DATA_DIR / "paper_reference.tsv"

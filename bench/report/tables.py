@@ -11,8 +11,9 @@ import io
 import math
 from dataclasses import dataclass, field
 
-from models.mbconv_ablation import fig9_points as points
+from modbench.models.mbconv_ablation import fig9_points as points
 
+from ..schema import cell_text
 from ..stats import STATS
 from . import reference as ref
 from .headline import describe, headline, is_valid
@@ -20,6 +21,7 @@ from .inputs import Column, ReportInputs, Row
 from .pairs import comparisons, pairing_label, repeat_vs_reshape
 NOT_MEASURED = "not measured"
 INVALID_MARK = "‡"
+INVALID_MEANING = "INVALID: the row failed its validity check (its invalid_reason in the results file says why)."
 
 
 @dataclass
@@ -288,8 +290,8 @@ def variant_table(inp: ReportInputs) -> Table | None:
                           ref.PAPER_GPU if ch.column.device == "gpu" else ref.PAPER_CPU)
         marks = ["" if is_valid(x) else INVALID_MARK for x in (ch.repeat, ch.reshape)]
         t.rows.append([Cell(ch.column.label), Cell(inp.label(ch.model)), Cell(str(ch.resolution)),
-                       Cell(_fmt(headline(ch.repeat).value) + marks[0], ref=ch.repeat.ref),
-                       Cell(_fmt(headline(ch.reshape).value) + marks[1], ref=ch.reshape.ref),
+                       Cell(_fmt(r.b_ms) + marks[0], r.b_ms, ref=ch.repeat.ref),
+                       Cell(_fmt(r.a_ms) + marks[1], r.a_ms, ref=ch.reshape.ref),
                        Cell(f"{r.change_pct:+.1f}{ci}", r.change_pct, lo, hi, ref=f"{ch.repeat.ref} {ch.reshape.ref}"),
                        Cell(pairing_label(r)),
                        Cell("–" if paper is None else f"{paper:+.1f} ({'P100' if ch.column.device == 'gpu' else 'Xeon'})",
@@ -297,8 +299,42 @@ def variant_table(inp: ReportInputs) -> Table | None:
     t.notes += ["Change = Reshape / Repeat - 1. Paired: the geometric mean over interleaved blocks of the "
                 "ratio of block medians, 95% CI by bootstrap over blocks. Separate timing: ratio of medians "
                 "with an independent bootstrap; machine drift between the runs is not in that interval.",
+                "Repeat ms and Reshape ms are the figures the change is the ratio of (paired: the geometric mean "
+                "of each row's block medians over the blocks both have).",
                 "Paper: Figure 2 (EfficientMod-s, -5.1% on the P100 GPU, +21.8% on the Xeon CPU).",
                 f"{INVALID_MARK} INVALID: the row failed its validity check (see its invalid_reason)."]
+    return t
+
+
+def relative_table(inp: ReportInputs) -> Table | None:
+    """The figures a shared machine reproduces, first: each row's latency relative to the
+    reference timed beside it, its interval and its own validity, and the calibrated
+    milliseconds, beside the row's latency_ms and its validity."""
+    rows = [(c, r) for c in inp.columns for r in c.rows
+            if isinstance(r.get("rel_latency"), float) and r["rel_latency"] == r["rel_latency"]]
+    if not rows:
+        return None
+    refs = sorted({str(r["rel_reference"]) for _, r in rows})
+    t = Table("relative", f"Latency relative to the reference timed beside each row ({', '.join(refs)}): "
+              "what to cite on a shared machine",
+              ["Model", "Column", "Reference", "Relative [95% CI]", "Calibrated ms [95% CI]", "latency_ms"])
+    for c, r in rows:
+        lo, hi, rel = r.get("rel_ci_low"), r.get("rel_ci_high"), r["rel_latency"]
+        mark = INVALID_MARK if r.get("rel_codes") else ""
+        ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+        cal, clo, chi = (r.get(k) for k in ("calibrated_ms", "calibrated_ci_low_ms", "calibrated_ci_high_ms"))
+        cal_cell = (Cell(f"{_fmt(cal)}" + (f" [{_fmt(clo)}, {_fmt(chi)}]" if clo is not None and chi is not None
+                                            else "") + mark, cal, clo, chi, r.ref)
+                    if cal is not None else Cell("no calibration yet"))
+        t.rows.append([Cell(inp.label(r["model"])), Cell(c.label), Cell(str(r["rel_reference"])),
+                       Cell(f"{rel:.4f}{ci}{mark}", rel, lo, hi, r.ref), cal_cell, measured_cell(r, "median")])
+    t.notes += ["Relative: the row's latency over the reference's, the geometric mean of the per-round ratios of "
+                "their block medians, 95% CI from a circular block bootstrap of those ratios. On a shared VM or "
+                "CI runner this is the figure that reproduces from run to run; latency_ms does not.",
+                "Calibrated ms: relative x the reference's normal-speed latency kept for that machine (the "
+                "results file's calibration column says from when); a figure derived from the ratio, not timed.",
+                f"{INVALID_MARK} on Relative or Calibrated: the relative figure failed its own check (rel_codes); "
+                f"on latency_ms: the row's own validity check."]
     return t
 
 
@@ -309,6 +345,9 @@ def build_all(inp: ReportInputs, stat: str = "median", pairs=None) -> list[Table
     rt = ratio_table(inp, pairs, stat)
     if rt is not None:
         tables.insert(1, rt)
+    relative = relative_table(inp)
+    if relative is not None:  # a run beside a reference: the figures it can cite come first
+        tables.insert(0, relative)
     for name, paper_table, title in SMALL_TABLES:
         t = small_table(inp, name, paper_table, title, stat)
         if t is not None:
@@ -385,7 +424,7 @@ def latex_escape(s: str) -> str:
 
 def to_latex(t: Table) -> str:
     n = len(t.headers)
-    out = [r"% Generated by bench.py report; needs \usepackage{booktabs}.", r"\begin{table}[t]", r"\centering",
+    out = [r"% Generated by modbench report; needs \usepackage{booktabs}.", r"\begin{table}[t]", r"\centering",
            r"\caption{" + latex_escape(t.title) + "}", r"\label{tab:" + t.name.replace("_", "-") + "}",
            r"\resizebox{\linewidth}{!}{%",
            r"\begin{tabular}{l" + "r" * (n - 1) + "}", r"\toprule",
@@ -399,7 +438,12 @@ def to_latex(t: Table) -> str:
         else:
             out.append(" & ".join(latex_escape(_text(c)) for c in r) + r" \\")
         first = False
-    out += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    out += [r"\bottomrule", r"\end{tabular}}"]
+    # A mark a table uses is defined under it: a reader of the paper has no README.
+    if any(INVALID_MARK in _text(c) for r in t.rows if not isinstance(r, str) for c in r):
+        out.append(r"\par\smallskip{\footnotesize " + latex_escape(INVALID_MARK) + " "
+                   + latex_escape(INVALID_MEANING) + "}")
+    out += [r"\end{table}", ""]
     return "\n".join(out)
 
 
@@ -431,7 +475,8 @@ def _inert(text: str) -> str:
 
 
 def _n(v) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(round(float(v), 6))
+    """A number of a tidy table as the results store writes it (ten significant digits)."""
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else cell_text("", float(v))
 
 
 # --- Paired ratios: the user's models against peers ------------------------------
@@ -443,15 +488,15 @@ def ratio_table(inp: ReportInputs, pairs=None, stat: str = "median") -> Table | 
     if not found:
         return None
     t = Table("ratios", "Latency ratios between models (A / B)",
-              ["A", "B", "Device column", "A ms", "B ms", "A / B [95% CI]", "Timing", "Chosen"])
+              ["A", "B", "Device column", "A ms (paired)", "B ms (paired)", "A / B [95% CI]", "Timing", "Chosen"])
     for c in found:
         r = c.ratio
         ci = "" if math.isnan(r.low) else f" [{r.low:.3f}, {r.high:.3f}]"
         marks = ["" if is_valid(x) else INVALID_MARK for x in (c.a, c.b)]
         t.rows.append([Cell(inp.label(c.a["model"]) + marks[0]), Cell(inp.label(c.b["model"]) + marks[1]),
                        Cell(c.column.label),
-                       Cell(_fmt(headline(c.a, stat).value), ref=c.a.ref),
-                       Cell(_fmt(headline(c.b, stat).value), ref=c.b.ref),
+                       Cell(_fmt(r.a_ms), r.a_ms, ref=c.a.ref),
+                       Cell(_fmt(r.b_ms), r.b_ms, ref=c.b.ref),
                        Cell(f"{r.estimate:.3f}{ci}", r.estimate, None if math.isnan(r.low) else r.low,
                             None if math.isnan(r.high) else r.high, ref=f"{c.a.ref} {c.b.ref}"),
                        Cell(pairing_label(r)),
@@ -460,6 +505,10 @@ def ratio_table(inp: ReportInputs, pairs=None, stat: str = "median") -> Table | 
                 f"block {stat}s, 95% CI by bootstrap over blocks; the machine's drift cancels in it, which is what "
                 "a shared machine can give. Separate timing: the rows were not timed together; the machine's "
                 "drift between them is not in the interval.",
+                f"A ms and B ms are the figures the ratio is of (A / B = A ms / B ms): paired, the geometric mean "
+                f"of each row's block {stat}s over the blocks both have; separate timing, each row's {stat} of "
+                "all samples. They can differ from the rows' own latency in Table 1, which rests on each row's "
+                "normal-speed blocks alone.",
                 "Chosen 'nearest latency': each of your models against the paper's models closest in latency "
                 "in the same column (timed together with it where any were); add pairs with --compare A=B.",
                 f"{INVALID_MARK} INVALID: the row failed its validity check (see its invalid_reason)."]

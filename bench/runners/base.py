@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.errors import ModbenchError
-from common.registry import Registry
-from models.byo import input_array
+from modbench.common.errors import ModbenchError
+from modbench.common.registry import Registry
+from modbench.models.byo import input_array
 
 from ..vocab import device as vocab_device
 
@@ -33,6 +33,10 @@ class RunSettings:
     spinning: bool = True
     # Free-form options a specific runner understands (e.g. cudnn_conv_algo_search).
     options: dict = field(default_factory=dict)
+    # ONNX Runtime: record its own profiler's trace (enable_profiling) into files
+    # starting with this path; `Session.end_profiling` names the file. Never set for
+    # timed sessions: the profiler changes the timing.
+    profile_prefix: str | None = None
 
 
 class Session(ABC):
@@ -58,6 +62,11 @@ class Session(ABC):
         """Timings and facts reported apart from the samples (row `extra` column),
         e.g. compile_ms, engine_build_ms, host-device copy times. Called after timing."""
         return {}
+
+    def end_profiling(self) -> str | None:
+        """Stop the runtime's own profiler and return its trace file: only for a
+        session opened with RunSettings.profile_prefix by a runner that has one."""
+        return None
 
     def close(self) -> None:
         pass

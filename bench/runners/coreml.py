@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import numpy as np
+from modbench.common.invocation import command
 
 from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner, time_calls
 
@@ -52,8 +53,8 @@ class _CoreMLRunner(Runner):
         if platform.system() != "Darwin":
             raise RunnerUnavailable(
                 f"the {self.name} runner needs macOS: coremltools cannot run Core ML models on "
-                f"{platform.system()}; export with `bench.py export --format coreml` and time it on a Mac, "
-                "or on an iPhone with ModelBench and `bench.py ingest-modelbench`")
+                f"{platform.system()}; export with `{command()} export --format coreml` and time it on a Mac, "
+                f"or on an iPhone with ModelBench and `{command()} ingest-modelbench`")
         try:
             import coremltools  # noqa: F401  # optional (macOS only), slow to import
         except ImportError as exc:

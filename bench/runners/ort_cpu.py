@@ -26,8 +26,16 @@ class OrtSession(Session):
     def describe(self) -> dict:
         return dict(self._describe)
 
+    def end_profiling(self) -> str | None:
+        return end_ort_profiling(self._sess)
+
     def close(self) -> None:
         self._sess = None
+
+
+def end_ort_profiling(sess) -> str | None:
+    """The trace file of a session opened with profiling (None for one without)."""
+    return sess.end_profiling() if sess.get_session_options().enable_profiling else None
 
 
 def cpu_session_options(settings: RunSettings):
@@ -38,6 +46,9 @@ def cpu_session_options(settings: RunSettings):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+    if settings.profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = settings.profile_prefix
     return opts
 
 

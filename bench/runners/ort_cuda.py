@@ -16,11 +16,11 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from common.errors import first_line
+from modbench.common.errors import first_line
 
 from ..gpu_env import ClockLog, gpu_columns, gpu_extra, ort_cuda_versions
 from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner, time_calls
-from .ort_cpu import cpu_session_options
+from .ort_cpu import cpu_session_options, end_ort_profiling
 
 ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 _NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
@@ -199,6 +199,9 @@ class OrtCudaSession(Session):
                 out[f"{k[:-3]}_median_ms"] = float(np.median(v))
                 out[f"{k[:-3]}_mean_ms"] = float(np.mean(v))
         return out
+
+    def end_profiling(self) -> str | None:
+        return end_ort_profiling(self._sess)
 
     def close(self) -> None:
         self._io = self._x_dev = self._outs = self._sess = None

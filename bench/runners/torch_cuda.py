@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from common.errors import first_line
+from modbench.common.errors import first_line
 
 from ..gpu_env import ClockLog, gpu_columns, gpu_extra, torch_cuda_versions
 from .base import RunSettings, Runner, RunnerUnavailable, Session, random_input, register_runner
