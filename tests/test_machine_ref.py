@@ -8,20 +8,21 @@ import time
 
 import numpy as np
 import pytest
-from conftest import open_cpu_sessions
+from conftest import open_cpu_sessions, retried
 
-from bench import machine_ref
-from bench.machine_ref import (Probe, Reference, fast_mode, read_model_figures, resolve_reference,
+from modbench import machine_ref
+from modbench.machine_ref import (Probe, Reference, fast_mode, read_model_figures, resolve_reference,
                                update_model_figures)
-from bench.measurement import Measurement, Validity
+from modbench.measurement import Measurement, Validity
 
 CPUS = sorted(os.sched_getaffinity(0))
 
 
-def _compete(cpu: int, on_s: float, off_s: float, t0: float, stop_at: float) -> None:
+def _compete(cpu: int, on_s: float, off_s: float, t0: float, stop_at: float, ready) -> None:
     """Spin on one CPU in phases counted from t0 (the same clock in every process, so
     all competitors switch together): on for on_s, off for off_s (0: always on)."""
     os.sched_setaffinity(0, {cpu})
+    ready.set()
     period = on_s + off_s
     while (now := time.monotonic()) < stop_at:
         if off_s and (now - t0) % period >= on_s:
@@ -36,12 +37,18 @@ class Competitor:
         ctx = mp.get_context("spawn")
         t0 = time.monotonic() + 1.0
         stop = t0 + seconds
-        self.procs = [ctx.Process(target=_compete, args=(c, on_s, off_s, t0, stop), daemon=True) for c in CPUS]
+        self.ready = [ctx.Event() for _ in CPUS]
+        self.procs = [ctx.Process(target=_compete, args=(c, on_s, off_s, t0, stop, r), daemon=True)
+                      for c, r in zip(CPUS, self.ready)]
         self.t0 = t0
 
     def __enter__(self):
         for p in self.procs:
             p.start()
+        # A spawned process on a loaded 2-core runner may take longer than t0's second to
+        # start: timing begins only once every competitor spins.
+        for r in self.ready:
+            r.wait(timeout=60)
         time.sleep(max(self.t0 - time.monotonic(), 0) + 0.2)
         return self
 
@@ -55,8 +62,9 @@ class Competitor:
 @pytest.fixture(scope="module")
 def sessions():
     # One thread: a 2-thread session of so small a model changes speed by itself (its
-    # threads' placement), which no probe can know; one thread is steady.
-    yield from open_cpu_sessions(["mobilenetv2_100"], 128)
+    # threads' placement), which no probe can know; one thread is steady. The second
+    # model is the first one's reference for the relative figure.
+    yield from open_cpu_sessions(["mobilenetv2_100", "fasternet_t0"], 128)
 
 
 @pytest.fixture()
@@ -70,17 +78,45 @@ def probe(tmp_path, monkeypatch):
 ENV = {"cpu_name": "test-cpu", "cpu_logical": len(CPUS)}
 
 
-def _timed(sessions, probe, iters, known=None):
-    from bench.schedule import TimingProtocol, time_sessions
+def _timed_all(sessions, probe, iters, known=None):
+    """One Measurement per session, timed in the same interleaved rounds."""
+    from modbench.schedule import TimingProtocol, time_sessions
 
-    fixed = TimingProtocol(iters=iters, auto=False, warmup=5, block=20, block_warmup=1)
+    fixed = TimingProtocol(iters=iters, auto=False, warmup=5, block=BLOCK, block_warmup=1)
     return time_sessions(sessions, fixed, probe=probe, reference=lambda r, final: resolve_reference(r, ENV, probe.threads,
                                                                                    save=final),
-                         known_ms=[known])[0]
+                         known_ms=[known] + [None] * (len(sessions) - 1))
 
 
-def test_quiet_machine_headline_is_the_median_of_all_samples(sessions, probe):
-    m = _timed(sessions, probe, 400)
+def _timed(sessions, probe, iters, known=None):
+    """The first model alone."""
+    return _timed_all(sessions[:1], probe, iters, known)[0]
+
+
+BLOCK = 20
+
+
+def _relative(pair, rounds: str = "normal") -> float:
+    """The first model's latency relative to the second, paired round by round: over
+    the rounds whose two blocks ran at normal speed, the row's own figure
+    (measurement.relative_figure), or over all rounds."""
+    from modbench.measurement import relative_figure
+    from modbench.stats import relative_latency
+
+    if rounds == "normal":
+        return relative_figure(pair[0], pair[1], n_resamples=200).ratio.estimate
+    return relative_latency(pair[0].samples_ms, pair[1].samples_ms, BLOCK, n_resamples=200).estimate
+
+
+def test_quiet_machine_headline_is_the_median_of_all_samples(sessions, probe, tmp_path, monkeypatch):
+    # The host may slow most of a short run (then there are too few normal-speed blocks
+    # for a figure): such a run is timed again, at most twice more, each time as the
+    # machine's first (a calibration of its own).
+    def first_run_on(attempt):
+        monkeypatch.setenv("MODBENCH_CACHE", str(tmp_path / f"cache-{attempt}"))
+        return _timed(sessions, probe, 400)
+
+    m = retried(first_run_on, lambda m: m.headline("median").blocks_used >= 4)
     h = m.headline("median")
     assert m.reference is not None and m.probe_ms.shape == (20, 2)
     assert h.blocks == 20 and h.blocks_used >= 4, m.block_speeds()
@@ -96,46 +132,63 @@ def test_quiet_machine_headline_is_the_median_of_all_samples(sessions, probe):
 
 
 def _mixed_attempt(sessions, probe):
-    """Quiet, competitor switched on and off, quiet again: (checks passed, details)."""
-    quiet = _timed(sessions, probe, 600)
+    """Quiet, competitor switched on and off, quiet again, each run timing the model
+    beside its reference: (checks passed, details)."""
+    quiet = _timed_all(sessions, probe, 500)
     with Competitor(on_s=0.6, off_s=0.9):
-        mixed = _timed(sessions, probe, 1200)
-    quiet_after = _timed(sessions, probe, 400)
+        mixed = _timed_all(sessions, probe, 1000)
+    quiet_after = _timed_all(sessions, probe, 300)
     # The host of a shared VM may slow a whole short run too: such a run has no figure
     # (NaN), and the other quiet run is the comparison.
-    quiets = [q for q in (quiet.headline().estimate, quiet_after.headline().estimate) if q == q]
-    hm = mixed.headline()
+    quiets = [q for q in (quiet[0].headline().estimate, quiet_after[0].headline().estimate) if q == q]
+    m = mixed[0]
+    hm = m.headline()
+    # How far all samples together are from the quiet figure: the headline must be far
+    # nearer. Not a fixed tolerance: the shared host may also slow the blocks the probe
+    # reads as normal by 10-20% (seen on CI), which no in-machine measure can tell apart.
+    off_all = max(m.median, m.mean) / max(quiets) - 1 if quiets else 0.0
+    rel_quiet = [_relative(quiet), _relative(quiet_after)]
+    rel_mixed = _relative(mixed)
     checks = {
         "a quiet run saw normal speed": bool(quiets),
         "both kinds of block were seen": 0.1 <= hm.slowed_share <= 0.9,
         "the set-aside blocks were slowed": (hm.slowed_factor or 0) > 1.25,
         # all samples together are far from the quiet figure ...
-        "all samples are off": bool(quiets) and (mixed.median > 1.1 * max(quiets) or mixed.mean > 1.2 * max(quiets)),
-        # ... the headline is not (within what the host moves a quiet run by, ~10% here)
-        "the headline is not": bool(quiets) and min(abs(hm.estimate / q - 1) for q in quiets) < 0.10,
+        "all samples are off": bool(quiets) and (m.median > 1.1 * max(quiets) or m.mean > 1.2 * max(quiets)),
+        # ... the headline is not
+        "the headline is far nearer": bool(quiets) and min(abs(hm.estimate / q - 1) for q in quiets) < off_all / 2,
+        # The row's figure relative to the reference timed beside it stays where a quiet
+        # run put it. It rests on the rounds whose two blocks ran at normal speed: the
+        # competitor does not slow the two models alike, and a round it starts or stops in
+        # has one block slowed (seen on CI: the all-rounds figure moved 5.4%).
+        "the relative figure stays": min(abs(rel_mixed / r - 1) for r in rel_quiet) < 0.05,
     }
-    return checks, (quiets, hm, mixed.median, mixed.mean, mixed.block_speeds())
+    return checks, (quiets, hm, m.median, m.mean, rel_quiet, rel_mixed, _relative(mixed, "all"), m.block_speeds())
 
 
 def test_a_slowed_host_is_set_aside_and_a_wholly_slowed_run_is_never_valid(sessions, probe):
     # The VM's own host slows whole phases too (1.6-2x, invisible): a phase that swamps
     # the competitor's off periods is measured again, at most twice more.
-    for _ in range(3):
-        checks, details = _mixed_attempt(sessions, probe)
-        if all(checks.values()):
-            break
+    checks, details = retried(lambda _: _mixed_attempt(sessions, probe), lambda cd: all(cd[0].values()))
     assert all(checks.values()), (checks, details)
     quiets = details[0]
-    with Competitor(on_s=60):  # this model's fast figure known from the quiet runs, as a run has it
-        slowed = _timed(sessions, probe, 300, known=min(quiets))
+    # The host's scheduler may still hand the run whole quiet stretches while the
+    # competitors spin (seen on CI: 4 of 15 blocks at normal speed): such a run is not
+    # wholly slowed, and is timed again, at most twice more.
+    def slowed_run(_):
+        with Competitor(on_s=60):  # this model's fast figure known from the quiet runs, as a run has it
+            return _timed(sessions, probe, 300, known=min(quiets))
 
+    slowed = retried(slowed_run, lambda m: m.headline().slowed_share >= 0.8)
     hs = slowed.headline()
     assert hs.slowed_share >= 0.8, (slowed.block_speeds(), hs)
     for target in (0.01, 0.5):  # however loose the precision asked for
-        ok, reason = slowed.validity(Validity(target_ci=target, busy_cores=100))
+        verdict = slowed.validity(Validity(target_ci=target, busy_cores=100))
+        ok, reason = verdict.valid, verdict.reason
         assert not ok and "host slowed for" in reason and "not measured" in reason, reason
     # The paper's protocol keeps the all-samples mean, and says what it includes.
-    ok, reason = slowed.validity(Validity(target_ci=0.5, stat="mean", busy_cores=100))
+    verdict = slowed.validity(Validity(target_ci=0.5, stat="mean", busy_cores=100))
+    ok, reason = verdict.valid, verdict.reason
     assert not ok and "the all-samples mean includes them" in reason
     assert slowed.headline("mean").estimate == pytest.approx(slowed.mean)
 
@@ -182,7 +235,8 @@ def test_headline_rests_on_normal_blocks():
     # No normal block at all: no headline, and INVALID whatever the precision asked.
     allslow = Measurement(x[slow.repeat(50)], block=50, probe_ms=probe[slow],
                           reference=Reference(0.3, "test"))
-    ok, reason = allslow.validity(Validity(target_ci=0.9))
+    verdict = allslow.validity(Validity(target_ci=0.9))
+    ok, reason = verdict.valid, verdict.reason
     assert not ok and "host slowed for 100% of blocks (2.0x)" in reason
 
 
@@ -200,10 +254,11 @@ def test_a_slowdown_the_probe_misses_shows_in_the_blocks_and_the_models_own_figu
     assert 1.6 < h.slowed_factor < 1.8
     wholly = Measurement(x[np.repeat(slow, 50)], block=50, probe_ms=probe[slow],
                          reference=Reference(0.3, "test"))
-    assert wholly.validity(Validity(target_ci=0.5))[0]  # nothing in the row itself can tell
+    assert wholly.validity(Validity(target_ci=0.5)).valid  # nothing in the row itself can tell
     known = Measurement(x[np.repeat(slow, 50)], block=50, probe_ms=probe[slow],
                         reference=Reference(0.3, "test"), known_ms=4.0)
-    ok, reason = known.validity(Validity(target_ci=0.5))
+    verdict = known.validity(Validity(target_ci=0.5))
+    ok, reason = verdict.valid, verdict.reason
     assert not ok and "host slowed for 100% of blocks (1.7x)" in reason, reason
 
 
@@ -212,7 +267,7 @@ def test_a_slowdown_the_probe_misses_shows_in_the_blocks_and_the_models_own_figu
 def _probed_run(path, slowed_share: float, seed: int, ref_ms: float = 0.3, model_ms: float = 20.0):
     """A results file written by the real store: one row whose blocks the host slowed
     1.8x in `slowed_share` of them, with the probe readings that saw it."""
-    from bench.store import PROBE_KEY, SAMPLES_KEY, ResultsWriter
+    from modbench.store import PROBE_KEY, SAMPLES_KEY, ResultsWriter
 
     rng = np.random.default_rng(seed)
     k, block = 40, 50
@@ -234,8 +289,8 @@ def _probed_run(path, slowed_share: float, seed: int, ref_ms: float = 0.3, model
 
 
 def test_the_gate_compares_latency_at_normal_speed_and_refuses_other_speeds(tmp_path, capsys):
-    from bench.cli import main
-    from bench.store import read_rows
+    from modbench.cli import main
+    from modbench.store import read_rows
 
     base = _probed_run(tmp_path / "base.csv", 0.0, seed=1)
     half = _probed_run(tmp_path / "half.csv", 0.5, seed=2)
