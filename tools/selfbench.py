@@ -10,6 +10,8 @@
     python -m tools.selfbench reproduce       # N invocations of the trio: CV of latency_ms and ratios,
                                               # and `check --against` of each run with the next
     python -m tools.selfbench estimators A B  # offline: which reading of the samples reproduces A -> B
+    python -m tools.selfbench rel-estimators DIR...  # offline: which reading of paired rounds reproduces
+                                              # across the invocations of earlier `relative` sets
 
 Each prints its measurements and targets and, with --out DIR, writes them to DIR/<name>.txt
 beside the results files it made (DIR/<name>/...). Run alone on the machine: anything
@@ -643,13 +645,73 @@ def estimators(args, log: Evidence) -> None:
             f"of {ratios.size}   {lo:.3f}-{hi:.3f}")
 
 
+def _round_figures(m, ref, keep, f) -> tuple[np.ndarray, np.ndarray]:
+    """Per round, f of the row's block and of the reference's block (the kept rounds)."""
+    from modbench.stats import blocks
+
+    ba, bb = blocks(m.samples_ms, m.block_size), blocks(ref.samples_ms, ref.block_size)
+    k = min(len(ba), len(bb))
+    a, b = np.array([f(x) for x in ba[:k]]), np.array([f(y) for y in bb[:k]])
+    return (a[keep[:k]], b[keep[:k]]) if keep is not None else (a, b)
+
+
+# Ways to read one row's latency relative to the reference from the same paired rounds.
+# The first is the suite's (stats.relative_latency); the others are the levers tried.
+REL_ESTIMATORS = {
+    "geomean of round median ratios (the suite's)": lambda a, b: float(np.exp(np.mean(np.log(a / b)))),
+    "median of round median ratios": lambda a, b: float(np.median(a / b)),
+    "ratio of the medians of round medians": lambda a, b: float(np.median(a) / np.median(b)),
+    "ratio of the lowest round medians (best round)": lambda a, b: float(a.min() / b.min()),
+}
+REL_BLOCK_STATS = {"median": np.median, "mean": np.mean, "10th percentile": lambda x: np.percentile(x, 10)}
+
+
+def rel_estimators(args, log: Evidence) -> None:
+    """Offline, on the runs of earlier `relative` measurements: how each way of reading
+    the same paired rounds reproduces across a set's invocations (CV of each model's
+    figure), over the normal-speed rounds and over all rounds. Times nothing."""
+    from modbench.measurement import relative_rounds
+
+    log("CV across one set's invocations of each model's figure relative to "
+        f"{REFERENCE}; per set, the mean CV over {', '.join(REL_MODELS)} (the worst in brackets)")
+    for folder in args.dirs:
+        runs = sorted(folder.glob("run-*.csv"))
+        figures: dict = {}
+        for csv in runs:
+            rows = {r["model"]: r for r in read_rows(csv)}
+            if REFERENCE not in rows:
+                continue
+            ref_row = rows[REFERENCE]
+            ref = from_row(ref_row.data, ref_row.samples(), ref_row.probe())
+            for model in REL_MODELS:
+                if model not in rows:
+                    continue
+                r = rows[model]
+                m = from_row(r.data, r.samples(), r.probe())
+                keep, _, slowed = relative_rounds(m, ref)
+                for rounds, use in (("normal rounds", None if slowed else keep), ("all rounds", None)):
+                    if rounds == "normal rounds" and slowed:
+                        continue  # the suite codes such a figure `slowed`: it is not one to reproduce
+                    for sname, sf in REL_BLOCK_STATS.items():
+                        a, b = _round_figures(m, ref, use, sf)
+                        for ename, ef in REL_ESTIMATORS.items():
+                            figures.setdefault((rounds, sname, ename), {}).setdefault(model, []).append(ef(a, b))
+        log(f"\n{folder} ({len(runs)} runs)")
+        for (rounds, sname, ename), per_model in figures.items():
+            cvs = [float(np.std(v, ddof=1) / np.mean(v)) for v in per_model.values() if len(v) >= 2]
+            n = min(len(v) for v in per_model.values())
+            if cvs:
+                log(f"  {rounds:13s} block {sname:15s} {ename:48s} CV {np.mean(cvs):.2%} ({max(cvs):.2%}), "
+                    f"{n}+ runs")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     for name, fn in (("machine", machine), ("transient", transient), ("suite-vs-bare", suite_vs_bare),
                      ("repeatability", repeatability), ("busy", busy), ("default-run", default_run),
                      ("back-to-back", back_to_back), ("reproduce", reproduce), ("relative", relative),
-                     ("estimators", estimators)):
+                     ("estimators", estimators), ("rel-estimators", rel_estimators)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--out", type=Path, help="folder for the evidence (NAME.txt) and the results files it made")
@@ -673,6 +735,8 @@ def main(argv=None) -> int:
     sub.choices["relative"].add_argument("--time-budget", type=float, default=60.0)
     sub.choices["relative"].add_argument("--block", type=int, help="iterations per block (default: run's own)")
     sub.choices["estimators"].add_argument("files", nargs=2, type=Path, metavar="RESULTS.csv")
+    sub.choices["rel-estimators"].add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                                               help="folders of an earlier `relative` (their run-K.csv)")
     sub.choices["reproduce"].add_argument("--time-budget", type=float, default=60.0)
     sub.choices["reproduce"].add_argument("--reuse", type=Path, metavar="DIR",
                                           help="time nothing: judge the run-K.csv files of an earlier "
@@ -687,7 +751,7 @@ def main(argv=None) -> int:
         _bare_child(args)
         return 0
     log = Evidence(args.what, args.out)
-    timed = args.what not in ("machine", "estimators") and not getattr(args, "reuse", None)
+    timed = args.what not in ("machine", "estimators", "rel-estimators") and not getattr(args, "reuse", None)
     if timed:
         log(machine_state().line)  # before and after: the evidence is only as good as the machine was quiet
     try:
