@@ -36,12 +36,12 @@ import onnxruntime as ort
 
 from modbench import schedule
 from modbench.machine_ref import NORMAL_MAX
-from modbench.measurement import from_row
+from modbench.measurement import from_row, relative_rounds
 from modbench.pipeline import RunRequest, plan, prepare_all
 from modbench.runners import RunSettings, get_runner
 from modbench.runners.base import random_input
 from modbench.runners.ort_cpu import cpu_session_options
-from modbench.stats import block_bootstrap, paired_ratio, verdict_at_most
+from modbench.stats import block_bootstrap, blocks, paired_ratio, verdict_at_most
 from modbench.store import read_rows, read_samples
 from modbench.common.fsio import atomic_write
 
@@ -647,8 +647,6 @@ def estimators(args, log: Evidence) -> None:
 
 def _round_figures(m, ref, keep, f) -> tuple[np.ndarray, np.ndarray]:
     """Per round, f of the row's block and of the reference's block (the kept rounds)."""
-    from modbench.stats import blocks
-
     ba, bb = blocks(m.samples_ms, m.block_size), blocks(ref.samples_ms, ref.block_size)
     k = min(len(ba), len(bb))
     a, b = np.array([f(x) for x in ba[:k]]), np.array([f(y) for y in bb[:k]])
@@ -670,8 +668,6 @@ def rel_estimators(args, log: Evidence) -> None:
     """Offline, on the runs of earlier `relative` measurements: how each way of reading
     the same paired rounds reproduces across a set's invocations (CV of each model's
     figure), over the normal-speed rounds and over all rounds. Times nothing."""
-    from modbench.measurement import relative_rounds
-
     log("CV across one set's invocations of each model's figure relative to "
         f"{REFERENCE}; per set, the mean CV over {', '.join(REL_MODELS)} (the worst in brackets)")
     for folder in args.dirs:
