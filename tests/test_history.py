@@ -78,36 +78,31 @@ def _timed_history(root: Path, n: int, step_at: int | None) -> dict:
     # this history's first run's. With the suite's shared cache, a calibration an earlier
     # test made in a faster phase left every run of a history timed on a host slowed
     # 1.3-1.7x throughout unmeasured (seen on CI), and nothing to detect a step on.
-    saved = os.environ.get("MODBENCH_CACHE")
-    os.environ["MODBENCH_CACHE"] = str(root / "cache")
-    try:
-        return _commits_timed(repo, runs, store, commits, n, step_at)
-    finally:
-        if saved is None:
-            os.environ.pop("MODBENCH_CACHE", None)
-        else:
-            os.environ["MODBENCH_CACHE"] = saved
-
-
-def _commits_timed(repo: Path, runs: Path, store: Path, commits: list, n: int, step_at: int | None) -> dict:
-    for i in range(n):
-        slower = step_at is not None and i >= step_at
-        # Two more layers (about +60%): a step a shared host's noise never hides in five commits a side.
-        (repo / "net.py").write_text(NET.format(extra=2 * int(slower), note="  # two more layers" if slower else ""))
-        (repo / "README.md").write_text(f"change {i}\n")
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-q", "-m", "add a layer" if i == step_at else f"docs {i}")
-        commits.append(_git(repo, "rev-parse", "HEAD"))
-        # A run the host slowed throughout (no latency at normal speed) is timed again, at
-        # most twice, as a user's CI retries a swamped job; every run is added, and the
-        # commit's point rests on its measured ones.
-        for attempt in range(3):
-            csv = runs / f"c{i}-{attempt}.csv"
-            assert _main_in(repo, ["run", "net.py:build", *TIMING, "--out", str(csv)]) == 0
-            assert _main_in(repo, ["history", "add", str(csv), "--store", str(store)]) == 0
-            if read_rows(csv)[0].get("latency_ms") is not None:
-                break
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODBENCH_CACHE", str(root / "cache"))
+        for i in range(n):
+            _commit_timed(repo, runs, store, commits, i, step_at)
     return {"repo": repo, "runs": runs, "store": store, "commits": commits, "step_at": step_at}
+
+
+def _commit_timed(repo: Path, runs: Path, store: Path, commits: list, i: int, step_at: int | None) -> None:
+    """Commit i, timed and added."""
+    slower = step_at is not None and i >= step_at
+    # Two more layers (about +60%): a step a shared host's noise never hides in five commits a side.
+    (repo / "net.py").write_text(NET.format(extra=2 * int(slower), note="  # two more layers" if slower else ""))
+    (repo / "README.md").write_text(f"change {i}\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "add a layer" if i == step_at else f"docs {i}")
+    commits.append(_git(repo, "rev-parse", "HEAD"))
+    # A run the host slowed throughout (no latency at normal speed) is timed again, at
+    # most twice, as a user's CI retries a swamped job; every run is added, and the
+    # commit's point rests on its measured ones.
+    for attempt in range(3):
+        csv = runs / f"c{i}-{attempt}.csv"
+        assert _main_in(repo, ["run", "net.py:build", *TIMING, "--out", str(csv)]) == 0
+        assert _main_in(repo, ["history", "add", str(csv), "--store", str(store)]) == 0
+        if read_rows(csv)[0].get("latency_ms") is not None:
+            break
 
 
 def _timed_until_clean(tmp_path_factory, name: str, n: int, step_at: int | None, wanted: int) -> dict:

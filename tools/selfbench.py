@@ -685,7 +685,7 @@ def rel_estimators(args, log: Evidence) -> None:
                 r = rows[model]
                 m = from_row(r.data, r.samples(), r.probe())
                 keep, _, slowed = relative_rounds(m, ref)
-                for rounds, use in (("normal rounds", None if slowed else keep), ("all rounds", None)):
+                for rounds, use in (("normal rounds", keep), ("all rounds", None)):
                     if rounds == "normal rounds" and slowed:
                         continue  # the suite codes such a figure `slowed`: it is not one to reproduce
                     for sname, sf in REL_BLOCK_STATS.items():
